@@ -1,0 +1,287 @@
+//! The configuration schema: every key, its type, default and allowed range.
+//!
+//! Unknown keys are rejected (`deny_unknown_fields`); ranges are checked by [`Config::validate`].
+
+use serde::{Deserialize, Serialize};
+
+/// The whole node configuration.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub audit: AuditConfig,
+    pub bus: BusConfig,
+    pub log: LogConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// `[node]`: who this node is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Display name shown in `/system/info` and the dashboard.
+    pub name: String,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self { name: "kai".into() }
+    }
+}
+
+/// `[server]`: the HTTP listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on. Loopback by default; a public address needs `allow_public_bind`.
+    pub listen: String,
+    /// Permit listening on a non-loopback address.
+    pub allow_public_bind: bool,
+    /// A request taking longer than this is answered 408 (seconds, 1–3600).
+    pub request_timeout_secs: u64,
+    /// Largest request body accepted (bytes, 1 KiB–1 GiB); larger bodies get 413.
+    pub body_limit_bytes: u64,
+    /// How long a graceful shutdown waits for in-flight requests (seconds, 0–600).
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7470".into(),
+            allow_public_bind: false,
+            request_timeout_secs: 30,
+            body_limit_bytes: 2 * 1024 * 1024,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// `[storage]`: where the node keeps its state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `sqlite://PATH` or `postgres://…`. Empty means `sqlite://<data dir>/kai.db`.
+    pub url: String,
+    /// Connection pool size (1–256).
+    pub max_connections: u32,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { url: String::new(), max_connections: 8 }
+    }
+}
+
+/// `[audit]`: the signed audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Write a signed checkpoint after this many entries (1–1,000,000).
+    pub checkpoint_every: u64,
+    /// …or after this many seconds with new entries (1–86,400).
+    pub checkpoint_interval_secs: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { checkpoint_every: 1000, checkpoint_interval_secs: 60 }
+    }
+}
+
+/// Which event bus carries events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BusBackend {
+    /// In-process bus with the event log in storage (default).
+    Memory,
+    /// NATS JetStream, shared by several nodes.
+    Nats,
+}
+
+/// `[bus]`: the event bus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusConfig {
+    pub backend: BusBackend,
+    /// NATS server URL (used when `backend = "nats"`).
+    pub nats_url: String,
+    /// JetStream stream name (used when `backend = "nats"`).
+    pub nats_stream: String,
+    /// Events buffered per subscriber before back-pressure applies (1–1,000,000).
+    pub subscriber_queue: usize,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self {
+            backend: BusBackend::Memory,
+            nats_url: "nats://127.0.0.1:4222".into(),
+            nats_stream: "KAI_EVENTS".into(),
+            subscriber_queue: 1024,
+        }
+    }
+}
+
+/// Log verbosity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    /// The level as a tracing filter directive.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trace => "trace",
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line (default; machine-readable).
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub level: LogLevel,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: LogLevel::Info, format: LogFormat::Json }
+    }
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` in Prometheus text format.
+    pub enabled: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// One range or format violation: the dotted key and what is allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub key: &'static str,
+    pub message: String,
+}
+
+fn range<T: PartialOrd + std::fmt::Display + Copy>(
+    out: &mut Vec<FieldError>,
+    key: &'static str,
+    value: T,
+    lo: T,
+    hi: T,
+) {
+    if value < lo || value > hi {
+        out.push(FieldError { key, message: format!("value {value} is out of range; allowed: {lo} to {hi}") });
+    }
+}
+
+impl Config {
+    /// Checks every range and format rule the types alone cannot express.
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut out = Vec::new();
+        if self.node.name.trim().is_empty() || self.node.name.len() > 64 {
+            out.push(FieldError { key: "node.name", message: "must be 1 to 64 characters".into() });
+        }
+        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
+            out.push(FieldError {
+                key: "server.listen",
+                message: format!("{:?} is not an address; allowed: IP:PORT such as 127.0.0.1:7470", self.server.listen),
+            });
+        }
+        range(&mut out, "server.request_timeout_secs", self.server.request_timeout_secs, 1, 3600);
+        range(&mut out, "server.body_limit_bytes", self.server.body_limit_bytes, 1024, 1 << 30);
+        range(&mut out, "server.shutdown_grace_secs", self.server.shutdown_grace_secs, 0, 600);
+        let url = &self.storage.url;
+        if !(url.is_empty() || url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            out.push(FieldError {
+                key: "storage.url",
+                message: "unsupported scheme; allowed: empty (SQLite in the data dir), sqlite://PATH, postgres://…".into(),
+            });
+        }
+        range(&mut out, "storage.max_connections", self.storage.max_connections, 1, 256);
+        range(&mut out, "audit.checkpoint_every", self.audit.checkpoint_every, 1, 1_000_000);
+        range(&mut out, "audit.checkpoint_interval_secs", self.audit.checkpoint_interval_secs, 1, 86_400);
+        range(&mut out, "bus.subscriber_queue", self.bus.subscriber_queue, 1, 1_000_000);
+        if !self.bus.nats_url.starts_with("nats://") && !self.bus.nats_url.starts_with("tls://") {
+            out.push(FieldError { key: "bus.nats_url", message: "allowed: nats://HOST:PORT or tls://HOST:PORT".into() });
+        }
+        if self.bus.nats_stream.is_empty()
+            || !self.bus.nats_stream.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            out.push(FieldError { key: "bus.nats_stream", message: "allowed: letters, digits, `_` and `-`".into() });
+        }
+        out
+    }
+
+    /// Keys whose new value only takes effect after a restart (listener, storage, bus).
+    /// Everything else is applied live by a hot reload.
+    pub fn restart_required(&self, new: &Config) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        let mut check = |changed: bool, key| {
+            if changed {
+                keys.push(key);
+            }
+        };
+        check(self.server.listen != new.server.listen, "server.listen");
+        check(self.server.allow_public_bind != new.server.allow_public_bind, "server.allow_public_bind");
+        check(self.server.body_limit_bytes != new.server.body_limit_bytes, "server.body_limit_bytes");
+        check(self.storage != new.storage, "storage");
+        check(self.bus != new.bus, "bus");
+        check(self.metrics != new.metrics, "metrics");
+        check(self.log.format != new.log.format, "log.format");
+        keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(Config::default().validate(), vec![]);
+    }
+
+    #[test]
+    fn restart_required_lists_only_static_keys() {
+        let a = Config::default();
+        let mut b = a.clone();
+        b.log.level = LogLevel::Debug;
+        b.audit.checkpoint_every = 5;
+        b.server.request_timeout_secs = 5;
+        assert!(a.restart_required(&b).is_empty());
+        b.server.listen = "127.0.0.1:1".into();
+        assert_eq!(a.restart_required(&b), vec!["server.listen"]);
+    }
+}
