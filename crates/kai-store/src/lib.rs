@@ -1,1 +1,125 @@
-//! placeholder
+//! Storage of the kai node: the traits services persist through, and their SQLite
+//! (embedded default, WAL, `synchronous=FULL`) and PostgreSQL implementations on sqlx.
+//!
+//! Both backends share one SQL body (`sql.rs`) and differ only in connection set-up and
+//! migration files (`migrations/sqlite`, `migrations/postgres`), applied at open.
+//! A write that returns `Ok` is committed and durable: callers may acknowledge it.
+
+mod error;
+mod postgres;
+mod records;
+mod sql;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use kai_core::Envelope;
+use kai_crypto::audit::{Checkpoint, Entry};
+
+pub use error::{StoreError, StoreResult};
+pub use records::{StoreInfo, TokenRecord};
+
+/// The signed audit log's storage. Appends are atomic: all entries and the checkpoint of a
+/// call commit together or not at all.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends entries (and optionally a checkpoint) in one transaction.
+    async fn append_audit(&self, entries: &[Entry], checkpoint: Option<&Checkpoint>) -> StoreResult<()>;
+    /// The entry with the highest `seq`.
+    async fn audit_head(&self) -> StoreResult<Option<Entry>>;
+    /// Up to `limit` entries with `seq >= from`, in order.
+    async fn audit_range(&self, from: u64, limit: u32) -> StoreResult<Vec<Entry>>;
+    /// The last `n` entries, oldest first.
+    async fn audit_tail(&self, n: u32) -> StoreResult<Vec<Entry>>;
+    /// Every checkpoint, by size.
+    async fn audit_checkpoints(&self) -> StoreResult<Vec<Checkpoint>>;
+    /// Number of entries.
+    async fn audit_count(&self) -> StoreResult<u64>;
+}
+
+/// The persisted event log: every event published on the bus, with a dense, increasing offset.
+#[async_trait]
+pub trait EventLog: Send + Sync {
+    /// Persists an event and returns its offset. Appending an event whose `id` is already
+    /// stored returns the existing offset (idempotent retries).
+    async fn append_event(&self, event: &Envelope) -> StoreResult<u64>;
+    /// Up to `limit` events with offset greater than `after`, in order.
+    async fn events_after(&self, after: u64, limit: u32) -> StoreResult<Vec<Envelope>>;
+    /// The offset of the newest event (0 when empty).
+    async fn last_event_offset(&self) -> StoreResult<u64>;
+}
+
+/// API tokens, stored by SHA-256 hash only.
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    async fn insert_token(&self, token: &TokenRecord) -> StoreResult<()>;
+    /// The live (not revoked) token with this hash.
+    async fn token_by_hash(&self, hash: &[u8; 32]) -> StoreResult<Option<TokenRecord>>;
+    async fn list_tokens(&self) -> StoreResult<Vec<TokenRecord>>;
+    /// Marks a token revoked; `NotFound` if there is none with this id.
+    async fn revoke_token(&self, id: &str, at_us: i64) -> StoreResult<()>;
+}
+
+/// Small key/value facts about the node (its first identity, …).
+#[async_trait]
+pub trait MetaStore: Send + Sync {
+    async fn get_meta(&self, key: &str) -> StoreResult<Option<String>>;
+    async fn put_meta(&self, key: &str, value: &str) -> StoreResult<()>;
+}
+
+/// Everything the node persists, behind one handle.
+#[async_trait]
+pub trait Store: AuditStore + EventLog + TokenStore + MetaStore {
+    /// Round trip to the database; `Err` when it is unreachable.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Backend name and schema version.
+    async fn info(&self) -> StoreResult<StoreInfo>;
+    /// Closes the pool, waiting for connections to be returned.
+    async fn close(&self);
+}
+
+/// Opens the store named by `url` (`sqlite://PATH` or `postgres://…`) and applies migrations.
+pub async fn open(url: &str, max_connections: u32) -> StoreResult<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::open(url, max_connections).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::open(url, max_connections, None).await?))
+    } else {
+        Err(StoreError::Config(format!("unsupported storage url scheme in {:?}", redact_url(url))))
+    }
+}
+
+/// Opens a PostgreSQL store inside `schema` (created if missing). Tests use one schema each.
+pub async fn open_postgres_schema(url: &str, schema: &str, max_connections: u32) -> StoreResult<Arc<dyn Store>> {
+    Ok(Arc::new(postgres::PgStore::open(url, max_connections, Some(schema)).await?))
+}
+
+/// Drops a schema made by [`open_postgres_schema`].
+pub async fn drop_postgres_schema(url: &str, schema: &str) -> StoreResult<()> {
+    postgres::drop_schema(url, schema).await
+}
+
+/// The URL with any password replaced, safe for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(super::redact_url("postgres://u:hunter2@h/db"), "postgres://u:***@h/db");
+        assert_eq!(super::redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(super::redact_url("sqlite:///x.db"), "sqlite:///x.db");
+    }
+}

@@ -1,0 +1,56 @@
+//! PostgreSQL backend, for nodes that outgrow one file or share a database server.
+
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::error::{StoreError, StoreResult};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The PostgreSQL store.
+pub(crate) struct PgStore {
+    pool: sqlx::PgPool,
+}
+
+fn options(url: &str) -> StoreResult<PgConnectOptions> {
+    PgConnectOptions::from_str(url).map_err(|_| StoreError::Config(format!("bad postgres url {}", crate::redact_url(url))))
+}
+
+fn check_schema_name(schema: &str) -> StoreResult<()> {
+    let ok = !schema.is_empty()
+        && schema.len() <= 63
+        && schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok { Ok(()) } else { Err(StoreError::Config(format!("bad schema name {schema:?}"))) }
+}
+
+impl PgStore {
+    pub(crate) async fn open(url: &str, max_connections: u32, schema: Option<&str>) -> StoreResult<Self> {
+        let mut opts = options(url)?;
+        if let Some(schema) = schema {
+            check_schema_name(schema)?;
+            let admin = PgPoolOptions::new().max_connections(1).connect_with(options(url)?).await?;
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).execute(&admin).await?;
+            admin.close().await;
+            opts = opts.options([("search_path", schema)]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        MIGRATOR.run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
+        Ok(Self { pool })
+    }
+}
+
+pub(crate) async fn drop_schema(url: &str, schema: &str) -> StoreResult<()> {
+    check_schema_name(schema)?;
+    let admin = PgPoolOptions::new().max_connections(1).connect_with(options(url)?).await?;
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&admin).await?;
+    admin.close().await;
+    Ok(())
+}
+
+crate::sql::impl_store!(PgStore, sqlx::Postgres, "postgres");

@@ -1,0 +1,221 @@
+//! One storage suite, run against SQLite always and against PostgreSQL when
+//! `KAI_TEST_POSTGRES_URL` is set (the project's test command sets it; CI runs both).
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use kai_core::Envelope;
+use kai_crypto::Identity;
+use kai_crypto::audit::{Checkpoint, Entry, EntryDraft, GENESIS_ACTION, MerkleAccumulator, Outcome};
+use kai_store::{Store, StoreError, TokenRecord};
+
+/// A store on one backend plus whatever must be cleaned up after.
+struct Backend {
+    store: Arc<dyn Store>,
+    reopen: Box<dyn Fn() -> futures::future::BoxFuture<'static, Arc<dyn Store>> + Send + Sync>,
+    cleanup: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Backend {
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("kai.db").display());
+        let store = kai_store::open(&url, 4).await.unwrap();
+        let reopen_url = url.clone();
+        Self {
+            store,
+            reopen: Box::new(move || {
+                let u = reopen_url.clone();
+                Box::pin(async move { kai_store::open(&u, 4).await.unwrap() })
+            }),
+            cleanup: None,
+            _dir: Some(dir),
+        }
+    }
+
+    async fn postgres() -> Option<Self> {
+        let url = std::env::var("KAI_TEST_POSTGRES_URL").ok()?;
+        let schema = format!("kai_test_{}", uuid::Uuid::now_v7().simple());
+        let store = kai_store::open_postgres_schema(&url, &schema, 4).await.unwrap();
+        let (u, s) = (url.clone(), schema.clone());
+        Some(Self {
+            store,
+            reopen: Box::new(move || {
+                let (u, s) = (u.clone(), s.clone());
+                Box::pin(async move { kai_store::open_postgres_schema(&u, &s, 4).await.unwrap() })
+            }),
+            cleanup: Some((url, schema)),
+            _dir: None,
+        })
+    }
+
+    async fn finish(self) {
+        self.store.close().await;
+        if let Some((url, schema)) = self.cleanup {
+            kai_store::drop_postgres_schema(&url, &schema).await.unwrap();
+        }
+    }
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let b = super::Backend::sqlite().await;
+                super::$name(&b).await;
+                b.finish().await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some(b) = super::Backend::postgres().await else {
+                    eprintln!("KAI_TEST_POSTGRES_URL not set: PostgreSQL run of this test not performed");
+                    return;
+                };
+                super::$name(&b).await;
+                b.finish().await;
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    info_and_ping,
+    audit_round_trip,
+    audit_batch_is_atomic,
+    events_get_dense_offsets_and_are_idempotent,
+    tokens_by_hash_and_revocation,
+    meta_upsert,
+    data_survives_reopen,
+);
+
+fn log(n: u64, id: &Identity) -> (Vec<Entry>, Vec<Checkpoint>) {
+    let mut entries = Vec::new();
+    let mut cps = Vec::new();
+    let mut acc = MerkleAccumulator::new();
+    let mut prev = [0; 32];
+    for seq in 1..=n {
+        let draft = EntryDraft {
+            timestamp: Utc::now(),
+            actor: "user:owner".into(),
+            action: if seq == 1 { GENESIS_ACTION.into() } else { "event.publish".into() },
+            target: format!("t{seq}"),
+            outcome: Outcome::Success,
+            details: serde_json::json!({"seq": seq}),
+        };
+        let e = Entry::seal(draft, seq, prev, id);
+        prev = e.hash;
+        acc.push(&e.hash);
+        entries.push(e);
+        if seq % 10 == 0 {
+            cps.push(Checkpoint::sign(seq, acc.root(), Utc::now(), id));
+        }
+    }
+    (entries, cps)
+}
+
+async fn info_and_ping(b: &Backend) {
+    b.store.ping().await.unwrap();
+    let info = b.store.info().await.unwrap();
+    assert!(info.schema_version >= 1);
+    assert!(["sqlite", "postgres"].contains(&info.backend));
+}
+
+async fn audit_round_trip(b: &Backend) {
+    let id = Identity::generate();
+    let (entries, cps) = log(25, &id);
+    assert!(b.store.audit_head().await.unwrap().is_none());
+    b.store.append_audit(&entries[..10], Some(&cps[0])).await.unwrap();
+    b.store.append_audit(&entries[10..20], Some(&cps[1])).await.unwrap();
+    b.store.append_audit(&entries[20..], None).await.unwrap();
+    assert_eq!(b.store.audit_count().await.unwrap(), 25);
+    assert_eq!(b.store.audit_head().await.unwrap().unwrap(), entries[24]);
+    assert_eq!(b.store.audit_range(5, 3).await.unwrap(), entries[4..7].to_vec());
+    assert_eq!(b.store.audit_range(1, 1000).await.unwrap(), entries);
+    assert_eq!(b.store.audit_tail(4).await.unwrap(), entries[21..].to_vec());
+    assert_eq!(b.store.audit_checkpoints().await.unwrap(), cps[..2].to_vec());
+    // What comes back verifies as a whole.
+    let mut v = kai_crypto::audit::Verifier::new(b.store.audit_checkpoints().await.unwrap(), Some(id.did().clone()));
+    v.feed(&b.store.audit_range(1, 1000).await.unwrap()).unwrap();
+    assert_eq!(v.finish().unwrap().entries, 25);
+}
+
+async fn audit_batch_is_atomic(b: &Backend) {
+    let id = Identity::generate();
+    let (entries, cps) = log(10, &id);
+    b.store.append_audit(&entries[..5], None).await.unwrap();
+    // Entry 5 again in the middle of a batch: the whole batch, checkpoint included, is refused.
+    let retry: Vec<Entry> = entries[4..].to_vec();
+    let err = b.store.append_audit(&retry, Some(&cps[0])).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(b.store.audit_count().await.unwrap(), 5);
+    assert!(b.store.audit_checkpoints().await.unwrap().is_empty());
+}
+
+fn event(n: u64) -> Envelope {
+    Envelope::new("TASK_CREATED".parse().unwrap(), serde_json::json!({"n": n, "text": "héllo \"quoted\""}), Utc::now())
+        .with_agent("kPlanner:main".parse().unwrap())
+        .with_task(format!("task-{n}"))
+}
+
+async fn events_get_dense_offsets_and_are_idempotent(b: &Backend) {
+    assert_eq!(b.store.last_event_offset().await.unwrap(), 0);
+    let events: Vec<Envelope> = (0..20).map(event).collect();
+    let mut offsets = Vec::new();
+    for e in &events {
+        offsets.push(b.store.append_event(e).await.unwrap());
+    }
+    assert!(offsets.windows(2).all(|w| w[1] == w[0] + 1), "{offsets:?}");
+    assert_eq!(b.store.append_event(&events[3]).await.unwrap(), offsets[3], "same id, same offset");
+    assert_eq!(b.store.last_event_offset().await.unwrap(), offsets[19]);
+    let page = b.store.events_after(offsets[4], 5).await.unwrap();
+    assert_eq!(page.len(), 5);
+    for (got, want) in page.iter().zip(&events[5..10]) {
+        assert_eq!(got.id, want.id);
+        assert_eq!(got.payload, want.payload);
+        assert_eq!(got.agent, want.agent);
+        assert_eq!(got.task_id, want.task_id);
+        assert_eq!(got.timestamp.timestamp_micros(), want.timestamp.timestamp_micros());
+    }
+    assert_eq!(page[0].offset, Some(offsets[5]));
+    assert!(b.store.events_after(offsets[19], 10).await.unwrap().is_empty());
+}
+
+async fn tokens_by_hash_and_revocation(b: &Backend) {
+    let t = TokenRecord {
+        id: "tok1".into(),
+        name: "cli".into(),
+        role: "admin".into(),
+        token_hash: [7; 32],
+        created_at_us: 1,
+        expires_at_us: Some(99),
+        revoked_at_us: None,
+    };
+    b.store.insert_token(&t).await.unwrap();
+    assert_eq!(b.store.token_by_hash(&[7; 32]).await.unwrap(), Some(t.clone()));
+    assert_eq!(b.store.token_by_hash(&[8; 32]).await.unwrap(), None);
+    assert!(matches!(b.store.insert_token(&t).await, Err(StoreError::Conflict(_))));
+    b.store.revoke_token("tok1", 5).await.unwrap();
+    assert_eq!(b.store.token_by_hash(&[7; 32]).await.unwrap(), None);
+    assert!(matches!(b.store.revoke_token("tok1", 6).await, Err(StoreError::NotFound)));
+    assert_eq!(b.store.list_tokens().await.unwrap()[0].revoked_at_us, Some(5));
+}
+
+async fn meta_upsert(b: &Backend) {
+    assert_eq!(b.store.get_meta("k").await.unwrap(), None);
+    b.store.put_meta("k", "v1").await.unwrap();
+    b.store.put_meta("k", "v2").await.unwrap();
+    assert_eq!(b.store.get_meta("k").await.unwrap().as_deref(), Some("v2"));
+}
+
+async fn data_survives_reopen(b: &Backend) {
+    b.store.put_meta("node", "one").await.unwrap();
+    b.store.append_event(&event(1)).await.unwrap();
+    let again = (b.reopen)().await;
+    assert_eq!(again.get_meta("node").await.unwrap().as_deref(), Some("one"));
+    assert_eq!(again.last_event_offset().await.unwrap(), 1);
+    again.close().await;
+}
