@@ -7,7 +7,7 @@ mod verify;
 
 pub use entry::{Checkpoint, Entry, EntryDraft, GENESIS_ACTION, Outcome, REGISTER_ACTION, ROTATE_ACTION};
 pub use merkle::MerkleAccumulator;
-pub use verify::{Verifier, VerifyError, VerifyReport};
+pub use verify::{Verifier, VerifyError, VerifyReport, rotation_proof_message};
 
 /// A 32-byte SHA-256 digest.
 pub type Hash = [u8; 32];

@@ -1,1 +1,14 @@
-//! placeholder
+//! Services of the kai node that sit between the HTTP surface and storage: the audit log
+//! writer, the event bus (in-process and NATS JetStream), identity key files and metric names.
+//!
+//! Architecture invariants: services see `Arc<dyn Store>` and `Arc<dyn EventBus>`, never a
+//! concrete backend; every spawned task belongs to the caller's `TaskTracker` and stops on its
+//! `CancellationToken`; nothing here reads environment variables or configuration files.
+
+pub mod audit;
+pub mod bus;
+pub mod identity;
+pub mod metrics;
+
+pub use audit::{AuditError, AuditLog, AuditSettings};
+pub use bus::{BusError, DeliveryPolicy, EventBus, Subscription};

@@ -18,14 +18,18 @@ use kai_core::Envelope;
 use kai_crypto::audit::{Checkpoint, Entry};
 
 pub use error::{StoreError, StoreResult};
+
+/// Meta key holding the audit writer's Merkle frontier, updated atomically with each batch.
+pub const AUDIT_FRONTIER_KEY: &str = "audit.frontier";
 pub use records::{StoreInfo, TokenRecord};
 
 /// The signed audit log's storage. Appends are atomic: all entries and the checkpoint of a
 /// call commit together or not at all.
 #[async_trait]
 pub trait AuditStore: Send + Sync {
-    /// Appends entries (and optionally a checkpoint) in one transaction.
-    async fn append_audit(&self, entries: &[Entry], checkpoint: Option<&Checkpoint>) -> StoreResult<()>;
+    /// Appends entries (and optionally a checkpoint) in one transaction, together with the
+    /// writer's Merkle frontier (readable afterwards as meta key [`AUDIT_FRONTIER_KEY`]).
+    async fn append_audit(&self, entries: &[Entry], checkpoint: Option<&Checkpoint>, frontier: &str) -> StoreResult<()>;
     /// The entry with the highest `seq`.
     async fn audit_head(&self) -> StoreResult<Option<Entry>>;
     /// Up to `limit` entries with `seq >= from`, in order.

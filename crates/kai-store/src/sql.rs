@@ -107,6 +107,7 @@ macro_rules! impl_store {
                 &self,
                 entries: &[kai_crypto::audit::Entry],
                 checkpoint: Option<&kai_crypto::audit::Checkpoint>,
+                frontier: &str,
             ) -> $crate::StoreResult<()> {
                 use $crate::sql::i64_of;
                 let mut tx = self.pool.begin().await?;
@@ -149,6 +150,11 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await?;
                 }
+                sqlx::query("INSERT INTO node_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+                    .bind($crate::AUDIT_FRONTIER_KEY)
+                    .bind(frontier)
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
                 Ok(())
             }

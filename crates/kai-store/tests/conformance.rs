@@ -128,15 +128,16 @@ async fn audit_round_trip(b: &Backend) {
     let id = Identity::generate();
     let (entries, cps) = log(25, &id);
     assert!(b.store.audit_head().await.unwrap().is_none());
-    b.store.append_audit(&entries[..10], Some(&cps[0])).await.unwrap();
-    b.store.append_audit(&entries[10..20], Some(&cps[1])).await.unwrap();
-    b.store.append_audit(&entries[20..], None).await.unwrap();
+    b.store.append_audit(&entries[..10], Some(&cps[0]), "f1").await.unwrap();
+    b.store.append_audit(&entries[10..20], Some(&cps[1]), "f2").await.unwrap();
+    b.store.append_audit(&entries[20..], None, "f3").await.unwrap();
     assert_eq!(b.store.audit_count().await.unwrap(), 25);
     assert_eq!(b.store.audit_head().await.unwrap().unwrap(), entries[24]);
     assert_eq!(b.store.audit_range(5, 3).await.unwrap(), entries[4..7].to_vec());
     assert_eq!(b.store.audit_range(1, 1000).await.unwrap(), entries);
     assert_eq!(b.store.audit_tail(4).await.unwrap(), entries[21..].to_vec());
     assert_eq!(b.store.audit_checkpoints().await.unwrap(), cps[..2].to_vec());
+    assert_eq!(b.store.get_meta(kai_store::AUDIT_FRONTIER_KEY).await.unwrap().as_deref(), Some("f3"));
     // What comes back verifies as a whole.
     let mut v = kai_crypto::audit::Verifier::new(b.store.audit_checkpoints().await.unwrap(), Some(id.did().clone()));
     v.feed(&b.store.audit_range(1, 1000).await.unwrap()).unwrap();
@@ -146,13 +147,14 @@ async fn audit_round_trip(b: &Backend) {
 async fn audit_batch_is_atomic(b: &Backend) {
     let id = Identity::generate();
     let (entries, cps) = log(10, &id);
-    b.store.append_audit(&entries[..5], None).await.unwrap();
+    b.store.append_audit(&entries[..5], None, "f1").await.unwrap();
     // Entry 5 again in the middle of a batch: the whole batch, checkpoint included, is refused.
     let retry: Vec<Entry> = entries[4..].to_vec();
-    let err = b.store.append_audit(&retry, Some(&cps[0])).await.unwrap_err();
+    let err = b.store.append_audit(&retry, Some(&cps[0]), "f2").await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert_eq!(b.store.audit_count().await.unwrap(), 5);
     assert!(b.store.audit_checkpoints().await.unwrap().is_empty());
+    assert_eq!(b.store.get_meta(kai_store::AUDIT_FRONTIER_KEY).await.unwrap().as_deref(), Some("f1"));
 }
 
 fn event(n: u64) -> Envelope {

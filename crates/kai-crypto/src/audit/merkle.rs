@@ -69,6 +69,30 @@ impl MerkleAccumulator {
     }
 }
 
+impl MerkleAccumulator {
+    /// A compact text form of the frontier (`size:hash` per perfect subtree), small enough to
+    /// store beside every batch so start-up never rescans the log.
+    pub fn to_text(&self) -> String {
+        self.stack.iter().map(|(n, h)| format!("{n}:{}", hex::encode(h))).collect::<Vec<_>>().join(",")
+    }
+
+    /// Parses [`Self::to_text`]; `None` if the text is not a well-formed frontier.
+    pub fn from_text(text: &str) -> Option<Self> {
+        let mut acc = Self::default();
+        for part in text.split(',').filter(|p| !p.is_empty()) {
+            let (n, h) = part.split_once(':')?;
+            let n: u64 = n.parse().ok()?;
+            let h: Hash = hex::decode(h).ok()?.try_into().ok()?;
+            if !n.is_power_of_two() || acc.stack.last().is_some_and(|&(prev, _)| prev <= n) {
+                return None;
+            }
+            acc.stack.push((n, h));
+            acc.size += n;
+        }
+        Some(acc)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +121,18 @@ mod tests {
             acc.push(l);
             assert_eq!(acc.root(), reference_root(&leaves[..=i]), "size {}", i + 1);
         }
+    }
+
+    #[test]
+    fn frontier_text_round_trip() {
+        let mut acc = MerkleAccumulator::new();
+        for i in 0..77u32 {
+            acc.push(&Sha256::digest(i.to_be_bytes()).into());
+            let back = MerkleAccumulator::from_text(&acc.to_text()).unwrap();
+            assert_eq!(back, acc);
+        }
+        assert!(MerkleAccumulator::from_text("3:00").is_none());
+        assert!(MerkleAccumulator::from_text("1:00,2:00").is_none());
     }
 
     #[test]

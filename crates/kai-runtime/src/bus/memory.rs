@@ -1,0 +1,154 @@
+//! In-process bus. `publish` appends to the store's event log (the source of truth), then fans
+//! out to subscribers under one lock, so every subscriber sees events in offset order.
+//! Replay reads the log page by page, then switches to the live feed, skipping what it
+//! already delivered (the live feed is registered before the first page is read: no gap).
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use async_trait::async_trait;
+use kai_core::Envelope;
+use kai_core::event::EventFilter;
+use kai_store::EventLog;
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio_util::task::TaskTracker;
+
+use super::{BusError, CloseReason, DeliveryPolicy, EventBus, Subscription, check_size};
+use crate::metrics as m;
+
+struct Subscriber {
+    filter: EventFilter,
+    tx: mpsc::Sender<Envelope>,
+    policy: DeliveryPolicy,
+    reason: Arc<OnceLock<CloseReason>>,
+}
+
+/// The in-process bus.
+pub struct MemoryBus {
+    log: Arc<dyn EventLog>,
+    subscribers: Mutex<Vec<Arc<Subscriber>>>,
+    order: tokio::sync::Mutex<()>,
+    queue: usize,
+    tracker: TaskTracker,
+}
+
+impl MemoryBus {
+    /// A bus persisting to `log`, with `queue` events of room per subscriber.
+    pub fn new(log: Arc<dyn EventLog>, queue: usize, tracker: TaskTracker) -> Self {
+        Self { log, subscribers: Mutex::new(Vec::new()), order: tokio::sync::Mutex::new(()), queue, tracker }
+    }
+
+    fn register(&self, filter: EventFilter, tx: mpsc::Sender<Envelope>, policy: DeliveryPolicy, reason: Arc<OnceLock<CloseReason>>) {
+        let sub = Arc::new(Subscriber { filter, tx, policy, reason });
+        self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).push(sub);
+    }
+
+    fn snapshot(&self) -> Vec<Arc<Subscriber>> {
+        self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn remove(&self, dead: &[Arc<Subscriber>]) {
+        if dead.is_empty() {
+            return;
+        }
+        self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).retain(|s| !dead.iter().any(|d| Arc::ptr_eq(s, d)));
+    }
+
+    /// Number of live subscribers.
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+#[async_trait]
+impl EventBus for MemoryBus {
+    async fn publish(&self, mut event: Envelope) -> Result<Envelope, BusError> {
+        check_size(&event)?;
+        let _order = self.order.lock().await;
+        event.offset = Some(self.log.append_event(&event).await?);
+        metrics::counter!(m::EVENTS_PUBLISHED, "type" => event.kind.to_string()).increment(1);
+        let mut dead = Vec::new();
+        let mut depth = 0;
+        for sub in self.snapshot() {
+            if sub.tx.is_closed() {
+                dead.push(sub);
+                continue;
+            }
+            if sub.filter.matches(&event) {
+                match sub.policy {
+                    DeliveryPolicy::Block => {
+                        if sub.tx.send(event.clone()).await.is_err() {
+                            dead.push(sub.clone());
+                        }
+                    }
+                    DeliveryPolicy::DropSlow => match sub.tx.try_send(event.clone()) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(_)) => {
+                            let _ = sub.reason.set(CloseReason::TooSlow);
+                            metrics::counter!(m::BUS_SUBSCRIBERS_DROPPED).increment(1);
+                            dead.push(sub.clone());
+                        }
+                        Err(TrySendError::Closed(_)) => dead.push(sub.clone()),
+                    },
+                }
+            }
+            depth += sub.tx.max_capacity() - sub.tx.capacity();
+        }
+        self.remove(&dead);
+        metrics::gauge!(m::BUS_QUEUE_DEPTH).set(depth as f64);
+        Ok(event)
+    }
+
+    async fn subscribe(
+        &self,
+        filter: EventFilter,
+        after: Option<u64>,
+        policy: DeliveryPolicy,
+    ) -> Result<Subscription, BusError> {
+        let (tx, reason, sub) = Subscription::new(self.queue);
+        let Some(after) = after else {
+            self.register(filter, tx, policy, reason);
+            return Ok(sub);
+        };
+        // Live events go to a private queue first, so they wait while the log is replayed.
+        let (live_tx, mut live_rx) = mpsc::channel(self.queue.max(1));
+        {
+            let _order = self.order.lock().await;
+            self.register(filter.clone(), live_tx, policy, reason.clone());
+        }
+        let log = self.log.clone();
+        self.tracker.spawn(async move {
+            let mut last = after;
+            loop {
+                let page = match log.events_after(last, 500).await {
+                    Ok(page) => page,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "event replay failed");
+                        let _ = reason.set(CloseReason::BusClosed);
+                        return;
+                    }
+                };
+                let Some(end) = page.last().and_then(|e| e.offset) else { break };
+                for e in page.into_iter().filter(|e| filter.matches(e)) {
+                    if tx.send(e).await.is_err() {
+                        return;
+                    }
+                }
+                last = end;
+            }
+            while let Some(e) = live_rx.recv().await {
+                if e.offset.is_some_and(|o| o > last) && tx.send(e).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(sub)
+    }
+
+    async fn last_offset(&self) -> Result<u64, BusError> {
+        Ok(self.log.last_event_offset().await?)
+    }
+
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+}
