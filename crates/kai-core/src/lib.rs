@@ -10,6 +10,7 @@ pub mod agent_id;
 pub mod config;
 pub mod event;
 pub mod ids;
+pub mod policy;
 
 pub use agent_id::AgentId;
 pub use event::{Envelope, EventType};

@@ -6,5 +6,6 @@
 
 pub mod audit;
 pub mod identity;
+pub mod token;
 
 pub use identity::{Did, DidError, Identity};

@@ -23,6 +23,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::metrics as m;
 
+/// Meta key holding the DID that signed the genesis entry (the log's trust anchor).
+pub const GENESIS_DID_KEY: &str = "identity.genesis";
+
 /// Largest number of appends committed in one transaction.
 const MAX_BATCH: usize = 2048;
 
@@ -76,6 +79,52 @@ struct Head {
     prev: Hash,
     acc: MerkleAccumulator,
     last_checkpoint: u64,
+}
+
+async fn store_did_after_genesis(store: &Arc<dyn Store>) -> Result<String, AuditError> {
+    let first = store.audit_range(1, 1).await.map_err(|e| AuditError::Unavailable(e.to_string()))?;
+    first.into_iter().next().map(|e| e.signer).ok_or_else(|| AuditError::Unavailable("genesis entry missing".into()))
+}
+
+/// Verifies the whole stored log page by page: chain, signatures, signer authority and every
+/// checkpoint (plus `witness`, a checkpoint kept outside the database). `genesis` is the
+/// trusted first identity; without it the log's own record is used.
+pub async fn verify_store(
+    store: &dyn Store,
+    genesis: Option<kai_crypto::Did>,
+    witness: Option<Checkpoint>,
+) -> Result<Result<kai_crypto::audit::VerifyReport, kai_crypto::audit::VerifyError>, kai_store::StoreError> {
+    verify_store_with_progress(store, genesis, witness, |_| {}).await
+}
+
+/// [`verify_store`], calling `progress` with the number of entries checked so far.
+pub async fn verify_store_with_progress(
+    store: &dyn Store,
+    genesis: Option<kai_crypto::Did>,
+    witness: Option<Checkpoint>,
+    progress: impl Fn(u64),
+) -> Result<Result<kai_crypto::audit::VerifyReport, kai_crypto::audit::VerifyError>, kai_store::StoreError> {
+    let genesis = match genesis {
+        Some(g) => Some(g),
+        None => store.get_meta(GENESIS_DID_KEY).await?.and_then(|d| d.parse().ok()),
+    };
+    let mut checkpoints = store.audit_checkpoints().await?;
+    checkpoints.extend(witness);
+    let mut verifier = kai_crypto::audit::Verifier::new(checkpoints, genesis);
+    let mut from = 1;
+    loop {
+        let page = store.audit_range(from, 20_000).await?;
+        let Some(last) = page.last().map(|e| e.seq) else { break };
+        let fed = tokio::task::spawn_blocking(move || verifier.feed(&page).map(|()| verifier)).await;
+        verifier = match fed {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => return Ok(Err(e)),
+            Err(e) => return Err(kai_store::StoreError::Unavailable(format!("verifier task failed: {e}"))),
+        };
+        progress(last);
+        from = last + 1;
+    }
+    Ok(verifier.finish())
 }
 
 /// The DID that signs the next entry of a log whose newest entry is `head`.
@@ -134,6 +183,7 @@ impl AuditLog {
         let entries = Arc::new(AtomicU64::new(head.seq));
         metrics::gauge!(m::AUDIT_ENTRIES).set(head.seq as f64);
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
+        let log_store = store.clone();
         let writer = Writer { store, signer, settings, witness, head, rx, entries: entries.clone() };
         tracker.spawn(writer.run(cancel));
         let log = Self { tx, entries };
@@ -148,6 +198,8 @@ impl AuditLog {
                 details: serde_json::json!({"note": "first entry of this node's audit log"}),
             })
             .await?;
+            let genesis = store_did_after_genesis(&log_store).await?;
+            log_store.put_meta(GENESIS_DID_KEY, &genesis).await.map_err(|e| AuditError::Unavailable(e.to_string()))?;
         }
         Ok(log)
     }

@@ -97,6 +97,8 @@ pub trait EventBus: Send + Sync {
         after: Option<u64>,
         policy: DeliveryPolicy,
     ) -> Result<Subscription, BusError>;
+    /// Up to `limit` stored events with offset greater than `after`, oldest first.
+    async fn read(&self, after: u64, limit: u32) -> Result<Vec<Envelope>, BusError>;
     /// The offset of the newest event.
     async fn last_offset(&self) -> Result<u64, BusError>;
     /// `memory` or `nats`.

@@ -153,3 +153,52 @@ mod tests {
         assert!(err.to_string().contains("kai init"), "{err}");
     }
 }
+
+/// The node's signing identity as a service: its current DID, and rotation that keeps the key
+/// files and the audit log in step.
+pub struct NodeIdentity {
+    dir: PathBuf,
+    did: std::sync::RwLock<String>,
+    rotating: tokio::sync::Mutex<()>,
+}
+
+impl NodeIdentity {
+    /// Wraps the identity loaded from `dir`.
+    pub fn new(dir: PathBuf, current: &Identity) -> Self {
+        Self { dir, did: std::sync::RwLock::new(current.did().to_string()), rotating: tokio::sync::Mutex::new(()) }
+    }
+
+    /// The DID that signs new entries.
+    pub fn did(&self) -> String {
+        self.did.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Rotates to a fresh key: stage it, commit the rotation entry (signed by the old key, with
+    /// the new key's proof), then promote the staged file. Returns the new DID.
+    pub async fn rotate(&self, audit: &crate::AuditLog, actor: &str) -> Result<String, RotateError> {
+        let _one_at_a_time = self.rotating.lock().await;
+        let dir = self.dir.clone();
+        let new = tokio::task::spawn_blocking(move || stage_next(&dir))
+            .await
+            .map_err(|e| RotateError::Identity(IdentityError::Io(self.dir.clone(), std::io::Error::other(e))))??;
+        let old = self.did();
+        let proof = new.sign(&kai_crypto::audit::rotation_proof_message(&old));
+        audit.rotate(actor, new.clone(), proof).await?;
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || promote(&dir))
+            .await
+            .map_err(|e| RotateError::Identity(IdentityError::Io(self.dir.clone(), std::io::Error::other(e))))??;
+        let did = new.did().to_string();
+        *self.did.write().unwrap_or_else(|p| p.into_inner()) = did.clone();
+        Ok(did)
+    }
+}
+
+/// Why a rotation failed (the old key stays in force).
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Audit(#[from] crate::AuditError),
+}

@@ -1,1 +1,148 @@
-//! placeholder
+//! The HTTP surface of the kai node (axum): routes, the `Principal` extractor, problem+json
+//! errors, per-route metrics, the OpenAPI document generated from the handlers, and serving
+//! with graceful shutdown.
+//!
+//! Architecture invariant: this is the only crate that knows HTTP and the JSON shape of the
+//! API (`api.rs`); it calls services in `kai-runtime` and `kai-store` and converts explicitly.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod middleware;
+pub mod routes;
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::HeaderName;
+use chrono::{DateTime, Utc};
+use kai_core::config::LoadedConfig;
+use kai_runtime::identity::NodeIdentity;
+use kai_runtime::{AuditLog, EventBus};
+use kai_store::Store;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// What every handler can reach.
+pub struct Services {
+    pub store: Arc<dyn Store>,
+    pub bus: Arc<dyn EventBus>,
+    pub audit: AuditLog,
+    pub identity: Arc<NodeIdentity>,
+    /// The live configuration; a hot reload sends a new value.
+    pub config: watch::Receiver<LoadedConfig>,
+    pub metrics: Option<PrometheusHandle>,
+    pub started_at: DateTime<Utc>,
+}
+
+/// Shared handler state (cheap to clone).
+#[derive(Clone)]
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    /// Wraps the services.
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "kai node API", description = "REST API of a kai personal AI node. Errors are application/problem+json."),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "system", description = "Health, readiness, metrics, node information and identity"),
+        (name = "events", description = "The event bus and its persisted log"),
+        (name = "audit", description = "The signed audit log"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+/// The API routes and their OpenAPI description.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(routes::system::health))
+        .routes(routes!(routes::system::ready))
+        .routes(routes!(routes::system::metrics))
+        .routes(routes!(routes::system::info))
+        .routes(routes!(routes::system::config))
+        .routes(routes!(routes::system::rotate_identity))
+        .routes(routes!(routes::events::publish, routes::events::list))
+        .routes(routes!(routes::audit::entries))
+        .routes(routes!(routes::audit::verify))
+}
+
+/// The OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().split_for_parts().1
+}
+
+/// The full application: routes, `/openapi.json` and the middleware stack.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.config.borrow().config.server.body_limit_bytes as usize;
+    let (router, doc) = api().split_for_parts();
+    let doc = Arc::new(doc);
+    let request_id = HeaderName::from_static("x-request-id");
+    router
+        .route("/openapi.json", axum::routing::get(move || {
+            let doc = doc.clone();
+            async move { axum::Json(doc.as_ref().clone()) }
+        }))
+        .layer(axum::middleware::from_fn(middleware::problem_for_plain_errors))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::timeout))
+        .layer(axum::middleware::from_fn(middleware::record_metrics))
+        .layer(axum::middleware::from_fn(middleware::security_headers))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+        }))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Serves `app` on `listener` until `shutdown` fires, then lets in-flight requests finish for
+/// at most `grace`.
+pub async fn serve(listener: tokio::net::TcpListener, app: Router, shutdown: CancellationToken, grace: Duration) -> std::io::Result<()> {
+    let stop = shutdown.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        result = &mut server => result,
+        () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish within the shutdown grace period");
+            Ok(())
+        }
+    }
+}

@@ -1,1 +1,109 @@
-fn main() {}
+//! The `kai` binary: parses the command line, resolves the data directory and configuration
+//! layers, and runs the command. Only this crate reads environment variables, configuration
+//! files and flags; libraries receive typed settings.
+
+mod cli;
+mod client;
+mod commands;
+mod init;
+mod logging;
+mod node;
+mod output;
+mod paths;
+mod serve;
+mod settings;
+
+use clap::{CommandFactory as _, Parser as _};
+use kai_core::config::ConfigError;
+
+use crate::output::outln;
+use crate::cli::{AuditCommand, Cli, Command, ConfigCommand, IdentityCommand, Shell};
+use crate::paths::{ConfigPaths, DataDir};
+
+/// Exit code for an invalid configuration (sysexits EX_CONFIG).
+const EXIT_CONFIG: i32 = 78;
+
+/// What every command knows.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub data: DataDir,
+    pub config_paths: ConfigPaths,
+    pub set: Vec<String>,
+    pub json: bool,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(config) = e.downcast_ref::<ConfigError>() {
+                eprintln!("error: {config}");
+                EXIT_CONFIG
+            } else {
+                eprintln!("error: {e}");
+                for cause in e.chain().skip(1) {
+                    eprintln!("  caused by: {cause}");
+                }
+                1
+            }
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    if let Command::Completions { shell } = cli.command {
+        let shell = match shell {
+            Shell::Bash => clap_complete::Shell::Bash,
+            Shell::Zsh => clap_complete::Shell::Zsh,
+            Shell::Fish => clap_complete::Shell::Fish,
+        };
+        clap_complete::generate(shell, &mut Cli::command(), "kai", &mut std::io::stdout());
+        return Ok(0);
+    }
+    let ctx = Ctx {
+        data: DataDir::resolve(cli.data_dir.as_deref())?,
+        config_paths: ConfigPaths::resolve(cli.config.as_deref(), cli.environment.as_deref()),
+        set: cli.set,
+        json: cli.json,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::serve(ctx, args.listen, args.log_level).await.map(|()| 0),
+            other => {
+                logging::init_quiet();
+                dispatch(&ctx, other).await
+            }
+        }
+    })
+}
+
+async fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<i32> {
+    match command {
+        Command::Init(_) => {
+            let config = settings::load(&ctx.config_paths, &settings::flag_overrides(&ctx.set, None, None)?)?.config;
+            let done = init::init(&config, &ctx.data).await?;
+            if ctx.json {
+                outln!("{}", serde_json::to_string_pretty(&done)?);
+            } else if done.created {
+                outln!("initialized a new kai node in {}", done.data_dir);
+                outln!("  identity     {}", done.did);
+                outln!("  owner token  {} (mode 0600; the CLI uses it to talk to the node)", done.admin_token_file);
+                outln!("next: `kai serve`");
+            } else {
+                outln!("already initialized in {} (identity {})", done.data_dir, done.did);
+            }
+            Ok(0)
+        }
+        Command::Status => commands::status(ctx).await,
+        Command::Config(ConfigCommand::Show { sources }) => commands::config_show(ctx, sources).map(|()| 0),
+        Command::Config(ConfigCommand::Check { file }) => commands::config_check(ctx, file).map(|()| 0),
+        Command::Audit(AuditCommand::Verify) => commands::audit_verify(ctx).await,
+        Command::Audit(AuditCommand::Tail { lines, follow }) => commands::audit_tail(ctx, lines, follow).await.map(|()| 0),
+        Command::Identity(IdentityCommand::Show) => commands::identity_show(ctx).await.map(|()| 0),
+        Command::Identity(IdentityCommand::Rotate) => commands::identity_rotate(ctx).await.map(|()| 0),
+        Command::Serve(_) | Command::Completions { .. } => Ok(0),
+    }
+}

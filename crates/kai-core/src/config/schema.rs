@@ -264,9 +264,41 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The configuration to run with after a hot reload to `new`: every key that can change
+    /// live takes its new value; keys listed by [`Config::restart_required`] keep their old one.
+    pub fn with_live_changes(&self, new: &Config) -> Config {
+        let mut next = self.clone();
+        next.node = new.node.clone();
+        next.server.request_timeout_secs = new.server.request_timeout_secs;
+        next.server.shutdown_grace_secs = new.server.shutdown_grace_secs;
+        next.audit = new.audit.clone();
+        next.log.level = new.log.level;
+        next
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn live_changes_apply_and_static_keys_wait_for_restart() {
+        let old = Config::default();
+        let mut new = old.clone();
+        new.log.level = LogLevel::Debug;
+        new.server.request_timeout_secs = 9;
+        new.server.listen = "127.0.0.1:1".into();
+        new.storage.max_connections = 3;
+        let running = old.with_live_changes(&new);
+        assert_eq!(running.log.level, LogLevel::Debug);
+        assert_eq!(running.server.request_timeout_secs, 9);
+        assert_eq!(running.server.listen, old.server.listen);
+        assert_eq!(running.storage, old.storage);
+        // What did not apply is exactly what restart_required reports.
+        assert!(running.restart_required(&new).iter().all(|k| old.restart_required(&new).contains(k)));
+        assert!(running.with_live_changes(&new).restart_required(&new).len() == old.restart_required(&new).len());
+    }
 
     #[test]
     fn defaults_are_valid() {

@@ -10,6 +10,7 @@ use kai_core::Envelope;
 use kai_core::event::EventFilter;
 use kai_store::EventLog;
 use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{BusError, CloseReason, DeliveryPolicy, EventBus, Subscription, check_size};
@@ -29,12 +30,14 @@ pub struct MemoryBus {
     order: tokio::sync::Mutex<()>,
     queue: usize,
     tracker: TaskTracker,
+    cancel: CancellationToken,
 }
 
 impl MemoryBus {
-    /// A bus persisting to `log`, with `queue` events of room per subscriber.
-    pub fn new(log: Arc<dyn EventLog>, queue: usize, tracker: TaskTracker) -> Self {
-        Self { log, subscribers: Mutex::new(Vec::new()), order: tokio::sync::Mutex::new(()), queue, tracker }
+    /// A bus persisting to `log`, with `queue` events of room per subscriber. Replay tasks
+    /// run on `tracker` and stop on `cancel`.
+    pub fn new(log: Arc<dyn EventLog>, queue: usize, tracker: TaskTracker, cancel: CancellationToken) -> Self {
+        Self { log, subscribers: Mutex::new(Vec::new()), order: tokio::sync::Mutex::new(()), queue, tracker, cancel }
     }
 
     fn register(&self, filter: EventFilter, tx: mpsc::Sender<Envelope>, policy: DeliveryPolicy, reason: Arc<OnceLock<CloseReason>>) {
@@ -116,32 +119,18 @@ impl EventBus for MemoryBus {
             self.register(filter.clone(), live_tx, policy, reason.clone());
         }
         let log = self.log.clone();
+        let cancel = self.cancel.clone();
         self.tracker.spawn(async move {
-            let mut last = after;
-            loop {
-                let page = match log.events_after(last, 500).await {
-                    Ok(page) => page,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "event replay failed");
-                        let _ = reason.set(CloseReason::BusClosed);
-                        return;
-                    }
-                };
-                let Some(end) = page.last().and_then(|e| e.offset) else { break };
-                for e in page.into_iter().filter(|e| filter.matches(e)) {
-                    if tx.send(e).await.is_err() {
-                        return;
-                    }
-                }
-                last = end;
-            }
-            while let Some(e) = live_rx.recv().await {
-                if e.offset.is_some_and(|o| o > last) && tx.send(e).await.is_err() {
-                    return;
-                }
+            tokio::select! {
+                () = replay_then_follow(log, filter, after, tx, &mut live_rx, reason) => {}
+                () = cancel.cancelled() => {}
             }
         });
         Ok(sub)
+    }
+
+    async fn read(&self, after: u64, limit: u32) -> Result<Vec<Envelope>, BusError> {
+        Ok(self.log.events_after(after, limit).await?)
     }
 
     async fn last_offset(&self) -> Result<u64, BusError> {
@@ -150,5 +139,39 @@ impl EventBus for MemoryBus {
 
     fn backend(&self) -> &'static str {
         "memory"
+    }
+}
+
+/// Sends stored events after `after`, then the live feed minus what was already sent.
+async fn replay_then_follow(
+    log: Arc<dyn EventLog>,
+    filter: EventFilter,
+    after: u64,
+    tx: mpsc::Sender<Envelope>,
+    live_rx: &mut mpsc::Receiver<Envelope>,
+    reason: Arc<OnceLock<CloseReason>>,
+) {
+    let mut last = after;
+    loop {
+        let page = match log.events_after(last, 500).await {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(error = %e, "event replay failed");
+                let _ = reason.set(CloseReason::BusClosed);
+                return;
+            }
+        };
+        let Some(end) = page.last().and_then(|e| e.offset) else { break };
+        for e in page.into_iter().filter(|e| filter.matches(e)) {
+            if tx.send(e).await.is_err() {
+                return;
+            }
+        }
+        last = end;
+    }
+    while let Some(e) = live_rx.recv().await {
+        if e.offset.is_some_and(|o| o > last) && tx.send(e).await.is_err() {
+            return;
+        }
     }
 }

@@ -143,6 +143,37 @@ impl EventBus for NatsBus {
         Ok(sub)
     }
 
+    async fn read(&self, after: u64, limit: u32) -> Result<Vec<Envelope>, BusError> {
+        let last = self.last_offset().await?;
+        if after >= last {
+            return Ok(Vec::new());
+        }
+        let stream = self.js.get_stream(&self.stream).await.map_err(backend)?;
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                filter_subject: format!("{}.>", self.stream),
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: after + 1 },
+                ..Default::default()
+            })
+            .await
+            .map_err(backend)?;
+        let mut messages = consumer.messages().await.map_err(backend)?;
+        let mut out = Vec::new();
+        while out.len() < limit as usize {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(5), messages.next()).await;
+            let Ok(Some(Ok(msg))) = next else { break };
+            let Ok(seq) = msg.info().map(|i| i.stream_sequence) else { continue };
+            if let Ok(mut event) = serde_json::from_slice::<Envelope>(&msg.payload) {
+                event.offset = Some(seq);
+                out.push(event);
+            }
+            if seq >= last {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     async fn last_offset(&self) -> Result<u64, BusError> {
         let mut stream = self.js.get_stream(&self.stream).await.map_err(backend)?;
         Ok(stream.info().await.map_err(backend)?.state.last_sequence)

@@ -49,6 +49,10 @@ async fn conformance(bus: Arc<dyn EventBus>) {
     want.push(more);
     assert_eq!(seen, want);
     assert!(bus.last_offset().await.unwrap() >= base + 11);
+    let page = bus.read(offsets[2], 3).await.unwrap();
+    assert_eq!(page.iter().map(|e| e.offset.unwrap()).collect::<Vec<_>>(), offsets[3..6].to_vec());
+    assert_eq!(page[0].payload["n"], 3);
+    assert!(bus.read(more, 10).await.unwrap().is_empty());
     let too_big = Envelope::new("X".parse().unwrap(), serde_json::json!("a".repeat(300_000)), Utc::now());
     assert_eq!(bus.publish(too_big).await.unwrap_err().code(), "payload_too_large");
 }
@@ -57,7 +61,7 @@ async fn memory_bus(queue: usize) -> (Arc<MemoryBus>, tempfile::TempDir, TaskTra
     let dir = tempfile::tempdir().unwrap();
     let store = kai_store::open(&format!("sqlite://{}", dir.path().join("kai.db").display()), 4).await.unwrap();
     let tracker = TaskTracker::new();
-    (Arc::new(MemoryBus::new(store, queue, tracker.clone())), dir, tracker)
+    (Arc::new(MemoryBus::new(store, queue, tracker.clone(), CancellationToken::new())), dir, tracker)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,67 @@
+//! `POST /events` publishes an event (audited, durable before the reply); `GET /events` pages
+//! through the event log.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use kai_core::Envelope;
+use kai_core::policy::Action;
+use kai_crypto::audit::Outcome;
+
+use crate::AppState;
+use crate::api::{Event, EventPage, Paging, PublishEvent};
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult, Problem};
+
+/// Publishes an event on the bus. The reply comes after the event is persisted and audited.
+#[utoipa::path(post, path = "/events", tag = "events", security(("bearer" = [])), request_body = PublishEvent, responses(
+    (status = 201, body = Event),
+    (status = 400, body = Problem, content_type = "application/problem+json"),
+    (status = 401, body = Problem, content_type = "application/problem+json"),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
+    (status = 503, body = Problem, content_type = "application/problem+json"),
+))]
+pub async fn publish(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(req): Json<PublishEvent>,
+) -> ApiResult<(StatusCode, Json<Event>)> {
+    principal.require(Action::Write)?;
+    let kind = req.kind.parse().map_err(|e: kai_core::event::EventTypeError| ApiError::BadRequest(e.to_string()))?;
+    let mut event = Envelope::new(kind, req.payload, chrono::Utc::now());
+    if let Some(agent) = req.agent {
+        event.agent = Some(agent.parse().map_err(|e: kai_core::agent_id::AgentIdError| ApiError::BadRequest(e.to_string()))?);
+    }
+    if let Some(task) = req.task_id {
+        if task.is_empty() || task.len() > 128 {
+            return Err(ApiError::BadRequest("task_id must be 1 to 128 characters".into()));
+        }
+        event.task_id = Some(task);
+    }
+    let actor = principal.actor();
+    let target = format!("event:{}", event.id);
+    let details = serde_json::json!({"type": event.kind.as_str()});
+    // Audit first (fail closed: no audit, no event); a failed publish is recorded as such.
+    state.audit.record(&actor, "event.publish", &target, Outcome::Success, details.clone()).await?;
+    match state.bus.publish(event).await {
+        Ok(published) => Ok((StatusCode::CREATED, Json(published.into()))),
+        Err(e) => {
+            let _ = state.audit.record(&actor, "event.publish", &target, Outcome::Failure, serde_json::json!({"error": e.code()})).await;
+            Err(e.into())
+        }
+    }
+}
+
+/// Events after an offset, oldest first.
+#[utoipa::path(get, path = "/events", tag = "events", security(("bearer" = [])), params(Paging), responses(
+    (status = 200, body = EventPage),
+    (status = 400, body = Problem, content_type = "application/problem+json"),
+    (status = 401, body = Problem, content_type = "application/problem+json"),
+))]
+pub async fn list(State(state): State<AppState>, principal: Principal, Query(paging): Query<Paging>) -> ApiResult<Json<EventPage>> {
+    principal.require(Action::Read)?;
+    let (after, limit) = paging.get()?;
+    let events = state.bus.read(after, limit).await?;
+    let next_after = events.last().and_then(|e| e.offset).unwrap_or(after);
+    Ok(Json(EventPage { events: events.into_iter().map(Event::from).collect(), next_after }))
+}

@@ -1,0 +1,119 @@
+//! Command-line definitions (clap). Global flags come first; each subcommand documents itself.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// kai: your personal AI node. Keeps your identity, audit log and agents, and serves the API.
+#[derive(Debug, Parser)]
+#[command(name = "kai", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Data directory (default: $XDG_DATA_HOME/kai, i.e. ~/.local/share/kai).
+    #[arg(long, global = true, env = "KAI_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// User configuration file (default: $XDG_CONFIG_HOME/kai/config.toml).
+    #[arg(long, global = true, env = "KAI_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Environment name: also reads <system dir>/config.<ENV>.toml.
+    #[arg(long = "env", global = true, env = "KAI_ENV", value_name = "ENV")]
+    pub environment: Option<String>,
+
+    /// Override any configuration key, e.g. --set server.request_timeout_secs=5 (repeatable).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the data directory, node identity, audit log and an owner API token.
+    Init(InitArgs),
+    /// Run the node (initializes the data directory first if needed).
+    Serve(ServeArgs),
+    /// Ask the running node how it is.
+    Status,
+    /// Show or check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Verify or read the signed audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Show or rotate the node's signing identity.
+    #[command(subcommand)]
+    Identity(IdentityCommand),
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Never prompt (for scripts and containers). Currently init never prompts either way.
+    #[arg(long)]
+    pub non_interactive: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (overrides server.listen), e.g. 127.0.0.1:7470 or 127.0.0.1:0.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Log level (overrides log.level).
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (secrets redacted).
+    Show {
+        /// Also show which file, variable or flag set each key.
+        #[arg(long)]
+        sources: bool,
+    },
+    /// Validate the configuration (optionally with FILE as the user file); exit 78 if invalid.
+    Check {
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every entry, link, signature and checkpoint offline; names the first bad entry.
+    Verify,
+    /// Print the newest entries.
+    Tail {
+        /// How many entries.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: u32,
+        /// Keep printing new entries as they are written.
+        #[arg(short, long)]
+        follow: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IdentityCommand {
+    /// Print the node's DID.
+    Show,
+    /// Replace the signing key; old signatures stay verifiable.
+    Rotate,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}

@@ -1,0 +1,65 @@
+//! Talking to the node running on a data directory: find it through `<data>/run/node.json`,
+//! authenticate with `<data>/admin.token`, and turn problem+json errors into readable ones.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::paths::DataDir;
+
+/// Written by `kai serve` once it listens; removed when it stops.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RunFile {
+    pub pid: u32,
+    pub addr: String,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A client for the running node.
+pub struct NodeClient {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+/// True when a `kai serve` holds the data directory's lock.
+pub fn node_running(data: &DataDir) -> bool {
+    match std::fs::File::open(data.lock_file()) {
+        Ok(f) => f.try_lock().is_err(),
+        Err(_) => false,
+    }
+}
+
+impl NodeClient {
+    /// The running node's client, or `None` when no node runs on `data`.
+    pub fn connect(data: &DataDir) -> anyhow::Result<Option<Self>> {
+        if !node_running(data) {
+            return Ok(None);
+        }
+        let run: RunFile = serde_json::from_slice(&std::fs::read(data.run_file()).context("the running node has no run file yet")?)?;
+        let token = std::fs::read_to_string(data.admin_token_file())
+            .with_context(|| format!("cannot read the admin token {}", data.admin_token_file().display()))?;
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
+        Ok(Some(Self { base: format!("http://{}", run.addr), token: token.trim().to_owned(), http }))
+    }
+
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<T> {
+        let resp = req.bearer_auth(&self.token).send().await.with_context(|| format!("cannot reach the node at {}", self.base))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp.json().await?);
+        }
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        let detail = body["detail"].as_str().unwrap_or("no detail");
+        bail!("the node answered {status}: {detail}")
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.send(self.http.get(format!("{}{path}", self.base))).await
+    }
+
+    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<T> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
+    }
+}

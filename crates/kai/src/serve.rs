@@ -1,0 +1,240 @@
+//! `kai serve`: wires storage, identity, audit, bus and the HTTP server together, watches the
+//! configuration files for hot reload, and shuts down gracefully on SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use kai_core::config::{BusBackend, LoadedConfig};
+use kai_crypto::audit::Outcome;
+use kai_runtime::EventBus;
+use kai_runtime::bus::memory::MemoryBus;
+use kai_runtime::identity::NodeIdentity;
+use kai_server::{AppState, Services};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use notify::Watcher as _;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::Ctx;
+use crate::client::RunFile;
+use crate::output::outln;
+use crate::logging::LogHandle;
+use crate::{init, logging, node, settings};
+
+/// Everything `serve` needs to re-read the configuration later.
+struct Reloader {
+    ctx: Ctx,
+    flags: Vec<(String, String, String)>,
+    config: watch::Sender<LoadedConfig>,
+    audit_settings: watch::Sender<kai_runtime::AuditSettings>,
+    audit: kai_runtime::AuditLog,
+    actor: String,
+    log: LogHandle,
+}
+
+pub async fn serve(ctx: Ctx, listen: Option<String>, log_level: Option<String>) -> anyhow::Result<()> {
+    let flags = settings::flag_overrides(&ctx.set, listen.as_deref(), log_level.as_deref())?;
+    let loaded = settings::load(&ctx.config_paths, &flags)?;
+    let config = loaded.config.clone();
+    let log = logging::init(&config.log);
+
+    let addr: SocketAddr = config.server.listen.parse().context("server.listen")?;
+    if !addr.ip().is_loopback() && !config.server.allow_public_bind {
+        bail!(
+            "refusing to listen on {addr}: it is reachable from other machines. Keep the default 127.0.0.1, or set \
+             server.allow_public_bind = true once authentication is configured for everyone who can reach it"
+        );
+    }
+    let data = ctx.data.clone();
+    if !data.is_initialized() {
+        let done = init::init(&config, &data).await?;
+        eprintln!("initialized a new node in {} (identity {}); the owner token is in {}", done.data_dir, done.did, done.admin_token_file);
+    }
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(data.lock_file())?;
+    if lock.try_lock().is_err() {
+        bail!("another kai node is already running on {}; stop it first or use another --data-dir", data.root.display());
+    }
+
+    let metrics = config.metrics.enabled.then(install_metrics).transpose()?;
+    let tracker = TaskTracker::new();
+    let background = CancellationToken::new();
+    let shutdown = CancellationToken::new();
+
+    let (audit_tx, audit_rx) = watch::channel(node::audit_settings(&config));
+    let core = node::open_core(&config, &data, audit_rx, &tracker, background.clone()).await?;
+    let bus: Arc<dyn EventBus> = match config.bus.backend {
+        BusBackend::Memory => Arc::new(MemoryBus::new(core.store.clone(), config.bus.subscriber_queue, tracker.clone(), background.clone())),
+        BusBackend::Nats => nats_bus(&config, &tracker, &background).await?,
+    };
+    let identity = Arc::new(NodeIdentity::new(data.identity_dir(), &core.identity));
+    let (config_tx, config_rx) = watch::channel(loaded);
+    let state = AppState::new(Services {
+        store: core.store.clone(),
+        bus,
+        audit: core.audit.clone(),
+        identity: identity.clone(),
+        config: config_rx,
+        metrics: metrics.clone(),
+        started_at: chrono::Utc::now(),
+    });
+
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    write_run_file(&ctx, bound)?;
+    tracing::info!(addr = %bound, did = %identity.did(), data_dir = %data.root.display(), "kai node listening");
+    if ctx.json {
+        outln!("{}", serde_json::json!({"listening": bound.to_string(), "did": identity.did()}));
+    } else {
+        outln!("kai node listening on http://{bound} (identity {})", identity.did());
+    }
+
+    if let Some(handle) = metrics {
+        let stop = background.clone();
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! { _ = tick.tick() => handle.run_upkeep(), () = stop.cancelled() => return }
+            }
+        });
+    }
+    let reloader = Reloader {
+        ctx: ctx.clone(),
+        flags,
+        config: config_tx,
+        audit_settings: audit_tx,
+        audit: core.audit.clone(),
+        actor: identity.did(),
+        log,
+    };
+    let _watcher = watch_config(reloader, &tracker, background.clone())?;
+    tracker.spawn(shutdown_on_signal(shutdown.clone()));
+
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    kai_server::serve(listener, kai_server::app(state), shutdown.clone(), grace).await?;
+    tracing::info!("server stopped; finishing background work");
+    shutdown.cancel();
+    background.cancel();
+    tracker.close();
+    tracker.wait().await;
+    core.store.close().await;
+    let _ = std::fs::remove_file(data.run_file());
+    drop(lock);
+    tracing::info!("kai node stopped");
+    Ok(())
+}
+
+#[cfg(feature = "nats")]
+async fn nats_bus(config: &kai_core::config::Config, tracker: &TaskTracker, cancel: &CancellationToken) -> anyhow::Result<Arc<dyn EventBus>> {
+    let bus = kai_runtime::bus::nats::NatsBus::connect(&config.bus.nats_url, &config.bus.nats_stream, config.bus.subscriber_queue, tracker.clone(), cancel.clone())
+        .await?;
+    Ok(Arc::new(bus))
+}
+
+#[cfg(not(feature = "nats"))]
+async fn nats_bus(_: &kai_core::config::Config, _: &TaskTracker, _: &CancellationToken) -> anyhow::Result<Arc<dyn EventBus>> {
+    bail!("bus.backend = \"nats\" needs a kai built with the `nats` feature (the default); rebuild with --features nats")
+}
+
+fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    let buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(kai_runtime::metrics::HTTP_LATENCY.into()), &buckets)?
+        .install_recorder()
+        .context("cannot install the metrics recorder")
+}
+
+fn write_run_file(ctx: &Ctx, addr: SocketAddr) -> anyhow::Result<()> {
+    let path = ctx.data.run_file();
+    std::fs::create_dir_all(path.parent().unwrap_or(&ctx.data.root))?;
+    let run = RunFile { pid: std::process::id(), addr: addr.to_string(), started_at: chrono::Utc::now() };
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec(&run)?)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(())
+}
+
+async fn shutdown_on_signal(shutdown: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down gracefully"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt: shutting down gracefully"),
+        () = shutdown.cancelled() => {}
+    }
+    shutdown.cancel();
+}
+
+/// Watches the configuration files' directories; each change is re-validated and applied.
+fn watch_config(reloader: Reloader, tracker: &TaskTracker, stop: CancellationToken) -> anyhow::Result<notify::RecommendedWatcher> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let files = reloader.ctx.config_paths.watched();
+    let watched = files.clone();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(e) = event
+            && e.paths.iter().any(|p| watched.iter().any(|w| w == p))
+        {
+            let _ = tx.send(());
+        }
+    })?;
+    let mut dirs: Vec<_> = files.iter().filter_map(|f| f.parent().map(|p| p.to_owned())).collect();
+    dirs.sort();
+    dirs.dedup();
+    for dir in dirs.iter().filter(|d| d.is_dir()) {
+        watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
+    }
+    tracker.spawn(async move {
+        loop {
+            tokio::select! {
+                got = rx.recv() => if got.is_none() { return },
+                () = stop.cancelled() => return,
+            }
+            // Editors write in several steps: wait for the burst to settle.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            while rx.try_recv().is_ok() {}
+            reloader.reload().await;
+        }
+    });
+    Ok(watcher)
+}
+
+impl Reloader {
+    async fn reload(&self) {
+        let result = settings::load(&self.ctx.config_paths, &self.flags);
+        match result {
+            Err(e) => {
+                tracing::error!(error = %e, "configuration change rejected; the running configuration stays in force");
+                let problems = serde_json::to_value(&e.problems).unwrap_or_default();
+                let _ = self.audit.record(&self.actor, "config.reload", "config", Outcome::Failure, serde_json::json!({"problems": problems})).await;
+            }
+            Ok(new) => {
+                let old = self.config.borrow().config.clone();
+                if new.config == old {
+                    return;
+                }
+                let pending = old.restart_required(&new.config);
+                let running = old.with_live_changes(&new.config);
+                let details = serde_json::json!({"pending_restart": pending});
+                if self.audit.record(&self.actor, "config.reload", "config", Outcome::Success, details).await.is_err() {
+                    tracing::error!("configuration change not applied: the audit log cannot be written");
+                    return;
+                }
+                self.log.set_level(running.log.level);
+                let _ = self.audit_settings.send(node::audit_settings(&running));
+                self.config.send_replace(LoadedConfig { config: running, provenance: new.provenance });
+                if pending.is_empty() {
+                    tracing::info!("configuration reloaded");
+                } else {
+                    tracing::warn!(keys = ?pending, "configuration reloaded; these keys take effect after a restart");
+                }
+            }
+        }
+    }
+}
