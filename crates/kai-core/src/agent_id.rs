@@ -10,7 +10,9 @@ pub struct AgentId(String);
 
 /// Why a string is not an agent id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid agent id {input:?}: {reason} (expected `kClass:name`, e.g. `kExecutor:webscraper`)")]
+#[error(
+    "invalid agent id {input:?}: {reason} (expected `kClass:name`, e.g. `kExecutor:webscraper`)"
+)]
 pub struct AgentIdError {
     input: String,
     reason: &'static str,
@@ -51,7 +53,10 @@ impl TryFrom<String> for AgentId {
         if name.is_empty() || name.len() > 64 {
             return Err(err("name must be 1 to 64 characters"));
         }
-        if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        {
             return Err(err("name may hold only lowercase letters, digits, `-` and `_`"));
         }
         Ok(Self(input))
@@ -90,7 +95,15 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["executor:x", "kexecutor:x", "kExecutor:", "kExecutor", "kExecutor:Web", "kEx ecutor:a", "kExecutor:a/b"] {
+        for bad in [
+            "executor:x",
+            "kexecutor:x",
+            "kExecutor:",
+            "kExecutor",
+            "kExecutor:Web",
+            "kEx ecutor:a",
+            "kExecutor:a/b",
+        ] {
             assert!(bad.parse::<AgentId>().is_err(), "{bad} should be rejected");
         }
     }

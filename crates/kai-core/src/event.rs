@@ -11,14 +11,16 @@ use crate::ids::EventId;
 pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 
 /// An event type such as `AGENT_RESULT`: 1–64 characters of `A-Z`, `0-9` and `_`, starting
-/// with a letter. 
+/// with a letter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct EventType(String);
 
 /// Why a string is not an event type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid event type {0:?}: use 1 to 64 characters of A-Z, 0-9 and _, starting with a letter (e.g. TASK_CREATED)")]
+#[error(
+    "invalid event type {0:?}: use 1 to 64 characters of A-Z, 0-9 and _, starting with a letter (e.g. TASK_CREATED)"
+)]
 pub struct EventTypeError(String);
 
 impl EventType {
@@ -76,7 +78,15 @@ pub struct Envelope {
 impl Envelope {
     /// A new, not yet persisted event.
     pub fn new(kind: EventType, payload: serde_json::Value, timestamp: DateTime<Utc>) -> Self {
-        Self { id: EventId::new(), kind, agent: None, task_id: None, payload, timestamp, offset: None }
+        Self {
+            id: EventId::new(),
+            kind,
+            agent: None,
+            task_id: None,
+            payload,
+            timestamp,
+            offset: None,
+        }
     }
 
     /// Sets the agent the event is about.
@@ -108,7 +118,8 @@ impl EventFilter {
     pub fn matches(&self, e: &Envelope) -> bool {
         (self.types.is_empty() || self.types.contains(&e.kind))
             && (self.agents.is_empty() || e.agent.as_ref().is_some_and(|a| self.agents.contains(a)))
-            && (self.task_ids.is_empty() || e.task_id.as_ref().is_some_and(|t| self.task_ids.contains(t)))
+            && (self.task_ids.is_empty()
+                || e.task_id.as_ref().is_some_and(|t| self.task_ids.contains(t)))
     }
 }
 
@@ -118,9 +129,13 @@ mod tests {
 
     #[test]
     fn envelope_wire_shape_matches_seed() {
-        let e = Envelope::new("AGENT_RESULT".parse().unwrap(), serde_json::json!({"status": "success"}), Utc::now())
-            .with_agent("kExecutor:webscraper".parse().unwrap())
-            .with_task("xyz123");
+        let e = Envelope::new(
+            "AGENT_RESULT".parse().unwrap(),
+            serde_json::json!({"status": "success"}),
+            Utc::now(),
+        )
+        .with_agent("kExecutor:webscraper".parse().unwrap())
+        .with_task("xyz123");
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["type"], "AGENT_RESULT");
         assert_eq!(v["agent"], "kExecutor:webscraper");
@@ -141,7 +156,8 @@ mod tests {
 
     #[test]
     fn filter_matches() {
-        let e = Envelope::new("STEP_STARTED".parse().unwrap(), serde_json::Value::Null, Utc::now()).with_task("t1");
+        let e = Envelope::new("STEP_STARTED".parse().unwrap(), serde_json::Value::Null, Utc::now())
+            .with_task("t1");
         assert!(EventFilter::default().matches(&e));
         let f = EventFilter { task_ids: vec!["t1".into()], ..Default::default() };
         assert!(f.matches(&e));

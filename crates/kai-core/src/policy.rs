@@ -71,7 +71,9 @@ impl std::str::FromStr for Role {
             "member" => Ok(Self::Member),
             "viewer" => Ok(Self::Viewer),
             "agent" => Ok(Self::Agent),
-            other => Err(format!("unknown role {other:?}; allowed: owner, admin, member, viewer, agent")),
+            other => {
+                Err(format!("unknown role {other:?}; allowed: owner, admin, member, viewer, agent"))
+            }
         }
     }
 }
@@ -91,7 +93,11 @@ mod tests {
             (Role::Agent, [false, false, false]),
         ];
         for (role, expect) in table {
-            assert_eq!([role.permits(Read), role.permits(Write), role.permits(Admin)], expect, "{role:?}");
+            assert_eq!(
+                [role.permits(Read), role.permits(Write), role.permits(Admin)],
+                expect,
+                "{role:?}"
+            );
         }
     }
 }

@@ -5,7 +5,9 @@ mod entry;
 mod merkle;
 mod verify;
 
-pub use entry::{Checkpoint, Entry, EntryDraft, GENESIS_ACTION, Outcome, REGISTER_ACTION, ROTATE_ACTION};
+pub use entry::{
+    Checkpoint, Entry, EntryDraft, GENESIS_ACTION, Outcome, REGISTER_ACTION, ROTATE_ACTION,
+};
 pub use merkle::MerkleAccumulator;
 pub use verify::{Verifier, VerifyError, VerifyReport, rotation_proof_message};
 

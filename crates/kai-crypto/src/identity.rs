@@ -152,7 +152,8 @@ impl Identity {
                 .decode(&file.secret_key)
                 .map_err(|_| "secret_key is not base64")?,
         );
-        let seed: [u8; 32] = bytes.as_slice().try_into().map_err(|_| "secret_key is not 32 bytes")?;
+        let seed: [u8; 32] =
+            bytes.as_slice().try_into().map_err(|_| "secret_key is not 32 bytes")?;
         let id = Self::from_seed(&seed);
         if id.did != file.did {
             return Err("secret_key does not match the recorded did");
@@ -198,7 +199,11 @@ mod tests {
         let back = Identity::from_file(&f).unwrap();
         assert_eq!(back.did(), id.did());
         let other = Identity::generate().to_file(chrono::Utc::now());
-        let forged = IdentityFile { did: id.did().clone(), secret_key: other.secret_key, created_at: f.created_at };
+        let forged = IdentityFile {
+            did: id.did().clone(),
+            secret_key: other.secret_key,
+            created_at: f.created_at,
+        };
         assert!(Identity::from_file(&forged).is_err());
         assert!(!format!("{id:?}").contains(&f.secret_key));
     }

@@ -7,5 +7,6 @@
 pub mod audit;
 pub mod identity;
 pub mod token;
+pub mod vault;
 
 pub use identity::{Did, DidError, Identity};

@@ -11,7 +11,10 @@ pub const PREFIX: &str = "kai_";
 /// A fresh token (shown once) and its hash (stored).
 pub fn generate() -> (Zeroizing<String>, [u8; 32]) {
     let bytes: [u8; 32] = rand::random();
-    let token = Zeroizing::new(format!("{PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)));
+    let token = Zeroizing::new(format!(
+        "{PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    ));
     let hash = hash(&token);
     (token, hash)
 }

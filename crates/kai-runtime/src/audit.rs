@@ -62,8 +62,15 @@ impl AuditError {
 
 enum Command {
     Append(EntryDraft, oneshot::Sender<Result<u64, AuditError>>),
-    Rotate { actor: String, new: Identity, proof: [u8; 64], reply: oneshot::Sender<Result<u64, AuditError>> },
+    Rotate(Box<Rotation>),
     Checkpoint(oneshot::Sender<Result<Option<Checkpoint>, AuditError>>),
+}
+
+struct Rotation {
+    actor: String,
+    new: Identity,
+    proof: [u8; 64],
+    reply: oneshot::Sender<Result<u64, AuditError>>,
 }
 
 /// Handle to the audit writer. Cheap to clone.
@@ -82,8 +89,13 @@ struct Head {
 }
 
 async fn store_did_after_genesis(store: &Arc<dyn Store>) -> Result<String, AuditError> {
-    let first = store.audit_range(1, 1).await.map_err(|e| AuditError::Unavailable(e.to_string()))?;
-    first.into_iter().next().map(|e| e.signer).ok_or_else(|| AuditError::Unavailable("genesis entry missing".into()))
+    let first =
+        store.audit_range(1, 1).await.map_err(|e| AuditError::Unavailable(e.to_string()))?;
+    first
+        .into_iter()
+        .next()
+        .map(|e| e.signer)
+        .ok_or_else(|| AuditError::Unavailable("genesis entry missing".into()))
 }
 
 /// Verifies the whole stored log page by page: chain, signatures, signer authority and every
@@ -93,7 +105,10 @@ pub async fn verify_store(
     store: &dyn Store,
     genesis: Option<kai_crypto::Did>,
     witness: Option<Checkpoint>,
-) -> Result<Result<kai_crypto::audit::VerifyReport, kai_crypto::audit::VerifyError>, kai_store::StoreError> {
+) -> Result<
+    Result<kai_crypto::audit::VerifyReport, kai_crypto::audit::VerifyError>,
+    kai_store::StoreError,
+> {
     verify_store_with_progress(store, genesis, witness, |_| {}).await
 }
 
@@ -103,7 +118,10 @@ pub async fn verify_store_with_progress(
     genesis: Option<kai_crypto::Did>,
     witness: Option<Checkpoint>,
     progress: impl Fn(u64),
-) -> Result<Result<kai_crypto::audit::VerifyReport, kai_crypto::audit::VerifyError>, kai_store::StoreError> {
+) -> Result<
+    Result<kai_crypto::audit::VerifyReport, kai_crypto::audit::VerifyError>,
+    kai_store::StoreError,
+> {
     let genesis = match genesis {
         Some(g) => Some(g),
         None => store.get_meta(GENESIS_DID_KEY).await?.and_then(|d| d.parse().ok()),
@@ -115,11 +133,16 @@ pub async fn verify_store_with_progress(
     loop {
         let page = store.audit_range(from, 20_000).await?;
         let Some(last) = page.last().map(|e| e.seq) else { break };
-        let fed = tokio::task::spawn_blocking(move || verifier.feed(&page).map(|()| verifier)).await;
+        let fed =
+            tokio::task::spawn_blocking(move || verifier.feed(&page).map(|()| verifier)).await;
         verifier = match fed {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => return Ok(Err(e)),
-            Err(e) => return Err(kai_store::StoreError::Unavailable(format!("verifier task failed: {e}"))),
+            Err(e) => {
+                return Err(kai_store::StoreError::Unavailable(format!(
+                    "verifier task failed: {e}"
+                )));
+            }
         };
         progress(last);
         from = last + 1;
@@ -129,7 +152,11 @@ pub async fn verify_store_with_progress(
 
 /// The DID that signs the next entry of a log whose newest entry is `head`.
 pub fn current_signer(head: &Entry) -> &str {
-    if head.action == ROTATE_ACTION && head.outcome == Outcome::Success.as_str() { &head.target } else { &head.signer }
+    if head.action == ROTATE_ACTION && head.outcome == Outcome::Success.as_str() {
+        &head.target
+    } else {
+        &head.signer
+    }
 }
 
 async fn load_head(store: &dyn Store) -> Result<Option<Head>, AuditError> {
@@ -141,7 +168,10 @@ async fn load_head(store: &dyn Store) -> Result<Option<Head>, AuditError> {
     let acc = match stored.as_deref().and_then(MerkleAccumulator::from_text) {
         Some(acc) if acc.size() == head.seq => acc,
         _ => {
-            tracing::warn!(entries = head.seq, "audit frontier missing or stale; rebuilding from the log");
+            tracing::warn!(
+                entries = head.seq,
+                "audit frontier missing or stale; rebuilding from the log"
+            );
             let mut acc = MerkleAccumulator::new();
             let mut from = 1;
             loop {
@@ -154,7 +184,12 @@ async fn load_head(store: &dyn Store) -> Result<Option<Head>, AuditError> {
         }
     };
     let cps = store.audit_checkpoints().await.map_err(unavailable)?;
-    Ok(Some(Head { seq: head.seq, prev: head.hash, acc, last_checkpoint: cps.last().map_or(0, |c| c.size) }))
+    Ok(Some(Head {
+        seq: head.seq,
+        prev: head.hash,
+        acc,
+        last_checkpoint: cps.last().map_or(0, |c| c.size),
+    }))
 }
 
 impl AuditLog {
@@ -168,7 +203,9 @@ impl AuditLog {
         tracker: &TaskTracker,
         cancel: CancellationToken,
     ) -> Result<Self, AuditError> {
-        if let Some(head) = store.audit_head().await.map_err(|e| AuditError::Unavailable(e.to_string()))? {
+        if let Some(head) =
+            store.audit_head().await.map_err(|e| AuditError::Unavailable(e.to_string()))?
+        {
             let expected = current_signer(&head);
             if expected != signer.did().as_str() {
                 return Err(AuditError::IdentityMismatch(format!(
@@ -179,12 +216,18 @@ impl AuditLog {
         }
         let head = load_head(store.as_ref()).await?;
         let fresh = head.is_none();
-        let head = head.unwrap_or(Head { seq: 0, prev: [0; 32], acc: MerkleAccumulator::new(), last_checkpoint: 0 });
+        let head = head.unwrap_or(Head {
+            seq: 0,
+            prev: [0; 32],
+            acc: MerkleAccumulator::new(),
+            last_checkpoint: 0,
+        });
         let entries = Arc::new(AtomicU64::new(head.seq));
         metrics::gauge!(m::AUDIT_ENTRIES).set(head.seq as f64);
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
         let log_store = store.clone();
-        let writer = Writer { store, signer, settings, witness, head, rx, entries: entries.clone() };
+        let writer =
+            Writer { store, signer, settings, witness, head, rx, entries: entries.clone() };
         tracker.spawn(writer.run(cancel));
         let log = Self { tx, entries };
         if fresh {
@@ -199,7 +242,10 @@ impl AuditLog {
             })
             .await?;
             let genesis = store_did_after_genesis(&log_store).await?;
-            log_store.put_meta(GENESIS_DID_KEY, &genesis).await.map_err(|e| AuditError::Unavailable(e.to_string()))?;
+            log_store
+                .put_meta(GENESIS_DID_KEY, &genesis)
+                .await
+                .map_err(|e| AuditError::Unavailable(e.to_string()))?;
         }
         Ok(log)
     }
@@ -235,9 +281,15 @@ impl AuditLog {
     /// carries `proof` (the new key's signature over
     /// [`kai_crypto::audit::rotation_proof_message`] of the old DID). Later entries are signed
     /// by `new`; entries signed before stay verifiable.
-    pub async fn rotate(&self, actor: &str, new: Identity, proof: [u8; 64]) -> Result<u64, AuditError> {
+    pub async fn rotate(
+        &self,
+        actor: &str,
+        new: Identity,
+        proof: [u8; 64],
+    ) -> Result<u64, AuditError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Command::Rotate { actor: actor.to_owned(), new, proof, reply }).await.map_err(|_| AuditError::Closed)?;
+        let rotation = Rotation { actor: actor.to_owned(), new, proof, reply };
+        self.tx.send(Command::Rotate(Box::new(rotation))).await.map_err(|_| AuditError::Closed)?;
         rx.await.map_err(|_| AuditError::Closed)?
     }
 
@@ -347,7 +399,8 @@ impl Writer {
                     replies.push(Reply::Seq(reply, e.seq));
                     entries.push(e);
                 }
-                Command::Rotate { actor, new, proof, reply } => {
+                Command::Rotate(rotation) => {
+                    let Rotation { actor, new, proof, reply } = *rotation;
                     let e = self.seal(EntryDraft {
                         timestamp: Utc::now(),
                         actor,
@@ -369,8 +422,10 @@ impl Writer {
         }
         let every = self.settings.borrow().checkpoint_every.max(1);
         let size = self.head.acc.size();
-        let due = size > self.head.last_checkpoint && (force_checkpoint || size - self.head.last_checkpoint >= every);
-        let checkpoint = due.then(|| Checkpoint::sign(size, self.head.acc.root(), Utc::now(), &self.signer));
+        let due = size > self.head.last_checkpoint
+            && (force_checkpoint || size - self.head.last_checkpoint >= every);
+        let checkpoint =
+            due.then(|| Checkpoint::sign(size, self.head.acc.root(), Utc::now(), &self.signer));
         if entries.is_empty() && checkpoint.is_none() {
             for r in replies {
                 if let Reply::Checkpoint(tx) = r {
@@ -379,7 +434,8 @@ impl Writer {
             }
             return;
         }
-        let result = self.store.append_audit(&entries, checkpoint.as_ref(), &self.head.acc.to_text()).await;
+        let result =
+            self.store.append_audit(&entries, checkpoint.as_ref(), &self.head.acc.to_text()).await;
         match result {
             Ok(()) => {
                 if let Some(cp) = &checkpoint {
@@ -416,10 +472,7 @@ impl Writer {
     async fn write_witness(&self, cp: &Checkpoint) {
         let Some(path) = &self.witness else { return };
         let tmp = path.with_extension("tmp");
-        let body = match serde_json::to_vec_pretty(cp) {
-            Ok(b) => b,
-            Err(_) => return,
-        };
+        let Ok(body) = serde_json::to_vec_pretty(cp) else { return };
         let result = async {
             tokio::fs::write(&tmp, &body).await?;
             tokio::fs::File::open(&tmp).await?.sync_all().await?;

@@ -27,7 +27,9 @@ pub enum IdentityError {
     Permissions(PathBuf, u32),
     #[error("{0} is not a valid identity file: {1}")]
     Corrupt(PathBuf, String),
-    #[error("the audit log expects identity {expected}, which is neither {current} nor a staged rotation")]
+    #[error(
+        "the audit log expects identity {expected}, which is neither {current} nor a staged rotation"
+    )]
     Mismatch { expected: String, current: String },
     #[error("identity file I/O at {0}: {1}")]
     Io(PathBuf, std::io::Error),
@@ -41,7 +43,13 @@ fn write_private(path: &Path, identity: &Identity) -> Result<(), IdentityError> 
     let body = serde_json::to_vec_pretty(&identity.to_file(chrono::Utc::now()))
         .map_err(|e| IdentityError::Corrupt(path.to_owned(), e.to_string()))?;
     let tmp = path.with_extension("tmp");
-    let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io(&tmp))?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
     f.write_all(&body).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
     fs::rename(&tmp, path).map_err(io(path))?;
@@ -61,8 +69,8 @@ fn read_private(path: &Path) -> Result<Identity, IdentityError> {
         return Err(IdentityError::Permissions(path.to_owned(), mode));
     }
     let body = fs::read(path).map_err(io(path))?;
-    let file: IdentityFile =
-        serde_json::from_slice(&body).map_err(|e| IdentityError::Corrupt(path.to_owned(), e.to_string()))?;
+    let file: IdentityFile = serde_json::from_slice(&body)
+        .map_err(|e| IdentityError::Corrupt(path.to_owned(), e.to_string()))?;
     Identity::from_file(&file).map_err(|e| IdentityError::Corrupt(path.to_owned(), e.to_owned()))
 }
 
@@ -91,7 +99,10 @@ pub fn load(dir: &Path, expected: Option<&str>) -> Result<Identity, IdentityErro
                     promote(dir)?;
                     Ok(next)
                 }
-                _ => Err(IdentityError::Mismatch { expected: did.to_owned(), current: current.did().to_string() }),
+                _ => Err(IdentityError::Mismatch {
+                    expected: did.to_owned(),
+                    current: current.did().to_string(),
+                }),
             }
         }
         _ => Ok(current),
@@ -143,7 +154,10 @@ mod tests {
         assert!(!dir.path().join(NEXT).exists());
         assert_eq!(load(dir.path(), None).unwrap().did(), next.did());
         let stranger = Identity::generate();
-        assert!(matches!(load(dir.path(), Some(stranger.did().as_str())), Err(IdentityError::Mismatch { .. })));
+        assert!(matches!(
+            load(dir.path(), Some(stranger.did().as_str())),
+            Err(IdentityError::Mismatch { .. })
+        ));
     }
 
     #[test]
@@ -165,7 +179,11 @@ pub struct NodeIdentity {
 impl NodeIdentity {
     /// Wraps the identity loaded from `dir`.
     pub fn new(dir: PathBuf, current: &Identity) -> Self {
-        Self { dir, did: std::sync::RwLock::new(current.did().to_string()), rotating: tokio::sync::Mutex::new(()) }
+        Self {
+            dir,
+            did: std::sync::RwLock::new(current.did().to_string()),
+            rotating: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// The DID that signs new entries.
@@ -175,19 +193,23 @@ impl NodeIdentity {
 
     /// Rotates to a fresh key: stage it, commit the rotation entry (signed by the old key, with
     /// the new key's proof), then promote the staged file. Returns the new DID.
-    pub async fn rotate(&self, audit: &crate::AuditLog, actor: &str) -> Result<String, RotateError> {
+    pub async fn rotate(
+        &self,
+        audit: &crate::AuditLog,
+        actor: &str,
+    ) -> Result<String, RotateError> {
         let _one_at_a_time = self.rotating.lock().await;
         let dir = self.dir.clone();
-        let new = tokio::task::spawn_blocking(move || stage_next(&dir))
-            .await
-            .map_err(|e| RotateError::Identity(IdentityError::Io(self.dir.clone(), std::io::Error::other(e))))??;
+        let new = tokio::task::spawn_blocking(move || stage_next(&dir)).await.map_err(|e| {
+            RotateError::Identity(IdentityError::Io(self.dir.clone(), std::io::Error::other(e)))
+        })??;
         let old = self.did();
         let proof = new.sign(&kai_crypto::audit::rotation_proof_message(&old));
         audit.rotate(actor, new.clone(), proof).await?;
         let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || promote(&dir))
-            .await
-            .map_err(|e| RotateError::Identity(IdentityError::Io(self.dir.clone(), std::io::Error::other(e))))??;
+        tokio::task::spawn_blocking(move || promote(&dir)).await.map_err(|e| {
+            RotateError::Identity(IdentityError::Io(self.dir.clone(), std::io::Error::other(e)))
+        })??;
         let did = new.did().to_string();
         *self.did.write().unwrap_or_else(|p| p.into_inner()) = did.clone();
         Ok(did)

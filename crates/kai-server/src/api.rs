@@ -107,7 +107,9 @@ impl Paging {
     pub fn get(&self) -> Result<(u64, u32), crate::error::ApiError> {
         let limit = self.limit.unwrap_or(100);
         if !(1..=1000).contains(&limit) {
-            return Err(crate::error::ApiError::BadRequest(format!("limit {limit} is out of range; allowed: 1 to 1000")));
+            return Err(crate::error::ApiError::BadRequest(format!(
+                "limit {limit} is out of range; allowed: 1 to 1000"
+            )));
         }
         Ok((self.after.unwrap_or(0), limit))
     }
@@ -138,7 +140,8 @@ impl From<Entry> for AuditEntry {
             action: e.action,
             target: e.target,
             outcome: e.outcome,
-            details: serde_json::from_str(&e.details).unwrap_or(serde_json::Value::String(e.details)),
+            details: serde_json::from_str(&e.details)
+                .unwrap_or(serde_json::Value::String(e.details)),
             signer: e.signer,
             prev_hash: hex::encode(e.prev_hash),
             hash: hex::encode(e.hash),

@@ -41,13 +41,25 @@ impl Principal {
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or(ApiError::Unauthorized)?;
-        let token = header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")).ok_or(ApiError::Unauthorized)?;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header =
+            parts.headers.get(axum::http::header::AUTHORIZATION).ok_or(ApiError::Unauthorized)?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthorized)?;
         if !kai_crypto::token::well_formed(token) {
             return Err(ApiError::Unauthorized);
         }
-        let record = state.store.token_by_hash(&kai_crypto::token::hash(token)).await?.ok_or(ApiError::Unauthorized)?;
+        let record = state
+            .store
+            .token_by_hash(&kai_crypto::token::hash(token))
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
         let now = chrono::Utc::now().timestamp_micros();
         if record.expires_at_us.is_some_and(|exp| exp <= now) {
             return Err(ApiError::Unauthorized);

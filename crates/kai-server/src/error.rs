@@ -67,7 +67,10 @@ impl From<kai_store::StoreError> for ApiError {
         match e {
             S::NotFound => Self::NotFound("resource".into()),
             S::Conflict(m) => Self::Conflict(m),
-            S::Unavailable(_) => Self::Unavailable { code: "storage_unavailable", detail: "storage is unavailable; try again".into() },
+            S::Unavailable(_) => Self::Unavailable {
+                code: "storage_unavailable",
+                detail: "storage is unavailable; try again".into(),
+            },
             S::Corrupt(m) | S::Config(m) | S::Migration(m) => Self::Internal(m),
         }
     }
@@ -75,7 +78,12 @@ impl From<kai_store::StoreError> for ApiError {
 
 impl From<kai_runtime::AuditError> for ApiError {
     fn from(e: kai_runtime::AuditError) -> Self {
-        Self::Unavailable { code: e.code(), detail: "the audit log cannot be written, so the operation was not performed; try again".into() }
+        Self::Unavailable {
+            code: e.code(),
+            detail:
+                "the audit log cannot be written, so the operation was not performed; try again"
+                    .into(),
+        }
     }
 }
 
@@ -85,7 +93,10 @@ impl From<kai_runtime::BusError> for ApiError {
         match e {
             B::TooLarge(_) => Self::BadRequest(e.to_string()),
             B::Store(s) => s.into(),
-            B::Backend(_) => Self::Unavailable { code: "bus_unavailable", detail: "the event bus is unavailable; try again".into() },
+            B::Backend(_) => Self::Unavailable {
+                code: "bus_unavailable",
+                detail: "the event bus is unavailable; try again".into(),
+            },
         }
     }
 }
@@ -93,9 +104,16 @@ impl From<kai_runtime::BusError> for ApiError {
 /// Builds a problem response.
 pub fn problem(status: StatusCode, code: &str, detail: String) -> Response {
     let title = status.canonical_reason().unwrap_or("Error").to_owned();
-    let body = Problem { kind: format!("/problems/{code}"), title, status: status.as_u16(), detail, code: code.to_owned() };
+    let body = Problem {
+        kind: format!("/problems/{code}"),
+        title,
+        status: status.as_u16(),
+        detail,
+        code: code.to_owned(),
+    };
     let mut resp = (status, axum::Json(body)).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
     resp
 }
 
@@ -106,7 +124,9 @@ impl IntoResponse for ApiError {
             tracing::error!(cause = %cause, "internal error");
         }
         let detail = match &self {
-            Self::Internal(_) => "something went wrong on the node; the cause is in its log".to_owned(),
+            Self::Internal(_) => {
+                "something went wrong on the node; the cause is in its log".to_owned()
+            }
             other => other.to_string(),
         };
         let mut resp = problem(status, code, detail);

@@ -82,7 +82,10 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
@@ -116,10 +119,10 @@ pub fn app(state: AppState) -> Router {
             let doc = doc.clone();
             async move { axum::Json(doc.as_ref().clone()) }
         }))
-        .layer(axum::middleware::from_fn(middleware::problem_for_plain_errors))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::timeout))
+        .layer(axum::middleware::from_fn(middleware::problem_for_plain_errors))
         .layer(axum::middleware::from_fn(middleware::record_metrics))
         .layer(axum::middleware::from_fn(middleware::security_headers))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
@@ -134,9 +137,15 @@ pub fn app(state: AppState) -> Router {
 
 /// Serves `app` on `listener` until `shutdown` fires, then lets in-flight requests finish for
 /// at most `grace`.
-pub async fn serve(listener: tokio::net::TcpListener, app: Router, shutdown: CancellationToken, grace: Duration) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> std::io::Result<()> {
     let stop = shutdown.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
     let mut server = std::pin::pin!(server.into_future());
     tokio::select! {
         result = &mut server => result,

@@ -37,10 +37,12 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match e {
             sqlx::Error::RowNotFound => Self::NotFound,
-            sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict(db.message().to_owned()),
-            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
-                Self::Corrupt(e.to_string())
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                Self::Conflict(db.message().to_owned())
             }
+            sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::ColumnNotFound(_) => Self::Corrupt(e.to_string()),
             other => Self::Unavailable(other.to_string()),
         }
     }

@@ -29,7 +29,12 @@ pub use records::{StoreInfo, TokenRecord};
 pub trait AuditStore: Send + Sync {
     /// Appends entries (and optionally a checkpoint) in one transaction, together with the
     /// writer's Merkle frontier (readable afterwards as meta key [`AUDIT_FRONTIER_KEY`]).
-    async fn append_audit(&self, entries: &[Entry], checkpoint: Option<&Checkpoint>, frontier: &str) -> StoreResult<()>;
+    async fn append_audit(
+        &self,
+        entries: &[Entry],
+        checkpoint: Option<&Checkpoint>,
+        frontier: &str,
+    ) -> StoreResult<()>;
     /// The entry with the highest `seq`.
     async fn audit_head(&self) -> StoreResult<Option<Entry>>;
     /// Up to `limit` entries with `seq >= from`, in order.
@@ -95,7 +100,11 @@ pub async fn open(url: &str, max_connections: u32) -> StoreResult<Arc<dyn Store>
 }
 
 /// Opens a PostgreSQL store inside `schema` (created if missing). Tests use one schema each.
-pub async fn open_postgres_schema(url: &str, schema: &str, max_connections: u32) -> StoreResult<Arc<dyn Store>> {
+pub async fn open_postgres_schema(
+    url: &str,
+    schema: &str,
+    max_connections: u32,
+) -> StoreResult<Arc<dyn Store>> {
     Ok(Arc::new(postgres::PgStore::open(url, max_connections, Some(schema)).await?))
 }
 

@@ -15,7 +15,8 @@ pub(crate) struct PgStore {
 }
 
 fn options(url: &str) -> StoreResult<PgConnectOptions> {
-    PgConnectOptions::from_str(url).map_err(|_| StoreError::Config(format!("bad postgres url {}", crate::redact_url(url))))
+    PgConnectOptions::from_str(url)
+        .map_err(|_| StoreError::Config(format!("bad postgres url {}", crate::redact_url(url))))
 }
 
 fn check_schema_name(schema: &str) -> StoreResult<()> {
@@ -26,7 +27,11 @@ fn check_schema_name(schema: &str) -> StoreResult<()> {
 }
 
 impl PgStore {
-    pub(crate) async fn open(url: &str, max_connections: u32, schema: Option<&str>) -> StoreResult<Self> {
+    pub(crate) async fn open(
+        url: &str,
+        max_connections: u32,
+        schema: Option<&str>,
+    ) -> StoreResult<Self> {
         let mut opts = options(url)?;
         if let Some(schema) = schema {
             check_schema_name(schema)?;

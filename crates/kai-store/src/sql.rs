@@ -36,17 +36,31 @@ pub(crate) fn event_from_parts(
         agent: agent.map(|a| a.parse()).transpose().map_err(|_| corrupt("bad agent"))?,
         task_id,
         payload: serde_json::from_str(&payload).map_err(|_| corrupt("bad payload"))?,
-        timestamp: chrono::Utc.timestamp_micros(timestamp_us).single().ok_or_else(|| corrupt("bad timestamp"))?,
+        timestamp: chrono::Utc
+            .timestamp_micros(timestamp_us)
+            .single()
+            .ok_or_else(|| corrupt("bad timestamp"))?,
         offset: Some(u64_of(offset, "offset")?),
     })
 }
 
 /// Columns of `audit_entries` in the order the macro binds and reads them.
-pub(crate) const AUDIT_COLUMNS: &str =
-    "seq, timestamp_us, actor, action, target, outcome, details, prev_hash, signer, hash, signature";
+pub(crate) const AUDIT_COLUMNS: &str = "seq, timestamp_us, actor, action, target, outcome, details, prev_hash, signer, hash, signature";
 
-pub(crate) fn checkpoint_of(size: i64, root: Vec<u8>, timestamp_us: i64, signer: String, signature: Vec<u8>) -> StoreResult<Checkpoint> {
-    Ok(Checkpoint { size: u64_of(size, "checkpoint size")?, root: arr(root, "root")?, timestamp_us, signer, signature: arr(signature, "signature")? })
+pub(crate) fn checkpoint_of(
+    size: i64,
+    root: Vec<u8>,
+    timestamp_us: i64,
+    signer: String,
+    signature: Vec<u8>,
+) -> StoreResult<Checkpoint> {
+    Ok(Checkpoint {
+        size: u64_of(size, "checkpoint size")?,
+        root: arr(root, "root")?,
+        timestamp_us,
+        signer,
+        signature: arr(signature, "signature")?,
+    })
 }
 
 pub(crate) fn entry_is_sane(e: &Entry) -> StoreResult<()> {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use chrono::Utc;
 use kai_core::Envelope;
 use kai_crypto::Identity;
-use kai_crypto::audit::{Checkpoint, Entry, EntryDraft, GENESIS_ACTION, MerkleAccumulator, Outcome};
+use kai_crypto::audit::{
+    Checkpoint, Entry, EntryDraft, GENESIS_ACTION, MerkleAccumulator, Outcome,
+};
 use kai_store::{Store, StoreError, TokenRecord};
 
 /// A store on one backend plus whatever must be cleaned up after.
@@ -137,9 +139,15 @@ async fn audit_round_trip(b: &Backend) {
     assert_eq!(b.store.audit_range(1, 1000).await.unwrap(), entries);
     assert_eq!(b.store.audit_tail(4).await.unwrap(), entries[21..].to_vec());
     assert_eq!(b.store.audit_checkpoints().await.unwrap(), cps[..2].to_vec());
-    assert_eq!(b.store.get_meta(kai_store::AUDIT_FRONTIER_KEY).await.unwrap().as_deref(), Some("f3"));
+    assert_eq!(
+        b.store.get_meta(kai_store::AUDIT_FRONTIER_KEY).await.unwrap().as_deref(),
+        Some("f3")
+    );
     // What comes back verifies as a whole.
-    let mut v = kai_crypto::audit::Verifier::new(b.store.audit_checkpoints().await.unwrap(), Some(id.did().clone()));
+    let mut v = kai_crypto::audit::Verifier::new(
+        b.store.audit_checkpoints().await.unwrap(),
+        Some(id.did().clone()),
+    );
     v.feed(&b.store.audit_range(1, 1000).await.unwrap()).unwrap();
     assert_eq!(v.finish().unwrap().entries, 25);
 }
@@ -154,13 +162,20 @@ async fn audit_batch_is_atomic(b: &Backend) {
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert_eq!(b.store.audit_count().await.unwrap(), 5);
     assert!(b.store.audit_checkpoints().await.unwrap().is_empty());
-    assert_eq!(b.store.get_meta(kai_store::AUDIT_FRONTIER_KEY).await.unwrap().as_deref(), Some("f1"));
+    assert_eq!(
+        b.store.get_meta(kai_store::AUDIT_FRONTIER_KEY).await.unwrap().as_deref(),
+        Some("f1")
+    );
 }
 
 fn event(n: u64) -> Envelope {
-    Envelope::new("TASK_CREATED".parse().unwrap(), serde_json::json!({"n": n, "text": "héllo \"quoted\""}), Utc::now())
-        .with_agent("kPlanner:main".parse().unwrap())
-        .with_task(format!("task-{n}"))
+    Envelope::new(
+        "TASK_CREATED".parse().unwrap(),
+        serde_json::json!({"n": n, "text": "héllo \"quoted\""}),
+        Utc::now(),
+    )
+    .with_agent("kPlanner:main".parse().unwrap())
+    .with_task(format!("task-{n}"))
 }
 
 async fn events_get_dense_offsets_and_are_idempotent(b: &Backend) {

@@ -37,15 +37,26 @@ impl NodeClient {
         if !node_running(data) {
             return Ok(None);
         }
-        let run: RunFile = serde_json::from_slice(&std::fs::read(data.run_file()).context("the running node has no run file yet")?)?;
-        let token = std::fs::read_to_string(data.admin_token_file())
-            .with_context(|| format!("cannot read the admin token {}", data.admin_token_file().display()))?;
+        let run: RunFile = serde_json::from_slice(
+            &std::fs::read(data.run_file()).context("the running node has no run file yet")?,
+        )?;
+        let token = std::fs::read_to_string(data.admin_token_file()).with_context(|| {
+            format!("cannot read the admin token {}", data.admin_token_file().display())
+        })?;
         let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
-        Ok(Some(Self { base: format!("http://{}", run.addr), token: token.trim().to_owned(), http }))
+        Ok(Some(Self {
+            base: format!("http://{}", run.addr),
+            token: token.trim().to_owned(),
+            http,
+        }))
     }
 
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<T> {
-        let resp = req.bearer_auth(&self.token).send().await.with_context(|| format!("cannot reach the node at {}", self.base))?;
+        let resp = req
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the node at {}", self.base))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp.json().await?);
@@ -59,7 +70,11 @@ impl NodeClient {
         self.send(self.http.get(format!("{}{path}", self.base))).await
     }
 
-    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<T> {
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<T> {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
     }
 }

@@ -40,9 +40,18 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<i32> {
     if ctx.json {
         print_json(&serde_json::json!({"running": true, "ready": ready.is_ok(), "info": info}))?;
     } else {
-        outln!("{} {} — {}", info.name, info.version, if ready.is_ok() { "ready" } else { "NOT ready" });
+        outln!(
+            "{} {} — {}",
+            info.name,
+            info.version,
+            if ready.is_ok() { "ready" } else { "NOT ready" }
+        );
         outln!("  identity   {}", info.did);
-        outln!("  up         {} s (since {})", info.uptime_secs, info.started_at.format("%Y-%m-%d %H:%M:%S UTC"));
+        outln!(
+            "  up         {} s (since {})",
+            info.uptime_secs,
+            info.started_at.format("%Y-%m-%d %H:%M:%S UTC")
+        );
         outln!("  storage    {} (schema v{})", info.storage_backend, info.schema_version);
         outln!("  event bus  {}", info.bus_backend);
         outln!("  audit log  {} entries", info.audit_entries);
@@ -55,7 +64,8 @@ pub fn config_show(ctx: &Ctx, sources: bool) -> anyhow::Result<()> {
     let loaded = settings::load(&ctx.config_paths, &flags)?;
     let redacted = kai_server::routes::system::redacted(&loaded.config);
     if ctx.json {
-        let sources: std::collections::BTreeMap<_, _> = loaded.provenance.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+        let sources: std::collections::BTreeMap<_, _> =
+            loaded.provenance.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
         return print_json(&serde_json::json!({"config": redacted, "sources": sources}));
     }
     let value: toml::Value = serde_json::from_value(redacted)?;
@@ -90,7 +100,9 @@ pub fn config_check(ctx: &Ctx, file: Option<std::path::PathBuf>) -> anyhow::Resu
 
 fn read_witness(ctx: &Ctx) -> anyhow::Result<Option<Checkpoint>> {
     match std::fs::read(ctx.data.witness_file()) {
-        Ok(b) => Ok(Some(serde_json::from_slice(&b).context("the audit witness checkpoint file is corrupt")?)),
+        Ok(b) => Ok(Some(
+            serde_json::from_slice(&b).context("the audit witness checkpoint file is corrupt")?,
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.into()),
     }
@@ -99,7 +111,8 @@ fn read_witness(ctx: &Ctx) -> anyhow::Result<Option<Checkpoint>> {
 /// Offline verification: reads the store directly, anchored on `identity/genesis.did` and the
 /// witness checkpoint outside the database.
 pub async fn audit_verify(ctx: &Ctx) -> anyhow::Result<i32> {
-    let config = settings::load(&ctx.config_paths, &settings::flag_overrides(&ctx.set, None, None)?)?.config;
+    let config =
+        settings::load(&ctx.config_paths, &settings::flag_overrides(&ctx.set, None, None)?)?.config;
     if !ctx.data.is_initialized() {
         bail!("no node in {}; nothing to verify", ctx.data.root.display());
     }
@@ -112,17 +125,23 @@ pub async fn audit_verify(ctx: &Ctx) -> anyhow::Result<i32> {
     let total = store.audit_count().await?;
     let bar = (!ctx.json && std::io::stderr().is_terminal() && total > 50_000).then(|| {
         let bar = indicatif::ProgressBar::new(total);
-        bar.set_style(indicatif::ProgressStyle::with_template("verifying {bar:40} {pos}/{len} entries ({eta} left)").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "verifying {bar:40} {pos}/{len} entries ({eta} left)",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
     });
     let started = std::time::Instant::now();
-    let result = kai_runtime::audit::verify_store_with_progress(store.as_ref(), genesis, witness, |n| {
-        if let Some(b) = &bar {
-            b.set_position(n);
-        }
-    })
-    .await?;
+    let result =
+        kai_runtime::audit::verify_store_with_progress(store.as_ref(), genesis, witness, |n| {
+            if let Some(b) = &bar {
+                b.set_position(n);
+            }
+        })
+        .await?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -145,7 +164,9 @@ pub async fn audit_verify(ctx: &Ctx) -> anyhow::Result<i32> {
         }
         Err(e) => {
             if ctx.json {
-                print_json(&serde_json::json!({"ok": false, "first_bad_entry": e.seq, "reason": e.reason}))?;
+                print_json(
+                    &serde_json::json!({"ok": false, "first_bad_entry": e.seq, "reason": e.reason}),
+                )?;
             } else {
                 outln!("audit log FAILED verification at entry {}: {}", e.seq, e.reason);
             }
@@ -160,19 +181,32 @@ fn print_entry(e: &Entry, json: bool) {
         outln!("{}", serde_json::to_string(&dto).unwrap_or_default());
     } else {
         let ts = chrono::Utc.timestamp_micros(e.timestamp_us).single().unwrap_or_default();
-        outln!("{:>8}  {}  {:<8} {:<24} {:<40} by {}", e.seq, ts.format("%Y-%m-%d %H:%M:%S"), e.outcome, e.action, e.target, e.actor);
+        outln!(
+            "{:>8}  {}  {:<8} {:<24} {:<40} by {}",
+            e.seq,
+            ts.format("%Y-%m-%d %H:%M:%S"),
+            e.outcome,
+            e.action,
+            e.target,
+            e.actor
+        );
     }
 }
 
 pub async fn audit_tail(ctx: &Ctx, lines: u32, follow: bool) -> anyhow::Result<()> {
-    let config = settings::load(&ctx.config_paths, &settings::flag_overrides(&ctx.set, None, None)?)?.config;
+    let config =
+        settings::load(&ctx.config_paths, &settings::flag_overrides(&ctx.set, None, None)?)?.config;
     let store = node::open_store(&config, &ctx.data).await?;
     let mut last = 0;
     for e in store.audit_tail(lines).await? {
         last = e.seq;
         print_entry(&e, ctx.json);
     }
-    while follow {
+    if !follow {
+        store.close().await;
+        return Ok(());
+    }
+    loop {
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(500)) => {}
             _ = tokio::signal::ctrl_c() => break,
@@ -191,7 +225,8 @@ pub async fn identity_show(ctx: &Ctx) -> anyhow::Result<()> {
         let info: SystemInfo = client.get("/system/info").await?;
         return print_did(ctx, &info.did);
     }
-    let config = settings::load(&ctx.config_paths, &settings::flag_overrides(&ctx.set, None, None)?)?.config;
+    let config =
+        settings::load(&ctx.config_paths, &settings::flag_overrides(&ctx.set, None, None)?)?.config;
     let store = node::open_store(&config, &ctx.data).await?;
     let identity = node::load_identity(store.as_ref(), &ctx.data).await?;
     store.close().await;
@@ -199,7 +234,9 @@ pub async fn identity_show(ctx: &Ctx) -> anyhow::Result<()> {
 }
 
 fn print_did(ctx: &Ctx, did: &str) -> anyhow::Result<()> {
-    if ctx.json { print_json(&serde_json::json!({"did": did})) } else {
+    if ctx.json {
+        print_json(&serde_json::json!({"did": did}))
+    } else {
         outln!("{did}");
         Ok(())
     }
@@ -209,12 +246,17 @@ pub async fn identity_rotate(ctx: &Ctx) -> anyhow::Result<()> {
     let rotated: Rotated = match NodeClient::connect(&ctx.data)? {
         Some(client) => client.post("/system/identity/rotate", &serde_json::json!({})).await?,
         None => {
-            let config = settings::load(&ctx.config_paths, &settings::flag_overrides(&ctx.set, None, None)?)?.config;
+            let config = settings::load(
+                &ctx.config_paths,
+                &settings::flag_overrides(&ctx.set, None, None)?,
+            )?
+            .config;
             let tracker = TaskTracker::new();
             let cancel = CancellationToken::new();
             let (_tx, rx) = watch::channel(node::audit_settings(&config));
             let core = node::open_core(&config, &ctx.data, rx, &tracker, cancel.clone()).await?;
-            let identity = kai_runtime::identity::NodeIdentity::new(ctx.data.identity_dir(), &core.identity);
+            let identity =
+                kai_runtime::identity::NodeIdentity::new(ctx.data.identity_dir(), &core.identity);
             let previous = identity.did();
             let did = identity.rotate(&core.audit, "cli:local").await?;
             cancel.cancel();

@@ -28,7 +28,8 @@ pub struct Initialized {
 pub async fn init(config: &Config, data: &DataDir) -> anyhow::Result<Initialized> {
     let token_file = data.admin_token_file();
     if data.is_initialized() {
-        let did = std::fs::read_to_string(data.genesis_file()).unwrap_or_default().trim().to_owned();
+        let did =
+            std::fs::read_to_string(data.genesis_file()).unwrap_or_default().trim().to_owned();
         return Ok(Initialized {
             created: false,
             data_dir: data.root.display().to_string(),
@@ -36,10 +37,12 @@ pub async fn init(config: &Config, data: &DataDir) -> anyhow::Result<Initialized
             admin_token_file: token_file.display().to_string(),
         });
     }
-    std::fs::create_dir_all(&data.root).with_context(|| format!("cannot create {}", data.root.display()))?;
+    std::fs::create_dir_all(&data.root)
+        .with_context(|| format!("cannot create {}", data.root.display()))?;
     std::fs::set_permissions(&data.root, std::fs::Permissions::from_mode(0o700))?;
     let dir = data.identity_dir();
-    let identity = tokio::task::spawn_blocking(move || kai_runtime::identity::create(&dir)).await??;
+    let identity =
+        tokio::task::spawn_blocking(move || kai_runtime::identity::create(&dir)).await??;
     std::fs::write(data.genesis_file(), format!("{}\n", identity.did()))?;
 
     let tracker = TaskTracker::new();
@@ -58,10 +61,20 @@ pub async fn init(config: &Config, data: &DataDir) -> anyhow::Result<Initialized
     };
     let actor = identity_actor(&core.identity);
     core.audit
-        .record(&actor, "token.create", &format!("token:{}", record.id), Outcome::Success, serde_json::json!({"role": "owner", "name": record.name}))
+        .record(
+            &actor,
+            "token.create",
+            &format!("token:{}", record.id),
+            Outcome::Success,
+            serde_json::json!({"role": "owner", "name": record.name}),
+        )
         .await?;
     core.store.insert_token(&record).await?;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&token_file)
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&token_file)
         .with_context(|| format!("cannot create {}", token_file.display()))?;
     f.write_all(token.as_bytes())?;
     f.sync_all()?;

@@ -21,9 +21,17 @@ pub fn init(config: &LogConfig) -> LogHandle {
     let registry = tracing_subscriber::registry().with(filter_layer);
     let result = match config.format {
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(false).with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
-        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).try_init(),
+        LogFormat::Pretty => {
+            registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).try_init()
+        }
     };
     if let Err(e) = result {
         eprintln!("warning: logging already initialized: {e}");
@@ -33,7 +41,10 @@ pub fn init(config: &LogConfig) -> LogHandle {
 
 /// Quiet logging for one-shot commands (warnings and errors only).
 pub fn init_quiet() {
-    let _ = tracing_subscriber::registry().with(filter(LogLevel::Warn)).with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(filter(LogLevel::Warn))
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .try_init();
 }
 
 impl LogHandle {

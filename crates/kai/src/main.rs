@@ -16,8 +16,8 @@ mod settings;
 use clap::{CommandFactory as _, Parser as _};
 use kai_core::config::ConfigError;
 
-use crate::output::outln;
 use crate::cli::{AuditCommand, Cli, Command, ConfigCommand, IdentityCommand, Shell};
+use crate::output::outln;
 use crate::paths::{ConfigPaths, DataDir};
 
 /// Exit code for an invalid configuration (sysexits EX_CONFIG).
@@ -71,7 +71,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve::serve(ctx, args.listen, args.log_level).await.map(|()| 0),
+            Command::Serve(args) => {
+                serve::serve(ctx, args.listen, args.log_level).await.map(|()| 0)
+            }
             other => {
                 logging::init_quiet();
                 dispatch(&ctx, other).await
@@ -83,14 +85,21 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
 async fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<i32> {
     match command {
         Command::Init(_) => {
-            let config = settings::load(&ctx.config_paths, &settings::flag_overrides(&ctx.set, None, None)?)?.config;
+            let config = settings::load(
+                &ctx.config_paths,
+                &settings::flag_overrides(&ctx.set, None, None)?,
+            )?
+            .config;
             let done = init::init(&config, &ctx.data).await?;
             if ctx.json {
                 outln!("{}", serde_json::to_string_pretty(&done)?);
             } else if done.created {
                 outln!("initialized a new kai node in {}", done.data_dir);
                 outln!("  identity     {}", done.did);
-                outln!("  owner token  {} (mode 0600; the CLI uses it to talk to the node)", done.admin_token_file);
+                outln!(
+                    "  owner token  {} (mode 0600; the CLI uses it to talk to the node)",
+                    done.admin_token_file
+                );
                 outln!("next: `kai serve`");
             } else {
                 outln!("already initialized in {} (identity {})", done.data_dir, done.did);
@@ -98,12 +107,20 @@ async fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Status => commands::status(ctx).await,
-        Command::Config(ConfigCommand::Show { sources }) => commands::config_show(ctx, sources).map(|()| 0),
-        Command::Config(ConfigCommand::Check { file }) => commands::config_check(ctx, file).map(|()| 0),
+        Command::Config(ConfigCommand::Show { sources }) => {
+            commands::config_show(ctx, sources).map(|()| 0)
+        }
+        Command::Config(ConfigCommand::Check { file }) => {
+            commands::config_check(ctx, file).map(|()| 0)
+        }
         Command::Audit(AuditCommand::Verify) => commands::audit_verify(ctx).await,
-        Command::Audit(AuditCommand::Tail { lines, follow }) => commands::audit_tail(ctx, lines, follow).await.map(|()| 0),
+        Command::Audit(AuditCommand::Tail { lines, follow }) => {
+            commands::audit_tail(ctx, lines, follow).await.map(|()| 0)
+        }
         Command::Identity(IdentityCommand::Show) => commands::identity_show(ctx).await.map(|()| 0),
-        Command::Identity(IdentityCommand::Rotate) => commands::identity_rotate(ctx).await.map(|()| 0),
+        Command::Identity(IdentityCommand::Rotate) => {
+            commands::identity_rotate(ctx).await.map(|()| 0)
+        }
         Command::Serve(_) | Command::Completions { .. } => Ok(0),
     }
 }

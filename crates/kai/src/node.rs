@@ -22,7 +22,8 @@ pub fn storage_url(config: &Config, data: &DataDir) -> String {
 
 /// Opens (and migrates) the store.
 pub async fn open_store(config: &Config, data: &DataDir) -> anyhow::Result<Arc<dyn Store>> {
-    std::fs::create_dir_all(&data.root).with_context(|| format!("cannot create the data directory {}", data.root.display()))?;
+    std::fs::create_dir_all(&data.root)
+        .with_context(|| format!("cannot create the data directory {}", data.root.display()))?;
     let url = storage_url(config, data);
     kai_store::open(&url, config.storage.max_connections)
         .await
@@ -42,7 +43,8 @@ pub async fn load_identity(store: &dyn Store, data: &DataDir) -> anyhow::Result<
     let head = store.audit_head().await.context("cannot read the audit log")?;
     let expected = head.as_ref().map(|h| kai_runtime::audit::current_signer(h).to_owned());
     let dir = data.identity_dir();
-    Ok(tokio::task::spawn_blocking(move || kai_runtime::identity::load(&dir, expected.as_deref())).await??)
+    Ok(tokio::task::spawn_blocking(move || kai_runtime::identity::load(&dir, expected.as_deref()))
+        .await??)
 }
 
 /// Store, identity and a running audit writer.
@@ -63,8 +65,15 @@ pub async fn open_core(
     let store = open_store(config, data).await?;
     let identity = load_identity(store.as_ref(), data).await?;
     std::fs::create_dir_all(data.witness_file().parent().unwrap_or(&data.root))?;
-    let audit = AuditLog::open(store.clone(), identity.clone(), settings, Some(data.witness_file()), tracker, cancel)
-        .await
-        .context("cannot open the audit log")?;
+    let audit = AuditLog::open(
+        store.clone(),
+        identity.clone(),
+        settings,
+        Some(data.witness_file()),
+        tracker,
+        cancel,
+    )
+    .await
+    .context("cannot open the audit log")?;
     Ok(Core { store, identity, audit })
 }

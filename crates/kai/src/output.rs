@@ -6,7 +6,8 @@ use std::io::Write as _;
 /// Writes one line to stdout.
 pub fn line(args: std::fmt::Arguments<'_>) {
     let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush())
+    if let Err(e) =
+        out.write_fmt(args).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush())
         && e.kind() == std::io::ErrorKind::BrokenPipe
     {
         std::process::exit(0);

@@ -62,11 +62,14 @@ pub struct ConfigPaths {
 
 impl ConfigPaths {
     pub fn resolve(user_flag: Option<&Path>, environment: Option<&str>) -> Self {
-        let system_dir = std::env::var_os("KAI_SYSTEM_CONFIG_DIR").map_or_else(|| PathBuf::from("/etc/kai"), PathBuf::from);
+        let system_dir = std::env::var_os("KAI_SYSTEM_CONFIG_DIR")
+            .map_or_else(|| PathBuf::from("/etc/kai"), PathBuf::from);
         let user = match user_flag {
             Some(p) => p.to_owned(),
-            None => directories::ProjectDirs::from("", "", "kai")
-                .map_or_else(|| PathBuf::from("config.toml"), |d| d.config_dir().join("config.toml")),
+            None => directories::ProjectDirs::from("", "", "kai").map_or_else(
+                || PathBuf::from("config.toml"),
+                |d| d.config_dir().join("config.toml"),
+            ),
         };
         Self {
             system: system_dir.join("config.toml"),

@@ -20,8 +20,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::Ctx;
 use crate::client::RunFile;
-use crate::output::outln;
 use crate::logging::LogHandle;
+use crate::output::outln;
 use crate::{init, logging, node, settings};
 
 /// Everything `serve` needs to re-read the configuration later.
@@ -35,7 +35,11 @@ struct Reloader {
     log: LogHandle,
 }
 
-pub async fn serve(ctx: Ctx, listen: Option<String>, log_level: Option<String>) -> anyhow::Result<()> {
+pub async fn serve(
+    ctx: Ctx,
+    listen: Option<String>,
+    log_level: Option<String>,
+) -> anyhow::Result<()> {
     let flags = settings::flag_overrides(&ctx.set, listen.as_deref(), log_level.as_deref())?;
     let loaded = settings::load(&ctx.config_paths, &flags)?;
     let config = loaded.config.clone();
@@ -51,11 +55,21 @@ pub async fn serve(ctx: Ctx, listen: Option<String>, log_level: Option<String>) 
     let data = ctx.data.clone();
     if !data.is_initialized() {
         let done = init::init(&config, &data).await?;
-        eprintln!("initialized a new node in {} (identity {}); the owner token is in {}", done.data_dir, done.did, done.admin_token_file);
+        eprintln!(
+            "initialized a new node in {} (identity {}); the owner token is in {}",
+            done.data_dir, done.did, done.admin_token_file
+        );
     }
-    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(data.lock_file())?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(data.lock_file())?;
     if lock.try_lock().is_err() {
-        bail!("another kai node is already running on {}; stop it first or use another --data-dir", data.root.display());
+        bail!(
+            "another kai node is already running on {}; stop it first or use another --data-dir",
+            data.root.display()
+        );
     }
 
     let metrics = config.metrics.enabled.then(install_metrics).transpose()?;
@@ -66,7 +80,12 @@ pub async fn serve(ctx: Ctx, listen: Option<String>, log_level: Option<String>) 
     let (audit_tx, audit_rx) = watch::channel(node::audit_settings(&config));
     let core = node::open_core(&config, &data, audit_rx, &tracker, background.clone()).await?;
     let bus: Arc<dyn EventBus> = match config.bus.backend {
-        BusBackend::Memory => Arc::new(MemoryBus::new(core.store.clone(), config.bus.subscriber_queue, tracker.clone(), background.clone())),
+        BusBackend::Memory => Arc::new(MemoryBus::new(
+            core.store.clone(),
+            config.bus.subscriber_queue,
+            tracker.clone(),
+            background.clone(),
+        )),
         BusBackend::Nats => nats_bus(&config, &tracker, &background).await?,
     };
     let identity = Arc::new(NodeIdentity::new(data.identity_dir(), &core.identity));
@@ -81,7 +100,9 @@ pub async fn serve(ctx: Ctx, listen: Option<String>, log_level: Option<String>) 
         started_at: chrono::Utc::now(),
     });
 
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
     write_run_file(&ctx, bound)?;
     tracing::info!(addr = %bound, did = %identity.did(), data_dir = %data.root.display(), "kai node listening");
@@ -127,19 +148,36 @@ pub async fn serve(ctx: Ctx, listen: Option<String>, log_level: Option<String>) 
 }
 
 #[cfg(feature = "nats")]
-async fn nats_bus(config: &kai_core::config::Config, tracker: &TaskTracker, cancel: &CancellationToken) -> anyhow::Result<Arc<dyn EventBus>> {
-    let bus = kai_runtime::bus::nats::NatsBus::connect(&config.bus.nats_url, &config.bus.nats_stream, config.bus.subscriber_queue, tracker.clone(), cancel.clone())
-        .await?;
+async fn nats_bus(
+    config: &kai_core::config::Config,
+    tracker: &TaskTracker,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Arc<dyn EventBus>> {
+    let bus = kai_runtime::bus::nats::NatsBus::connect(
+        &config.bus.nats_url,
+        &config.bus.nats_stream,
+        config.bus.subscriber_queue,
+        tracker.clone(),
+        cancel.clone(),
+    )
+    .await?;
     Ok(Arc::new(bus))
 }
 
 #[cfg(not(feature = "nats"))]
-async fn nats_bus(_: &kai_core::config::Config, _: &TaskTracker, _: &CancellationToken) -> anyhow::Result<Arc<dyn EventBus>> {
-    bail!("bus.backend = \"nats\" needs a kai built with the `nats` feature (the default); rebuild with --features nats")
+async fn nats_bus(
+    _: &kai_core::config::Config,
+    _: &TaskTracker,
+    _: &CancellationToken,
+) -> anyhow::Result<Arc<dyn EventBus>> {
+    bail!(
+        "bus.backend = \"nats\" needs a kai built with the `nats` feature (the default); rebuild with --features nats"
+    )
 }
 
 fn install_metrics() -> anyhow::Result<PrometheusHandle> {
-    let buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+    let buckets =
+        [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
     PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(kai_runtime::metrics::HTTP_LATENCY.into()), &buckets)?
         .install_recorder()
@@ -149,7 +187,8 @@ fn install_metrics() -> anyhow::Result<PrometheusHandle> {
 fn write_run_file(ctx: &Ctx, addr: SocketAddr) -> anyhow::Result<()> {
     let path = ctx.data.run_file();
     std::fs::create_dir_all(path.parent().unwrap_or(&ctx.data.root))?;
-    let run = RunFile { pid: std::process::id(), addr: addr.to_string(), started_at: chrono::Utc::now() };
+    let run =
+        RunFile { pid: std::process::id(), addr: addr.to_string(), started_at: chrono::Utc::now() };
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec(&run)?)?;
     std::fs::rename(&tmp, &path)?;
@@ -173,7 +212,11 @@ async fn shutdown_on_signal(shutdown: CancellationToken) {
 }
 
 /// Watches the configuration files' directories; each change is re-validated and applied.
-fn watch_config(reloader: Reloader, tracker: &TaskTracker, stop: CancellationToken) -> anyhow::Result<notify::RecommendedWatcher> {
+fn watch_config(
+    reloader: Reloader,
+    tracker: &TaskTracker,
+    stop: CancellationToken,
+) -> anyhow::Result<notify::RecommendedWatcher> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let files = reloader.ctx.config_paths.watched();
     let watched = files.clone();
@@ -212,7 +255,16 @@ impl Reloader {
             Err(e) => {
                 tracing::error!(error = %e, "configuration change rejected; the running configuration stays in force");
                 let problems = serde_json::to_value(&e.problems).unwrap_or_default();
-                let _ = self.audit.record(&self.actor, "config.reload", "config", Outcome::Failure, serde_json::json!({"problems": problems})).await;
+                let _ = self
+                    .audit
+                    .record(
+                        &self.actor,
+                        "config.reload",
+                        "config",
+                        Outcome::Failure,
+                        serde_json::json!({"problems": problems}),
+                    )
+                    .await;
             }
             Ok(new) => {
                 let old = self.config.borrow().config.clone();
@@ -222,13 +274,21 @@ impl Reloader {
                 let pending = old.restart_required(&new.config);
                 let running = old.with_live_changes(&new.config);
                 let details = serde_json::json!({"pending_restart": pending});
-                if self.audit.record(&self.actor, "config.reload", "config", Outcome::Success, details).await.is_err() {
-                    tracing::error!("configuration change not applied: the audit log cannot be written");
+                if self
+                    .audit
+                    .record(&self.actor, "config.reload", "config", Outcome::Success, details)
+                    .await
+                    .is_err()
+                {
+                    tracing::error!(
+                        "configuration change not applied: the audit log cannot be written"
+                    );
                     return;
                 }
                 self.log.set_level(running.log.level);
                 let _ = self.audit_settings.send(node::audit_settings(&running));
-                self.config.send_replace(LoadedConfig { config: running, provenance: new.provenance });
+                self.config
+                    .send_replace(LoadedConfig { config: running, provenance: new.provenance });
                 if pending.is_empty() {
                     tracing::info!("configuration reloaded");
                 } else {

@@ -11,19 +11,30 @@ fn read_layer(path: &Path, source: Source, required: bool) -> Result<Option<Laye
         Ok(text) => Layer::from_toml(source, &text).map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(None),
         Err(e) => Err(ConfigError {
-            problems: vec![Problem { source, key: String::new(), message: format!("cannot read the file: {e}") }],
+            problems: vec![Problem {
+                source,
+                key: String::new(),
+                message: format!("cannot read the file: {e}"),
+            }],
         }),
     }
 }
 
 /// Reads every layer and merges them: defaults → system → environment → user → env → flags.
-pub fn load(paths: &ConfigPaths, flags: &[(String, String, String)]) -> Result<LoadedConfig, ConfigError> {
+pub fn load(
+    paths: &ConfigPaths,
+    flags: &[(String, String, String)],
+) -> Result<LoadedConfig, ConfigError> {
     let mut layers = Vec::new();
     layers.extend(read_layer(&paths.system, Source::SystemFile(paths.system.clone()), false)?);
     if let Some(env) = &paths.environment {
         layers.extend(read_layer(env, Source::EnvironmentFile(env.clone()), true)?);
     }
-    layers.extend(read_layer(&paths.user, Source::UserFile(paths.user.clone()), paths.user_explicit)?);
+    layers.extend(read_layer(
+        &paths.user,
+        Source::UserFile(paths.user.clone()),
+        paths.user_explicit,
+    )?);
     layers.extend(config::env_layer(std::env::vars())?);
     for (flag, key, value) in flags {
         layers.push(Layer::single(Source::Flag(flag.clone()), key, config::parse_scalar(value))?);
@@ -32,7 +43,11 @@ pub fn load(paths: &ConfigPaths, flags: &[(String, String, String)]) -> Result<L
 }
 
 /// Turns `--set k=v` and the dedicated flags into `(flag, key, value)` triples.
-pub fn flag_overrides(set: &[String], listen: Option<&str>, log_level: Option<&str>) -> Result<Vec<(String, String, String)>, ConfigError> {
+pub fn flag_overrides(
+    set: &[String],
+    listen: Option<&str>,
+    log_level: Option<&str>,
+) -> Result<Vec<(String, String, String)>, ConfigError> {
     let mut out = Vec::new();
     for item in set {
         let Some((k, v)) = item.split_once('=') else {

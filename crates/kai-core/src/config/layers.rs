@@ -68,7 +68,12 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "invalid configuration ({} problem{}):", self.problems.len(), if self.problems.len() == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "invalid configuration ({} problem{}):",
+            self.problems.len(),
+            if self.problems.len() == 1 { "" } else { "s" }
+        )?;
         for p in &self.problems {
             if p.key.is_empty() {
                 writeln!(f, "  - {}: {}", p.source, p.message)?;
@@ -87,7 +92,11 @@ impl Layer {
     pub fn from_toml(source: Source, text: &str) -> Result<Self, ConfigError> {
         match text.parse::<Table>() {
             Ok(table) => Ok(Self { source, table }),
-            Err(e) => Err(ConfigError::one(source, "", format!("not valid TOML: {}", e.to_string().trim()))),
+            Err(e) => Err(ConfigError::one(
+                source,
+                "",
+                format!("not valid TOML: {}", e.to_string().trim()),
+            )),
         }
     }
 
@@ -95,7 +104,11 @@ impl Layer {
     pub fn single(source: Source, dotted_key: &str, value: Value) -> Result<Self, ConfigError> {
         let parts: Vec<&str> = dotted_key.split('.').collect();
         if parts.iter().any(|p| p.is_empty()) {
-            return Err(ConfigError::one(source, dotted_key, "not a key; use dotted names such as server.listen"));
+            return Err(ConfigError::one(
+                source,
+                dotted_key,
+                "not a key; use dotted names such as server.listen",
+            ));
         }
         let mut value = value;
         for part in parts.iter().skip(1).rev() {
@@ -119,16 +132,22 @@ pub fn parse_scalar(raw: &str) -> Value {
 }
 
 /// Variables that start with `KAI_` but are not configuration keys.
-const NOT_CONFIG: &[&str] = &["KAI_ENV", "KAI_CONFIG", "KAI_DATA_DIR", "KAI_SYSTEM_CONFIG_DIR", "KAI_TOKEN", "KAI_URL"];
+const NOT_CONFIG: &[&str] =
+    &["KAI_ENV", "KAI_CONFIG", "KAI_DATA_DIR", "KAI_SYSTEM_CONFIG_DIR", "KAI_TOKEN", "KAI_URL"];
 const NOT_CONFIG_PREFIXES: &[&str] = &["KAI_VAULT_", "KAI_OWNER_", "KAI_TEST_", "KAI_BENCH_"];
 
 /// Turns `KAI_SECTION__KEY=value` variables into layers (`__` separates levels, so
 /// `KAI_SERVER__REQUEST_TIMEOUT_SECS=5` sets `server.request_timeout_secs`).
-pub fn env_layer(vars: impl IntoIterator<Item = (String, String)>) -> Result<Vec<Layer>, ConfigError> {
+pub fn env_layer(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<Layer>, ConfigError> {
     let mut vars: Vec<_> = vars
         .into_iter()
         .filter(|(k, _)| k.starts_with("KAI_"))
-        .filter(|(k, _)| !NOT_CONFIG.contains(&k.as_str()) && !NOT_CONFIG_PREFIXES.iter().any(|p| k.starts_with(p)))
+        .filter(|(k, _)| {
+            !NOT_CONFIG.contains(&k.as_str())
+                && !NOT_CONFIG_PREFIXES.iter().any(|p| k.starts_with(p))
+        })
         .collect();
     vars.sort();
     vars.into_iter()
@@ -191,9 +210,17 @@ pub fn load(layers: Vec<Layer>) -> Result<LoadedConfig, ConfigError> {
     let problems: Vec<Problem> = config
         .validate()
         .into_iter()
-        .map(|f| Problem { source: source_of(&provenance, f.key), key: f.key.to_owned(), message: f.message })
+        .map(|f| Problem {
+            source: source_of(&provenance, f.key),
+            key: f.key.to_owned(),
+            message: f.message,
+        })
         .collect();
-    if problems.is_empty() { Ok(LoadedConfig { config, provenance }) } else { Err(ConfigError { problems }) }
+    if problems.is_empty() {
+        Ok(LoadedConfig { config, provenance })
+    } else {
+        Err(ConfigError { problems })
+    }
 }
 
 fn join(prefix: &str, key: &str) -> String {
@@ -201,7 +228,10 @@ fn join(prefix: &str, key: &str) -> String {
 }
 
 fn mark(value: &Value, source: &Source, path: &str, provenance: &mut BTreeMap<String, Source>) {
-    provenance.retain(|k, _| !(k.starts_with(path) && (k[path.len()..].starts_with('.') || k[path.len()..].starts_with('['))));
+    provenance.retain(|k, _| {
+        !(k.starts_with(path)
+            && (k[path.len()..].starts_with('.') || k[path.len()..].starts_with('[')))
+    });
     provenance.insert(path.to_owned(), source.clone());
     match value {
         Value::Table(t) => {
@@ -211,14 +241,25 @@ fn mark(value: &Value, source: &Source, path: &str, provenance: &mut BTreeMap<St
         }
         Value::Array(items) if is_named_list(items) => {
             for item in items {
-                mark(item, source, &format!("{path}[{}]", name_of(item).unwrap_or_default()), provenance);
+                mark(
+                    item,
+                    source,
+                    &format!("{path}[{}]", name_of(item).unwrap_or_default()),
+                    provenance,
+                );
             }
         }
         _ => {}
     }
 }
 
-fn merge_table(base: &mut Table, overlay: Table, source: &Source, prefix: &str, prov: &mut BTreeMap<String, Source>) {
+fn merge_table(
+    base: &mut Table,
+    overlay: Table,
+    source: &Source,
+    prefix: &str,
+    prov: &mut BTreeMap<String, Source>,
+) {
     for (key, value) in overlay {
         let path = join(prefix, &key);
         match (base.get_mut(&key), value) {
@@ -242,7 +283,13 @@ fn is_named_list(items: &[Value]) -> bool {
     items.iter().all(|v| name_of(v).is_some())
 }
 
-fn merge_named_list(base: &mut Vec<Value>, overlay: Vec<Value>, source: &Source, path: &str, prov: &mut BTreeMap<String, Source>) {
+fn merge_named_list(
+    base: &mut Vec<Value>,
+    overlay: Vec<Value>,
+    source: &Source,
+    path: &str,
+    prov: &mut BTreeMap<String, Source>,
+) {
     for item in overlay {
         let name = name_of(&item).unwrap_or_default().to_owned();
         let pos = base.iter().position(|b| name_of(b) == Some(name.as_str()));

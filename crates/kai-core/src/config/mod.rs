@@ -9,8 +9,10 @@
 mod layers;
 mod schema;
 
-pub use layers::{ConfigError, Layer, LoadedConfig, Problem, Source, env_layer, load, parse_scalar};
+pub use layers::{
+    ConfigError, Layer, LoadedConfig, Problem, Source, env_layer, load, parse_scalar,
+};
 pub use schema::{
-    AuditConfig, BusBackend, BusConfig, Config, LogConfig, LogFormat, LogLevel, MetricsConfig, NodeConfig,
-    ServerConfig, StorageConfig,
+    AuditConfig, BusBackend, BusConfig, Config, LogConfig, LogFormat, LogLevel, MetricsConfig,
+    NodeConfig, ServerConfig, StorageConfig,
 };

@@ -202,7 +202,10 @@ fn range<T: PartialOrd + std::fmt::Display + Copy>(
     hi: T,
 ) {
     if value < lo || value > hi {
-        out.push(FieldError { key, message: format!("value {value} is out of range; allowed: {lo} to {hi}") });
+        out.push(FieldError {
+            key,
+            message: format!("value {value} is out of range; allowed: {lo} to {hi}"),
+        });
     }
 }
 
@@ -216,14 +219,21 @@ impl Config {
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
             out.push(FieldError {
                 key: "server.listen",
-                message: format!("{:?} is not an address; allowed: IP:PORT such as 127.0.0.1:7470", self.server.listen),
+                message: format!(
+                    "{:?} is not an address; allowed: IP:PORT such as 127.0.0.1:7470",
+                    self.server.listen
+                ),
             });
         }
         range(&mut out, "server.request_timeout_secs", self.server.request_timeout_secs, 1, 3600);
         range(&mut out, "server.body_limit_bytes", self.server.body_limit_bytes, 1024, 1 << 30);
         range(&mut out, "server.shutdown_grace_secs", self.server.shutdown_grace_secs, 0, 600);
         let url = &self.storage.url;
-        if !(url.is_empty() || url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        if !(url.is_empty()
+            || url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
             out.push(FieldError {
                 key: "storage.url",
                 message: "unsupported scheme; allowed: empty (SQLite in the data dir), sqlite://PATH, postgres://…".into(),
@@ -231,15 +241,31 @@ impl Config {
         }
         range(&mut out, "storage.max_connections", self.storage.max_connections, 1, 256);
         range(&mut out, "audit.checkpoint_every", self.audit.checkpoint_every, 1, 1_000_000);
-        range(&mut out, "audit.checkpoint_interval_secs", self.audit.checkpoint_interval_secs, 1, 86_400);
+        range(
+            &mut out,
+            "audit.checkpoint_interval_secs",
+            self.audit.checkpoint_interval_secs,
+            1,
+            86_400,
+        );
         range(&mut out, "bus.subscriber_queue", self.bus.subscriber_queue, 1, 1_000_000);
         if !self.bus.nats_url.starts_with("nats://") && !self.bus.nats_url.starts_with("tls://") {
-            out.push(FieldError { key: "bus.nats_url", message: "allowed: nats://HOST:PORT or tls://HOST:PORT".into() });
+            out.push(FieldError {
+                key: "bus.nats_url",
+                message: "allowed: nats://HOST:PORT or tls://HOST:PORT".into(),
+            });
         }
         if self.bus.nats_stream.is_empty()
-            || !self.bus.nats_stream.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            || !self
+                .bus
+                .nats_stream
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         {
-            out.push(FieldError { key: "bus.nats_stream", message: "allowed: letters, digits, `_` and `-`".into() });
+            out.push(FieldError {
+                key: "bus.nats_stream",
+                message: "allowed: letters, digits, `_` and `-`".into(),
+            });
         }
         out
     }
@@ -254,8 +280,14 @@ impl Config {
             }
         };
         check(self.server.listen != new.server.listen, "server.listen");
-        check(self.server.allow_public_bind != new.server.allow_public_bind, "server.allow_public_bind");
-        check(self.server.body_limit_bytes != new.server.body_limit_bytes, "server.body_limit_bytes");
+        check(
+            self.server.allow_public_bind != new.server.allow_public_bind,
+            "server.allow_public_bind",
+        );
+        check(
+            self.server.body_limit_bytes != new.server.body_limit_bytes,
+            "server.body_limit_bytes",
+        );
         check(self.storage != new.storage, "storage");
         check(self.bus != new.bus, "bus");
         check(self.metrics != new.metrics, "metrics");
@@ -296,8 +328,13 @@ mod tests {
         assert_eq!(running.server.listen, old.server.listen);
         assert_eq!(running.storage, old.storage);
         // What did not apply is exactly what restart_required reports.
-        assert!(running.restart_required(&new).iter().all(|k| old.restart_required(&new).contains(k)));
-        assert!(running.with_live_changes(&new).restart_required(&new).len() == old.restart_required(&new).len());
+        assert!(
+            running.restart_required(&new).iter().all(|k| old.restart_required(&new).contains(k))
+        );
+        assert!(
+            running.with_live_changes(&new).restart_required(&new).len()
+                == old.restart_required(&new).len()
+        );
     }
 
     #[test]

@@ -92,14 +92,26 @@ pub struct Checkpoint {
     pub signature: [u8; 64],
 }
 
-const SENSITIVE: &[&str] = &["password", "passphrase", "secret", "token", "api_key", "apikey", "private_key", "credential"];
+const SENSITIVE: &[&str] = &[
+    "password",
+    "passphrase",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "private_key",
+    "credential",
+];
 
 fn redact(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {
             for (k, v) in map.iter_mut() {
                 let lower = k.to_ascii_lowercase();
-                if SENSITIVE.iter().any(|s| lower.contains(s)) && !lower.ends_with("_hmac") && !lower.ends_with("_id") {
+                if SENSITIVE.iter().any(|s| lower.contains(s))
+                    && !lower.ends_with("_hmac")
+                    && !lower.ends_with("_id")
+                {
                     *v = serde_json::Value::String("[redacted]".into());
                 } else {
                     redact(v);
@@ -194,11 +206,16 @@ impl Checkpoint {
 mod hex_array {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer, const N: usize>(v: &[u8; N], s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer, const N: usize>(
+        v: &[u8; N],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_str(&hex::encode(v))
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>, const N: usize>(d: D) -> Result<[u8; N], D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
+        d: D,
+    ) -> Result<[u8; N], D::Error> {
         let s = String::deserialize(d)?;
         let bytes = hex::decode(&s).map_err(serde::de::Error::custom)?;
         bytes.try_into().map_err(|_| serde::de::Error::custom(format!("expected {N} bytes")))
@@ -224,7 +241,9 @@ mod tests {
     fn secrets_in_details_are_redacted() {
         let id = Identity::generate();
         let e = Entry::seal(
-            draft(serde_json::json!({"name_hmac": "ab", "password": "hunter2", "nested": {"api_key": "sk-123"}, "token_id": "t1"})),
+            draft(
+                serde_json::json!({"name_hmac": "ab", "password": "hunter2", "nested": {"api_key": "sk-123"}, "token_id": "t1"}),
+            ),
             1,
             [0; 32],
             &id,
@@ -240,7 +259,8 @@ mod tests {
         let e = Entry::seal(draft(serde_json::json!({"n": 1})), 7, [9; 32], &id);
         assert_eq!(e.compute_hash(), e.hash);
         assert!(id.did().verify(&e.hash, &e.signature));
-        let mutations: Vec<Box<dyn Fn(&mut Entry)>> = vec![
+        type Mutation = Box<dyn Fn(&mut Entry)>;
+        let mutations: Vec<Mutation> = vec![
             Box::new(|e| e.seq += 1),
             Box::new(|e| e.timestamp_us += 1),
             Box::new(|e| e.actor.push('x')),

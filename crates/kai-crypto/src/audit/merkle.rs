@@ -73,7 +73,11 @@ impl MerkleAccumulator {
     /// A compact text form of the frontier (`size:hash` per perfect subtree), small enough to
     /// store beside every batch so start-up never rescans the log.
     pub fn to_text(&self) -> String {
-        self.stack.iter().map(|(n, h)| format!("{n}:{}", hex::encode(h))).collect::<Vec<_>>().join(",")
+        self.stack
+            .iter()
+            .map(|(n, h)| format!("{n}:{}", hex::encode(h)))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Parses [`Self::to_text`]; `None` if the text is not a well-formed frontier.
@@ -114,7 +118,8 @@ mod tests {
 
     #[test]
     fn matches_recursive_definition_for_all_sizes_up_to_300() {
-        let leaves: Vec<Hash> = (0..300u32).map(|i| Sha256::digest(i.to_be_bytes()).into()).collect();
+        let leaves: Vec<Hash> =
+            (0..300u32).map(|i| Sha256::digest(i.to_be_bytes()).into()).collect();
         let mut acc = MerkleAccumulator::new();
         assert_eq!(acc.root(), reference_root(&[]));
         for (i, l) in leaves.iter().enumerate() {
@@ -137,7 +142,8 @@ mod tests {
 
     #[test]
     fn any_change_changes_the_root() {
-        let leaves: Vec<Hash> = (0..17u32).map(|i| Sha256::digest(i.to_be_bytes()).into()).collect();
+        let leaves: Vec<Hash> =
+            (0..17u32).map(|i| Sha256::digest(i.to_be_bytes()).into()).collect();
         let root = reference_root(&leaves);
         for i in 0..leaves.len() {
             let mut l = leaves.clone();

@@ -9,9 +9,9 @@ use std::collections::{HashMap, HashSet};
 use ed25519_dalek::{Signature, VerifyingKey};
 use rayon::prelude::*;
 
+use super::Hash;
 use super::entry::{Checkpoint, Entry, GENESIS_ACTION, REGISTER_ACTION, ROTATE_ACTION};
 use super::merkle::MerkleAccumulator;
-use super::Hash;
 use crate::identity::Did;
 
 /// The first problem found, naming the entry (by `seq`) where the log stops being trustworthy.
@@ -74,7 +74,10 @@ impl Verifier {
     }
 
     fn key(&mut self, did: &str) -> Option<VerifyingKey> {
-        *self.keys.entry(did.to_owned()).or_insert_with(|| did.parse::<Did>().ok().and_then(|d| d.verifying_key().ok()))
+        *self
+            .keys
+            .entry(did.to_owned())
+            .or_insert_with(|| did.parse::<Did>().ok().and_then(|d| d.verifying_key().ok()))
     }
 
     /// Checks the next batch of entries (which must continue where the last batch ended).
@@ -87,11 +90,9 @@ impl Verifier {
             .par_iter()
             .map(|e| {
                 let hash_ok = e.compute_hash() == e.hash;
-                let sig_ok = keys
-                    .get(&e.signer)
-                    .copied()
-                    .flatten()
-                    .is_some_and(|k| k.verify_strict(&e.hash, &Signature::from_bytes(&e.signature)).is_ok());
+                let sig_ok = keys.get(&e.signer).copied().flatten().is_some_and(|k| {
+                    k.verify_strict(&e.hash, &Signature::from_bytes(&e.signature)).is_ok()
+                });
                 (hash_ok, sig_ok)
             })
             .collect();
@@ -106,13 +107,19 @@ impl Verifier {
         let fail = |reason: String| Err(VerifyError { seq, reason });
         if e.seq != seq {
             return if e.seq > seq {
-                fail(format!("missing: found entry {} where entry {seq} should be (deleted or reordered)", e.seq))
+                fail(format!(
+                    "missing: found entry {} where entry {seq} should be (deleted or reordered)",
+                    e.seq
+                ))
             } else {
                 fail(format!("out of order: found entry {} after entry {}", e.seq, seq - 1))
             };
         }
         if !hash_ok {
-            return fail("contents do not match the entry's hash (modified, or moved from another position)".into());
+            return fail(
+                "contents do not match the entry's hash (modified, or moved from another position)"
+                    .into(),
+            );
         }
         if e.prev_hash != self.prev {
             return fail(format!(
@@ -122,20 +129,31 @@ impl Verifier {
         }
         if seq == 1 {
             if e.action != GENESIS_ACTION {
-                return fail(format!("the log must start with {GENESIS_ACTION}, found {}", e.action));
+                return fail(format!(
+                    "the log must start with {GENESIS_ACTION}, found {}",
+                    e.action
+                ));
             }
             if let Some(trusted) = &self.trusted_genesis
                 && trusted.as_str() != e.signer
             {
-                return fail(format!("genesis signed by {} but this node's first identity is {trusted}", e.signer));
+                return fail(format!(
+                    "genesis signed by {} but this node's first identity is {trusted}",
+                    e.signer
+                ));
             }
             self.authorized.insert(e.signer.clone());
             self.all_signers.push(e.signer.clone());
         }
         if !self.authorized.contains(&e.signer) {
             return match self.retired.get(&e.signer) {
-                Some(at) => fail(format!("signed by {} which was rotated out at entry {at}", e.signer)),
-                None => fail(format!("signed by {} which is not an authorized identity of this log", e.signer)),
+                Some(at) => {
+                    fail(format!("signed by {} which was rotated out at entry {at}", e.signer))
+                }
+                None => fail(format!(
+                    "signed by {} which is not an authorized identity of this log",
+                    e.signer
+                )),
             };
         }
         if !sig_ok {
@@ -163,7 +181,9 @@ impl Verifier {
                     .and_then(|p| hex::decode(p).ok())
                     .and_then(|p| <[u8; 64]>::try_from(p).ok());
                 if !proof.is_some_and(|p| new.verify(&rotation_proof_message(&e.signer), &p)) {
-                    return fail(format!("rotation to {new} lacks a valid proof signed by the new key"));
+                    return fail(format!(
+                        "rotation to {new} lacks a valid proof signed by the new key"
+                    ));
                 }
                 self.authorized.remove(&e.signer);
                 self.retired.insert(e.signer.clone(), e.seq);
@@ -196,10 +216,16 @@ impl Verifier {
                 return fail("checkpoint of an empty log".into());
             }
             if !cp.signature_valid() {
-                return fail(format!("the checkpoint at size {} has an invalid signature", cp.size));
+                return fail(format!(
+                    "the checkpoint at size {} has an invalid signature",
+                    cp.size
+                ));
             }
             if !self.authorized.contains(&cp.signer) && !self.retired.contains_key(&cp.signer) {
-                return fail(format!("the checkpoint at size {} is signed by unknown key {}", cp.size, cp.signer));
+                return fail(format!(
+                    "the checkpoint at size {} is signed by unknown key {}",
+                    cp.size, cp.signer
+                ));
             }
             if cp.root != self.acc.root() {
                 return fail(format!(

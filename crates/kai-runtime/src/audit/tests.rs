@@ -3,7 +3,9 @@ use std::sync::atomic::AtomicBool;
 use async_trait::async_trait;
 use kai_core::Envelope;
 use kai_crypto::audit::Verifier;
-use kai_store::{AuditStore, EventLog, MetaStore, StoreError, StoreInfo, StoreResult, TokenRecord, TokenStore};
+use kai_store::{
+    AuditStore, EventLog, MetaStore, StoreError, StoreInfo, StoreResult, TokenRecord, TokenStore,
+};
 
 use super::*;
 
@@ -98,8 +100,17 @@ impl Fixture {
     fn new(every: u64) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("kai.db").display());
-        let (settings, _) = watch::channel(AuditSettings { checkpoint_every: every, checkpoint_interval: Duration::from_secs(3600) });
-        Self { _dir: dir, url, tracker: TaskTracker::new(), cancel: CancellationToken::new(), settings }
+        let (settings, _) = watch::channel(AuditSettings {
+            checkpoint_every: every,
+            checkpoint_interval: Duration::from_secs(3600),
+        });
+        Self {
+            _dir: dir,
+            url,
+            tracker: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+            settings,
+        }
     }
 
     async fn store(&self) -> Arc<dyn Store> {
@@ -107,7 +118,15 @@ impl Fixture {
     }
 
     async fn open(&self, store: Arc<dyn Store>, id: &Identity) -> Result<AuditLog, AuditError> {
-        AuditLog::open(store, id.clone(), self.settings.subscribe(), None, &self.tracker, self.cancel.clone()).await
+        AuditLog::open(
+            store,
+            id.clone(),
+            self.settings.subscribe(),
+            None,
+            &self.tracker,
+            self.cancel.clone(),
+        )
+        .await
     }
 
     async fn shutdown(&self) {
@@ -117,8 +136,12 @@ impl Fixture {
     }
 }
 
-async fn verify(store: &dyn Store, genesis: &Identity) -> Result<kai_crypto::audit::VerifyReport, kai_crypto::audit::VerifyError> {
-    let mut v = Verifier::new(store.audit_checkpoints().await.unwrap(), Some(genesis.did().clone()));
+async fn verify(
+    store: &dyn Store,
+    genesis: &Identity,
+) -> Result<kai_crypto::audit::VerifyReport, kai_crypto::audit::VerifyError> {
+    let mut v =
+        Verifier::new(store.audit_checkpoints().await.unwrap(), Some(genesis.did().clone()));
     v.feed(&store.audit_range(1, u32::MAX).await.unwrap())?;
     v.finish()
 }
@@ -134,10 +157,19 @@ async fn concurrent_appends_form_one_verifiable_chain() {
     for i in 0..200 {
         let log = log.clone();
         handles.push(tokio::spawn(async move {
-            log.record("user:owner", "event.publish", &format!("e{i}"), Outcome::Success, serde_json::json!({"i": i})).await.unwrap()
+            log.record(
+                "user:owner",
+                "event.publish",
+                &format!("e{i}"),
+                Outcome::Success,
+                serde_json::json!({"i": i}),
+            )
+            .await
+            .unwrap()
         }));
     }
-    let mut seqs: Vec<u64> = futures::future::join_all(handles).await.into_iter().map(|r| r.unwrap()).collect();
+    let mut seqs: Vec<u64> =
+        futures::future::join_all(handles).await.into_iter().map(|r| r.unwrap()).collect();
     seqs.sort_unstable();
     assert_eq!(seqs, (2..=201).collect::<Vec<_>>());
     let report = verify(store.as_ref(), &id).await.unwrap();
@@ -158,11 +190,15 @@ async fn failed_commit_fails_the_operation_and_the_chain_recovers() {
     let log = fx.open(store.clone(), &id).await.unwrap();
     log.record("a", "x.one", "t", Outcome::Success, serde_json::Value::Null).await.unwrap();
     store.fail.store(true, Ordering::SeqCst);
-    let err = log.record("a", "x.two", "t", Outcome::Success, serde_json::Value::Null).await.unwrap_err();
+    let err =
+        log.record("a", "x.two", "t", Outcome::Success, serde_json::Value::Null).await.unwrap_err();
     assert_eq!(err.code(), "audit_unavailable");
     assert_eq!(store.audit_count().await.unwrap(), 2);
     store.fail.store(false, Ordering::SeqCst);
-    assert_eq!(log.record("a", "x.three", "t", Outcome::Success, serde_json::Value::Null).await.unwrap(), 3);
+    assert_eq!(
+        log.record("a", "x.three", "t", Outcome::Success, serde_json::Value::Null).await.unwrap(),
+        3
+    );
     verify(store.as_ref(), &id).await.unwrap();
     fx.shutdown().await;
 }
@@ -175,7 +211,9 @@ async fn reopen_continues_the_chain_from_the_stored_frontier() {
         let store = fx.store().await;
         let log = fx.open(store.clone(), &id).await.unwrap();
         for i in 0..20 {
-            log.record("a", "x", &i.to_string(), Outcome::Success, serde_json::Value::Null).await.unwrap();
+            log.record("a", "x", &i.to_string(), Outcome::Success, serde_json::Value::Null)
+                .await
+                .unwrap();
         }
     }
     let store = fx.store().await;
@@ -221,11 +259,20 @@ async fn witness_file_holds_the_latest_checkpoint() {
     let store = fx.store().await;
     let id = Identity::generate();
     let witness = fx._dir.path().join("checkpoint.json");
-    let log = AuditLog::open(store.clone(), id.clone(), fx.settings.subscribe(), Some(witness.clone()), &fx.tracker, fx.cancel.clone())
-        .await
-        .unwrap();
+    let log = AuditLog::open(
+        store.clone(),
+        id.clone(),
+        fx.settings.subscribe(),
+        Some(witness.clone()),
+        &fx.tracker,
+        fx.cancel.clone(),
+    )
+    .await
+    .unwrap();
     for i in 0..5 {
-        log.record("a", "x", &i.to_string(), Outcome::Success, serde_json::Value::Null).await.unwrap();
+        log.record("a", "x", &i.to_string(), Outcome::Success, serde_json::Value::Null)
+            .await
+            .unwrap();
     }
     let cp: Checkpoint = serde_json::from_slice(&std::fs::read(&witness).unwrap()).unwrap();
     assert_eq!(cp.size, 6);

@@ -36,11 +36,29 @@ pub struct MemoryBus {
 impl MemoryBus {
     /// A bus persisting to `log`, with `queue` events of room per subscriber. Replay tasks
     /// run on `tracker` and stop on `cancel`.
-    pub fn new(log: Arc<dyn EventLog>, queue: usize, tracker: TaskTracker, cancel: CancellationToken) -> Self {
-        Self { log, subscribers: Mutex::new(Vec::new()), order: tokio::sync::Mutex::new(()), queue, tracker, cancel }
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        queue: usize,
+        tracker: TaskTracker,
+        cancel: CancellationToken,
+    ) -> Self {
+        Self {
+            log,
+            subscribers: Mutex::new(Vec::new()),
+            order: tokio::sync::Mutex::new(()),
+            queue,
+            tracker,
+            cancel,
+        }
     }
 
-    fn register(&self, filter: EventFilter, tx: mpsc::Sender<Envelope>, policy: DeliveryPolicy, reason: Arc<OnceLock<CloseReason>>) {
+    fn register(
+        &self,
+        filter: EventFilter,
+        tx: mpsc::Sender<Envelope>,
+        policy: DeliveryPolicy,
+        reason: Arc<OnceLock<CloseReason>>,
+    ) {
         let sub = Arc::new(Subscriber { filter, tx, policy, reason });
         self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).push(sub);
     }
@@ -53,7 +71,10 @@ impl MemoryBus {
         if dead.is_empty() {
             return;
         }
-        self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).retain(|s| !dead.iter().any(|d| Arc::ptr_eq(s, d)));
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|s| !dead.iter().any(|d| Arc::ptr_eq(s, d)));
     }
 
     /// Number of live subscribers.

@@ -6,7 +6,9 @@
 //! Durability is JetStream's: an acknowledged publish is stored, but the server's own fsync
 //! policy decides when it reaches disk (see the NATS `sync_interval` setting).
 
-use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig, stream::StorageType};
+use async_nats::jetstream::{
+    self, consumer::DeliverPolicy, consumer::pull::OrderedConfig, stream::StorageType,
+};
 use async_trait::async_trait;
 use futures::StreamExt as _;
 use kai_core::Envelope;
@@ -74,7 +76,13 @@ impl EventBus for NatsBus {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert("Nats-Msg-Id", event.id.to_string().as_str());
         let subject = format!("{}.{}", self.stream, event.kind);
-        let ack = self.js.publish_with_headers(subject, headers, body.into()).await.map_err(backend)?.await.map_err(backend)?;
+        let ack = self
+            .js
+            .publish_with_headers(subject, headers, body.into())
+            .await
+            .map_err(backend)?
+            .await
+            .map_err(backend)?;
         event.offset = Some(ack.sequence);
         metrics::counter!(m::EVENTS_PUBLISHED, "type" => event.kind.to_string()).increment(1);
         Ok(event)
@@ -115,7 +123,10 @@ impl EventBus for NatsBus {
                 };
                 let Ok(seq) = msg.info().map(|i| i.stream_sequence) else { continue };
                 let Ok(mut event) = serde_json::from_slice::<Envelope>(&msg.payload) else {
-                    tracing::warn!(offset = seq, "skipping an undecodable event on the NATS stream");
+                    tracing::warn!(
+                        offset = seq,
+                        "skipping an undecodable event on the NATS stream"
+                    );
                     continue;
                 };
                 event.offset = Some(seq);
@@ -160,7 +171,8 @@ impl EventBus for NatsBus {
         let mut messages = consumer.messages().await.map_err(backend)?;
         let mut out = Vec::new();
         while out.len() < limit as usize {
-            let next = tokio::time::timeout(std::time::Duration::from_secs(5), messages.next()).await;
+            let next =
+                tokio::time::timeout(std::time::Duration::from_secs(5), messages.next()).await;
             let Ok(Some(Ok(msg))) = next else { break };
             let Ok(seq) = msg.info().map(|i| i.stream_sequence) else { continue };
             if let Ok(mut event) = serde_json::from_slice::<Envelope>(&msg.payload) {

@@ -11,11 +11,15 @@ use super::memory::MemoryBus;
 use super::*;
 
 fn ev(kind: &str, n: u64) -> Envelope {
-    Envelope::new(kind.parse().unwrap(), serde_json::json!({"n": n}), Utc::now()).with_task(format!("t{}", n % 3))
+    Envelope::new(kind.parse().unwrap(), serde_json::json!({"n": n}), Utc::now())
+        .with_task(format!("t{}", n % 3))
 }
 
 async fn recv(sub: &mut Subscription) -> Envelope {
-    tokio::time::timeout(Duration::from_secs(10), sub.recv()).await.expect("event within 10 s").expect("subscription open")
+    tokio::time::timeout(Duration::from_secs(10), sub.recv())
+        .await
+        .expect("event within 10 s")
+        .expect("subscription open")
 }
 
 /// The shared behaviour every backend must have.
@@ -39,7 +43,10 @@ async fn conformance(bus: Arc<dyn EventBus>) {
         assert_eq!(recv(&mut steps).await.payload["n"], n as u64);
     }
     // Replay from the middle, then live, with nothing missing or repeated.
-    let mut replay = bus.subscribe(EventFilter::default(), Some(offsets[4]), DeliveryPolicy::Block).await.unwrap();
+    let mut replay = bus
+        .subscribe(EventFilter::default(), Some(offsets[4]), DeliveryPolicy::Block)
+        .await
+        .unwrap();
     let more = bus.publish(ev("TASK_CREATED", 10)).await.unwrap().offset.unwrap();
     let mut seen = Vec::new();
     for _ in 0..6 {
@@ -53,15 +60,22 @@ async fn conformance(bus: Arc<dyn EventBus>) {
     assert_eq!(page.iter().map(|e| e.offset.unwrap()).collect::<Vec<_>>(), offsets[3..6].to_vec());
     assert_eq!(page[0].payload["n"], 3);
     assert!(bus.read(more, 10).await.unwrap().is_empty());
-    let too_big = Envelope::new("X".parse().unwrap(), serde_json::json!("a".repeat(300_000)), Utc::now());
+    let too_big =
+        Envelope::new("X".parse().unwrap(), serde_json::json!("a".repeat(300_000)), Utc::now());
     assert_eq!(bus.publish(too_big).await.unwrap_err().code(), "payload_too_large");
 }
 
 async fn memory_bus(queue: usize) -> (Arc<MemoryBus>, tempfile::TempDir, TaskTracker) {
     let dir = tempfile::tempdir().unwrap();
-    let store = kai_store::open(&format!("sqlite://{}", dir.path().join("kai.db").display()), 4).await.unwrap();
+    let store = kai_store::open(&format!("sqlite://{}", dir.path().join("kai.db").display()), 4)
+        .await
+        .unwrap();
     let tracker = TaskTracker::new();
-    (Arc::new(MemoryBus::new(store, queue, tracker.clone(), CancellationToken::new())), dir, tracker)
+    (
+        Arc::new(MemoryBus::new(store, queue, tracker.clone(), CancellationToken::new())),
+        dir,
+        tracker,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,8 +87,10 @@ async fn memory_bus_conformance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_subscriber_is_dropped_and_never_blocks_the_publisher() {
     let (bus, _dir, _t) = memory_bus(4).await;
-    let mut slow = bus.subscribe(EventFilter::default(), None, DeliveryPolicy::DropSlow).await.unwrap();
-    let mut fast = bus.subscribe(EventFilter::default(), None, DeliveryPolicy::DropSlow).await.unwrap();
+    let mut slow =
+        bus.subscribe(EventFilter::default(), None, DeliveryPolicy::DropSlow).await.unwrap();
+    let mut fast =
+        bus.subscribe(EventFilter::default(), None, DeliveryPolicy::DropSlow).await.unwrap();
     for n in 0..20 {
         bus.publish(ev("TASK_CREATED", n)).await.unwrap();
         recv(&mut fast).await;
@@ -120,7 +136,11 @@ mod nats {
 
     async fn node(stream: &str) -> Arc<NatsBus> {
         let url = url().unwrap();
-        Arc::new(NatsBus::connect(&url, stream, 64, TaskTracker::new(), CancellationToken::new()).await.unwrap())
+        Arc::new(
+            NatsBus::connect(&url, stream, 64, TaskTracker::new(), CancellationToken::new())
+                .await
+                .unwrap(),
+        )
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,7 +165,8 @@ mod nats {
         let stream = format!("KAI_TEST_{}", uuid::Uuid::now_v7().simple());
         let a = node(&stream).await;
         let b = node(&stream).await;
-        let mut on_b = b.subscribe(EventFilter::default(), None, DeliveryPolicy::Block).await.unwrap();
+        let mut on_b =
+            b.subscribe(EventFilter::default(), None, DeliveryPolicy::Block).await.unwrap();
         let sent = a.publish(ev("AGENT_RESULT", 7)).await.unwrap();
         let got = recv(&mut on_b).await;
         assert_eq!(got.id, sent.id);
@@ -155,7 +176,10 @@ mod nats {
         assert_eq!(again.offset, sent.offset);
         // B resumes from A's offset after a "reconnect".
         b.publish(ev("AGENT_RESULT", 8)).await.unwrap();
-        let mut resumed = a.subscribe(EventFilter::default(), Some(sent.offset.unwrap()), DeliveryPolicy::Block).await.unwrap();
+        let mut resumed = a
+            .subscribe(EventFilter::default(), Some(sent.offset.unwrap()), DeliveryPolicy::Block)
+            .await
+            .unwrap();
         assert_eq!(recv(&mut resumed).await.payload["n"], 8);
         a.delete_stream().await.unwrap();
     }

@@ -15,7 +15,11 @@ use crate::error::{ApiResult, Problem};
     (status = 401, body = Problem, content_type = "application/problem+json"),
     (status = 403, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn entries(State(state): State<AppState>, principal: Principal, Query(paging): Query<Paging>) -> ApiResult<Json<AuditPage>> {
+pub async fn entries(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(paging): Query<Paging>,
+) -> ApiResult<Json<AuditPage>> {
     principal.require(Action::Admin)?;
     let (after, limit) = paging.get()?;
     let entries = state.store.audit_range(after + 1, limit).await?;
@@ -29,7 +33,10 @@ pub async fn entries(State(state): State<AppState>, principal: Principal, Query(
     (status = 401, body = Problem, content_type = "application/problem+json"),
     (status = 403, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn verify(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<AuditVerification>> {
+pub async fn verify(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<Json<AuditVerification>> {
     principal.require(Action::Admin)?;
     let result = kai_runtime::audit::verify_store(state.store.as_ref(), None, None).await?;
     Ok(Json(match result {

@@ -27,10 +27,16 @@ pub async fn publish(
     Json(req): Json<PublishEvent>,
 ) -> ApiResult<(StatusCode, Json<Event>)> {
     principal.require(Action::Write)?;
-    let kind = req.kind.parse().map_err(|e: kai_core::event::EventTypeError| ApiError::BadRequest(e.to_string()))?;
+    let kind = req
+        .kind
+        .parse()
+        .map_err(|e: kai_core::event::EventTypeError| ApiError::BadRequest(e.to_string()))?;
     let mut event = Envelope::new(kind, req.payload, chrono::Utc::now());
     if let Some(agent) = req.agent {
-        event.agent = Some(agent.parse().map_err(|e: kai_core::agent_id::AgentIdError| ApiError::BadRequest(e.to_string()))?);
+        event.agent =
+            Some(agent.parse().map_err(|e: kai_core::agent_id::AgentIdError| {
+                ApiError::BadRequest(e.to_string())
+            })?);
     }
     if let Some(task) = req.task_id {
         if task.is_empty() || task.len() > 128 {
@@ -46,7 +52,16 @@ pub async fn publish(
     match state.bus.publish(event).await {
         Ok(published) => Ok((StatusCode::CREATED, Json(published.into()))),
         Err(e) => {
-            let _ = state.audit.record(&actor, "event.publish", &target, Outcome::Failure, serde_json::json!({"error": e.code()})).await;
+            let _ = state
+                .audit
+                .record(
+                    &actor,
+                    "event.publish",
+                    &target,
+                    Outcome::Failure,
+                    serde_json::json!({"error": e.code()}),
+                )
+                .await;
             Err(e.into())
         }
     }
@@ -58,7 +73,11 @@ pub async fn publish(
     (status = 400, body = Problem, content_type = "application/problem+json"),
     (status = 401, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn list(State(state): State<AppState>, principal: Principal, Query(paging): Query<Paging>) -> ApiResult<Json<EventPage>> {
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(paging): Query<Paging>,
+) -> ApiResult<Json<EventPage>> {
     principal.require(Action::Read)?;
     let (after, limit) = paging.get()?;
     let events = state.bus.read(after, limit).await?;

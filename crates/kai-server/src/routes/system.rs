@@ -28,7 +28,10 @@ pub async fn ready(State(state): State<AppState>) -> ApiResult<Json<Ready>> {
         detail: "storage is not reachable".into(),
     })?;
     if state.audit.is_empty() {
-        return Err(ApiError::Unavailable { code: "not_ready", detail: "the audit log is not open yet".into() });
+        return Err(ApiError::Unavailable {
+            code: "not_ready",
+            detail: "the audit log is not open yet".into(),
+        });
     }
     Ok(Json(Ready {
         status: "ready".into(),
@@ -49,7 +52,8 @@ pub async fn metrics(State(state): State<AppState>, principal: Principal) -> Api
         return Err(ApiError::NotFound("metrics (disabled by metrics.enabled = false)".into()));
     };
     let mut resp = handle.render().into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     Ok(resp)
 }
 
@@ -58,7 +62,10 @@ pub async fn metrics(State(state): State<AppState>, principal: Principal) -> Api
     (status = 200, body = SystemInfo),
     (status = 401, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn info(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<SystemInfo>> {
+pub async fn info(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<Json<SystemInfo>> {
     principal.require(Action::Read)?;
     let store = state.store.info().await?;
     let now = chrono::Utc::now();
@@ -81,7 +88,10 @@ pub async fn info(State(state): State<AppState>, principal: Principal) -> ApiRes
     (status = 401, body = Problem, content_type = "application/problem+json"),
     (status = 403, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn config(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<SystemConfig>> {
+pub async fn config(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<Json<SystemConfig>> {
     principal.require(Action::Admin)?;
     let loaded = state.config.borrow().clone();
     Ok(Json(SystemConfig {
@@ -105,12 +115,16 @@ pub fn redacted(config: &kai_core::config::Config) -> serde_json::Value {
     (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 503, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn rotate_identity(State(state): State<AppState>, principal: Principal) -> ApiResult<(StatusCode, Json<Rotated>)> {
+pub async fn rotate_identity(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<(StatusCode, Json<Rotated>)> {
     principal.require(Action::Admin)?;
     let previous = state.identity.did();
-    let did = state.identity.rotate(&state.audit, &principal.actor()).await.map_err(|e| match e {
-        kai_runtime::identity::RotateError::Audit(a) => ApiError::from(a),
-        kai_runtime::identity::RotateError::Identity(i) => ApiError::Internal(i.to_string()),
-    })?;
+    let did =
+        state.identity.rotate(&state.audit, &principal.actor()).await.map_err(|e| match e {
+            kai_runtime::identity::RotateError::Audit(a) => ApiError::from(a),
+            kai_runtime::identity::RotateError::Identity(i) => ApiError::Internal(i.to_string()),
+        })?;
     Ok((StatusCode::OK, Json(Rotated { previous, did })))
 }

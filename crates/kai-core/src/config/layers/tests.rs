@@ -19,13 +19,28 @@ fn user() -> Source {
 fn every_layer_overrides_the_one_before() {
     // Each layer sets request_timeout_secs; each later layer must win, and provenance must follow.
     let layers = vec![
-        file(sys(), "[server]\nrequest_timeout_secs = 2\nshutdown_grace_secs = 2\nlisten = \"127.0.0.1:2\"\n[node]\nname = \"sys\""),
-        file(envf(), "[server]\nrequest_timeout_secs = 3\nshutdown_grace_secs = 3\nlisten = \"127.0.0.1:3\""),
+        file(
+            sys(),
+            "[server]\nrequest_timeout_secs = 2\nshutdown_grace_secs = 2\nlisten = \"127.0.0.1:2\"\n[node]\nname = \"sys\"",
+        ),
+        file(
+            envf(),
+            "[server]\nrequest_timeout_secs = 3\nshutdown_grace_secs = 3\nlisten = \"127.0.0.1:3\"",
+        ),
         file(user(), "[server]\nrequest_timeout_secs = 4\nshutdown_grace_secs = 4"),
     ];
     let mut all = layers.clone();
-    all.extend(env_layer([("KAI_SERVER__REQUEST_TIMEOUT_SECS".to_owned(), "5".to_owned())]).unwrap());
-    all.push(Layer::single(Source::Flag("--set".into()), "server.request_timeout_secs", Value::Integer(6)).unwrap());
+    all.extend(
+        env_layer([("KAI_SERVER__REQUEST_TIMEOUT_SECS".to_owned(), "5".to_owned())]).unwrap(),
+    );
+    all.push(
+        Layer::single(
+            Source::Flag("--set".into()),
+            "server.request_timeout_secs",
+            Value::Integer(6),
+        )
+        .unwrap(),
+    );
     let loaded = load(all).unwrap();
     let c = &loaded.config;
     assert_eq!(c.server.request_timeout_secs, 6);
@@ -41,7 +56,9 @@ fn every_layer_overrides_the_one_before() {
 
     // Without the flag, the env var wins; without both, the user file.
     let mut no_flag = layers.clone();
-    no_flag.extend(env_layer([("KAI_SERVER__REQUEST_TIMEOUT_SECS".to_owned(), "5".to_owned())]).unwrap());
+    no_flag.extend(
+        env_layer([("KAI_SERVER__REQUEST_TIMEOUT_SECS".to_owned(), "5".to_owned())]).unwrap(),
+    );
     assert_eq!(load(no_flag).unwrap().config.server.request_timeout_secs, 5);
     assert_eq!(load(layers.clone()).unwrap().config.server.request_timeout_secs, 4);
     assert_eq!(load(layers[..2].to_vec()).unwrap().config.server.request_timeout_secs, 3);
@@ -141,7 +158,11 @@ fn unknown_key_names_file_key_and_allowed_keys() {
     assert_eq!(p.source, user());
     assert_eq!(p.key, "server.port");
     assert!(p.message.contains("unknown field `port`"), "{}", p.message);
-    assert!(p.message.contains("listen") && p.message.contains("request_timeout_secs"), "allowed keys listed: {}", p.message);
+    assert!(
+        p.message.contains("listen") && p.message.contains("request_timeout_secs"),
+        "allowed keys listed: {}",
+        p.message
+    );
     assert!(text.contains("/home/u/.config/kai/config.toml"), "{text}");
 }
 
@@ -154,12 +175,15 @@ fn unknown_section_is_rejected() {
 
 #[test]
 fn wrong_type_names_the_source() {
-    let p = only_problem(load(vec![file(envf(), "[server]\nrequest_timeout_secs = \"soon\"")]).unwrap_err());
+    let p = only_problem(
+        load(vec![file(envf(), "[server]\nrequest_timeout_secs = \"soon\"")]).unwrap_err(),
+    );
     assert_eq!(p.source, envf());
     assert_eq!(p.key, "server.request_timeout_secs");
     assert!(p.message.contains("invalid type"), "{}", p.message);
 
-    let layers = env_layer([("KAI_AUDIT__CHECKPOINT_EVERY".to_owned(), "lots".to_owned())]).unwrap();
+    let layers =
+        env_layer([("KAI_AUDIT__CHECKPOINT_EVERY".to_owned(), "lots".to_owned())]).unwrap();
     let p = only_problem(load(layers).unwrap_err());
     assert_eq!(p.source, Source::EnvVar("KAI_AUDIT__CHECKPOINT_EVERY".into()));
     assert_eq!(p.key, "audit.checkpoint_every");
@@ -200,7 +224,9 @@ fn syntax_error_names_the_file() {
 
 #[test]
 fn bad_dotted_key_from_flag_is_rejected() {
-    assert!(Layer::single(Source::Flag("--set".into()), "server..listen", Value::Integer(1)).is_err());
+    assert!(
+        Layer::single(Source::Flag("--set".into()), "server..listen", Value::Integer(1)).is_err()
+    );
 }
 
 #[test]

@@ -19,7 +19,14 @@ impl Log {
     fn new(every: u64) -> Self {
         let signer = Identity::generate();
         let genesis = signer.did().clone();
-        let mut log = Self { entries: vec![], checkpoints: vec![], acc: MerkleAccumulator::new(), signer, genesis, every };
+        let mut log = Self {
+            entries: vec![],
+            checkpoints: vec![],
+            acc: MerkleAccumulator::new(),
+            signer,
+            genesis,
+            every,
+        };
         log.append(GENESIS_ACTION, &log.genesis.to_string(), serde_json::json!({}));
         log
     }
@@ -38,7 +45,7 @@ impl Log {
         let e = Entry::seal(draft, seq, prev, &self.signer);
         self.acc.push(&e.hash);
         self.entries.push(e);
-        if seq % self.every == 0 {
+        if seq.is_multiple_of(self.every) {
             self.checkpoints.push(Checkpoint::sign(seq, self.acc.root(), Utc::now(), &self.signer));
         }
     }
@@ -50,7 +57,11 @@ impl Log {
     fn rotate(&mut self) {
         let new = Identity::generate();
         let proof = new.sign(&rotation_proof_message(self.signer.did().as_str()));
-        self.append(ROTATE_ACTION, new.did().as_str(), serde_json::json!({"proof": hex::encode(proof)}));
+        self.append(
+            ROTATE_ACTION,
+            new.did().as_str(),
+            serde_json::json!({"proof": hex::encode(proof)}),
+        );
         self.signer = new;
     }
 
@@ -59,7 +70,11 @@ impl Log {
     }
 }
 
-fn verify_entries(entries: &[Entry], cps: &[Checkpoint], genesis: Option<Did>) -> Result<VerifyReport, VerifyError> {
+fn verify_entries(
+    entries: &[Entry],
+    cps: &[Checkpoint],
+    genesis: Option<Did>,
+) -> Result<VerifyReport, VerifyError> {
     let mut v = Verifier::new(cps.to_vec(), genesis);
     for chunk in entries.chunks(7) {
         v.feed(chunk)?;
@@ -194,7 +209,9 @@ fn rotation_without_proof_is_rejected() {
 #[test]
 fn wrong_genesis_identity_is_rejected() {
     let log = log_of(3, 10);
-    let err = verify_entries(&log.entries, &log.checkpoints, Some(Identity::generate().did().clone())).unwrap_err();
+    let err =
+        verify_entries(&log.entries, &log.checkpoints, Some(Identity::generate().did().clone()))
+            .unwrap_err();
     assert_eq!(err.seq, 1);
 }
 

@@ -1,0 +1,11 @@
+//! Integration tests: each starts real `kai` processes on port 0 in temp directories and talks
+//! HTTP to them. One test binary (faster linking); modules by theme.
+//! `KAI_TEST_DATABASE=postgres` runs every test on PostgreSQL (`KAI_TEST_POSTGRES_URL`).
+
+mod node {
+    pub mod audit_cli;
+    pub mod config;
+    pub mod durability;
+    pub mod harness;
+    pub mod server;
+}
