@@ -1,0 +1,64 @@
+//! `kai-bench audit-append DATA_DIR ENTRIES CONCURRENCY`: appends ENTRIES signed, durable audit
+//! entries through the node's real audit writer (group commit) from CONCURRENCY tasks, on a
+//! data directory made by `kai init`, and prints the throughput as JSON.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use kai_crypto::audit::Outcome;
+use kai_runtime::{AuditLog, AuditSettings};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, cmd, dir, entries, concurrency] = args.as_slice() else {
+        bail!("usage: kai-bench audit-append DATA_DIR ENTRIES CONCURRENCY");
+    };
+    if cmd != "audit-append" {
+        bail!("unknown command {cmd}");
+    }
+    let dir = std::path::PathBuf::from(dir);
+    let entries: u64 = entries.parse()?;
+    let concurrency: u64 = concurrency.parse()?;
+    let store = kai_store::open(&format!("sqlite://{}", dir.join("kai.db").display()), 4).await?;
+    let head = store.audit_head().await?.context("run `kai init` on the data dir first")?;
+    let expected = kai_runtime::audit::current_signer(&head).to_owned();
+    let identity = kai_runtime::identity::load(&dir.join("identity"), Some(&expected))?;
+    let tracker = TaskTracker::new();
+    let cancel = CancellationToken::new();
+    let (_tx, settings) = watch::channel(AuditSettings { checkpoint_every: 1000, checkpoint_interval: Duration::from_secs(60) });
+    let log = AuditLog::open(store.clone(), identity, settings, Some(dir.join("audit/checkpoint.json")), &tracker, cancel.clone()).await?;
+    let per_task = entries / concurrency;
+    let started = Instant::now();
+    let log = Arc::new(log);
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|t| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                for i in 0..per_task {
+                    log.record("bench", "bench.append", &format!("t{t}/{i}"), Outcome::Success, serde_json::json!({"i": i}))
+                        .await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for t in futures::future::join_all(tasks).await {
+        t??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let n = per_task * concurrency;
+    cancel.cancel();
+    tracker.close();
+    tracker.wait().await;
+    store.close().await;
+    println!(
+        "{}",
+        serde_json::json!({"entries": n, "concurrency": concurrency, "seconds": secs, "entries_per_sec": n as f64 / secs})
+    );
+    Ok(())
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every test: the whole workspace with all features on SQLite (the storage suite also runs
+# on PostgreSQL and the bus suite on NATS), then the node-level suite again on PostgreSQL.
+# Usage: scripts/test.sh [extra nextest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/services.sh
+
+export KAI_TEST_POSTGRES_URL="${KAI_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+export KAI_TEST_NATS_URL="${KAI_TEST_NATS_URL:-nats://127.0.0.1:4222}"
+
+# Schemas left by interrupted earlier runs.
+psql "$KAI_TEST_POSTGRES_URL" -qAt -c "SELECT 'DROP SCHEMA IF EXISTS ' || nspname || ' CASCADE;' FROM pg_namespace WHERE nspname LIKE 'kai_t%'" \
+  | psql "$KAI_TEST_POSTGRES_URL" -q >/dev/null 2>&1 || true
+
+if cargo nextest --version >/dev/null 2>&1; then
+  run() { cargo nextest run --workspace --all-features --no-fail-fast "$@"; }
+else
+  echo "cargo-nextest not found; using cargo test (install it with: cargo install cargo-nextest --locked)" >&2
+  run() { cargo test --workspace --all-features --no-fail-fast "$@"; }
+fi
+
+echo "== all tests (node-level suite on SQLite)"
+run "$@"
+echo "== node-level suite on PostgreSQL"
+KAI_TEST_DATABASE=postgres run --test node "$@"
