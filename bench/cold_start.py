@@ -6,6 +6,7 @@ import json, os, signal, statistics, subprocess, sys, time, urllib.request
 
 kai, data, port, runs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 env = {k: v for k, v in os.environ.items() if not k.startswith("KAI_")}
+open(os.path.join(data, "none.toml"), "a").close()
 env.update({"KAI_DATA_DIR": data, "KAI_CONFIG": os.path.join(data, "none.toml"),
             "KAI_SYSTEM_CONFIG_DIR": os.path.join(data, "etc")})
 

@@ -14,7 +14,7 @@ KAI=$T/kai
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 export KAI_SYSTEM_CONFIG_DIR=$WORK/etc KAI_CONFIG=$WORK/none.toml
-mkdir -p "$WORK/etc"
+mkdir -p "$WORK/etc"; touch "$WORK/none.toml"
 out() { echo "$@" >&2; }
 
 out "== cold start and idle RSS"

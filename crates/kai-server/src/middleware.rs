@@ -1,6 +1,9 @@
 //! Cross-cutting request handling: per-route metrics, the live-configurable request timeout,
 //! security headers and the panic guard.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
@@ -8,24 +11,69 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 use kai_runtime::metrics as m;
+use tower_http::request_id::{MakeRequestId, RequestId};
 
 use crate::AppState;
 use crate::error::problem;
 
+/// Metric handles per (method, route, status), registered once: building label sets and
+/// looking them up in the registry on every request cost more than the request itself.
+type SeriesKey = (axum::http::Method, Arc<str>, u16);
+type Series = (metrics::Counter, metrics::Histogram);
+static SERIES: LazyLock<RwLock<HashMap<SeriesKey, Series>>> = LazyLock::new(Default::default);
+
+fn series(method: &axum::http::Method, route: &Arc<str>, status: u16) -> Series {
+    let key = (method.clone(), route.clone(), status);
+    if let Some(s) = SERIES.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return s.clone();
+    }
+    let (m_label, r_label) = (method.as_str().to_owned(), route.to_string());
+    let counter = metrics::counter!(m::HTTP_REQUESTS, "method" => m_label.clone(), "route" => r_label.clone(), "status" => status.to_string());
+    let histogram = metrics::histogram!(m::HTTP_LATENCY, "method" => m_label, "route" => r_label);
+    SERIES
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(key)
+        .or_insert((counter, histogram))
+        .clone()
+}
+
 /// Counts requests and records latency per method, matched route and status.
 pub async fn record_metrics(req: Request, next: Next) -> Response {
+    static UNMATCHED: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("unmatched"));
     let start = Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = req.method().clone();
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+        .map_or_else(|| UNMATCHED.clone(), |p| Arc::from(p.as_str()));
     let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
-    metrics::counter!(m::HTTP_REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
-    metrics::histogram!(m::HTTP_LATENCY, "method" => method, "route" => route)
-        .record(start.elapsed().as_secs_f64());
+    let (counter, histogram) = series(&method, &route, resp.status().as_u16());
+    counter.increment(1);
+    histogram.record(start.elapsed().as_secs_f64());
     resp
+}
+
+/// Request ids `<process prefix>-<counter>`: unique per process run, no syscall per request
+/// (a UUIDv4 costs a `getrandom` call each).
+#[derive(Clone)]
+pub struct SequentialRequestId {
+    prefix: Arc<str>,
+    next: Arc<AtomicU64>,
+}
+
+impl Default for SequentialRequestId {
+    fn default() -> Self {
+        let prefix = uuid::Uuid::new_v4().as_u128() as u32;
+        Self { prefix: Arc::from(format!("{prefix:08x}")), next: Arc::new(AtomicU64::new(1)) }
+    }
+}
+
+impl MakeRequestId for SequentialRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{}-{n}", self.prefix)).ok().map(RequestId::new)
+    }
 }
 
 /// Answers 408 when a request outlives `server.request_timeout_secs` (read per request, so a
