@@ -11,6 +11,7 @@ pub mod config;
 pub mod event;
 pub mod ids;
 pub mod policy;
+pub mod secret_policy;
 
 pub use agent_id::AgentId;
 pub use event::{Envelope, EventType};

@@ -16,7 +16,7 @@ use kai_crypto::Identity;
 use kai_crypto::audit::{
     Checkpoint, Entry, EntryDraft, GENESIS_ACTION, Hash, MerkleAccumulator, Outcome, ROTATE_ACTION,
 };
-use kai_store::{AUDIT_FRONTIER_KEY, Store};
+use kai_store::{AUDIT_FRONTIER_KEY, AuditBackend};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -88,7 +88,7 @@ struct Head {
     last_checkpoint: u64,
 }
 
-async fn store_did_after_genesis(store: &Arc<dyn Store>) -> Result<String, AuditError> {
+async fn store_did_after_genesis(store: &Arc<dyn AuditBackend>) -> Result<String, AuditError> {
     let first =
         store.audit_range(1, 1).await.map_err(|e| AuditError::Unavailable(e.to_string()))?;
     first
@@ -102,7 +102,7 @@ async fn store_did_after_genesis(store: &Arc<dyn Store>) -> Result<String, Audit
 /// checkpoint (plus `witness`, a checkpoint kept outside the database). `genesis` is the
 /// trusted first identity; without it the log's own record is used.
 pub async fn verify_store(
-    store: &dyn Store,
+    store: &dyn AuditBackend,
     genesis: Option<kai_crypto::Did>,
     witness: Option<Checkpoint>,
 ) -> Result<
@@ -114,7 +114,7 @@ pub async fn verify_store(
 
 /// [`verify_store`], calling `progress` with the number of entries checked so far.
 pub async fn verify_store_with_progress(
-    store: &dyn Store,
+    store: &dyn AuditBackend,
     genesis: Option<kai_crypto::Did>,
     witness: Option<Checkpoint>,
     progress: impl Fn(u64),
@@ -159,7 +159,7 @@ pub fn current_signer(head: &Entry) -> &str {
     }
 }
 
-async fn load_head(store: &dyn Store) -> Result<Option<Head>, AuditError> {
+async fn load_head(store: &dyn AuditBackend) -> Result<Option<Head>, AuditError> {
     let unavailable = |e: kai_store::StoreError| AuditError::Unavailable(e.to_string());
     let Some(head) = store.audit_head().await.map_err(unavailable)? else {
         return Ok(None);
@@ -196,7 +196,7 @@ impl AuditLog {
     /// Opens the log, writing the genesis entry if it is empty, and starts the writer task.
     /// `signer` must be the identity the log expects next (see [`current_signer`]).
     pub async fn open(
-        store: Arc<dyn Store>,
+        store: Arc<dyn AuditBackend>,
         signer: Identity,
         settings: watch::Receiver<AuditSettings>,
         witness: Option<PathBuf>,
@@ -312,7 +312,7 @@ impl AuditLog {
 }
 
 struct Writer {
-    store: Arc<dyn Store>,
+    store: Arc<dyn AuditBackend>,
     signer: Identity,
     settings: watch::Receiver<AuditSettings>,
     witness: Option<PathBuf>,

@@ -9,6 +9,8 @@ pub mod audit;
 pub mod bus;
 pub mod identity;
 pub mod metrics;
+pub mod vault;
 
 pub use audit::{AuditError, AuditLog, AuditSettings};
 pub use bus::{BusError, DeliveryPolicy, EventBus, Subscription};
+pub use vault::{Vault, VaultError};

@@ -8,7 +8,9 @@
 mod error;
 mod postgres;
 mod records;
+mod security;
 mod sql;
+mod sql_security;
 mod sqlite;
 
 use std::sync::Arc;
@@ -21,7 +23,8 @@ pub use error::{StoreError, StoreResult};
 
 /// Meta key holding the audit writer's Merkle frontier, updated atomically with each batch.
 pub const AUDIT_FRONTIER_KEY: &str = "audit.frontier";
-pub use records::{StoreInfo, TokenRecord};
+pub use records::{RefreshRow, SessionRow, StoreInfo, TokenRecord, UserRow, VaultItemRow, VaultVersionRow};
+pub use security::{SessionStore, UserStore, VaultStore};
 
 /// The signed audit log's storage. Appends are atomic: all entries and the checkpoint of a
 /// call commit together or not at all.
@@ -77,9 +80,14 @@ pub trait MetaStore: Send + Sync {
     async fn put_meta(&self, key: &str, value: &str) -> StoreResult<()>;
 }
 
+/// What the audit writer needs: the log and the meta table (for its frontier).
+pub trait AuditBackend: AuditStore + MetaStore {}
+
+impl<T: AuditStore + MetaStore + ?Sized> AuditBackend for T {}
+
 /// Everything the node persists, behind one handle.
 #[async_trait]
-pub trait Store: AuditStore + EventLog + TokenStore + MetaStore {
+pub trait Store: AuditBackend + EventLog + TokenStore + VaultStore + UserStore + SessionStore {
     /// Round trip to the database; `Err` when it is unreachable.
     async fn ping(&self) -> StoreResult<()>;
     /// Backend name and schema version.

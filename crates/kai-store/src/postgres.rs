@@ -59,3 +59,4 @@ pub(crate) async fn drop_schema(url: &str, schema: &str) -> StoreResult<()> {
 }
 
 crate::sql::impl_store!(PgStore, sqlx::Postgres, "postgres");
+crate::sql_security::impl_security_store!(PgStore, sqlx::Postgres);

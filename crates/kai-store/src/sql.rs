@@ -111,6 +111,12 @@ macro_rules! impl_store {
                     created_at_us: row.try_get("created_at_us")?,
                     expires_at_us: row.try_get("expires_at_us")?,
                     revoked_at_us: row.try_get("revoked_at_us")?,
+                    scopes: row
+                        .try_get::<String, _>("scopes")?
+                        .split_whitespace()
+                        .map(str::to_owned)
+                        .collect(),
+                    user_id: row.try_get("user_id")?,
                 })
             }
         }
@@ -265,8 +271,8 @@ macro_rules! impl_store {
         impl $crate::TokenStore for $store {
             async fn insert_token(&self, t: &$crate::TokenRecord) -> $crate::StoreResult<()> {
                 sqlx::query(
-                    "INSERT INTO api_tokens (id, name, role, token_hash, created_at_us, expires_at_us, revoked_at_us) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO api_tokens (id, name, role, token_hash, created_at_us, expires_at_us, revoked_at_us, scopes, user_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(&t.id)
                 .bind(&t.name)
@@ -275,6 +281,8 @@ macro_rules! impl_store {
                 .bind(t.created_at_us)
                 .bind(t.expires_at_us)
                 .bind(t.revoked_at_us)
+                .bind(t.scopes.join(" "))
+                .bind(&t.user_id)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -282,7 +290,7 @@ macro_rules! impl_store {
 
             async fn token_by_hash(&self, hash: &[u8; 32]) -> $crate::StoreResult<Option<$crate::TokenRecord>> {
                 let row = sqlx::query(
-                    "SELECT id, name, role, token_hash, created_at_us, expires_at_us, revoked_at_us FROM api_tokens \
+                    "SELECT id, name, role, token_hash, created_at_us, expires_at_us, revoked_at_us, scopes, user_id FROM api_tokens \
                      WHERE token_hash = $1 AND revoked_at_us IS NULL",
                 )
                 .bind(hash.to_vec())
@@ -293,7 +301,7 @@ macro_rules! impl_store {
 
             async fn list_tokens(&self) -> $crate::StoreResult<Vec<$crate::TokenRecord>> {
                 let rows = sqlx::query(
-                    "SELECT id, name, role, token_hash, created_at_us, expires_at_us, revoked_at_us FROM api_tokens ORDER BY created_at_us",
+                    "SELECT id, name, role, token_hash, created_at_us, expires_at_us, revoked_at_us, scopes, user_id FROM api_tokens ORDER BY created_at_us",
                 )
                 .fetch_all(&self.pool)
                 .await?;

@@ -35,3 +35,4 @@ impl SqliteStore {
 }
 
 crate::sql::impl_store!(SqliteStore, sqlx::Sqlite, "sqlite");
+crate::sql_security::impl_security_store!(SqliteStore, sqlx::Sqlite);

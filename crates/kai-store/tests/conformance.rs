@@ -9,7 +9,7 @@ use kai_crypto::Identity;
 use kai_crypto::audit::{
     Checkpoint, Entry, EntryDraft, GENESIS_ACTION, MerkleAccumulator, Outcome,
 };
-use kai_store::{Store, StoreError, TokenRecord};
+use kai_store::{RefreshRow, SessionRow, Store, StoreError, TokenRecord, UserRow, VaultItemRow, VaultVersionRow};
 
 /// A store on one backend plus whatever must be cleaned up after.
 struct Backend {
@@ -92,6 +92,9 @@ on_both_backends!(
     tokens_by_hash_and_revocation,
     meta_upsert,
     data_survives_reopen,
+    vault_items_versions_and_reseal,
+    users_crud_and_unique_names,
+    sessions_and_single_use_refresh_tokens,
 );
 
 fn log(n: u64, id: &Identity) -> (Vec<Entry>, Vec<Checkpoint>) {
@@ -210,6 +213,8 @@ async fn tokens_by_hash_and_revocation(b: &Backend) {
         created_at_us: 1,
         expires_at_us: Some(99),
         revoked_at_us: None,
+        scopes: vec!["events:write".into(), "audit:read".into()],
+        user_id: Some("u1".into()),
     };
     b.store.insert_token(&t).await.unwrap();
     assert_eq!(b.store.token_by_hash(&[7; 32]).await.unwrap(), Some(t.clone()));
@@ -235,4 +240,106 @@ async fn data_survives_reopen(b: &Backend) {
     assert_eq!(again.get_meta("node").await.unwrap().as_deref(), Some("one"));
     assert_eq!(again.last_event_offset().await.unwrap(), 1);
     again.close().await;
+}
+
+fn item(id: &str, hmac: &str) -> (VaultItemRow, VaultVersionRow) {
+    let item = VaultItemRow {
+        id: id.into(),
+        kind: "secret".into(),
+        name_hmac: hmac.into(),
+        sealed_name: vec![1, 2, 3],
+        policy: "{}".into(),
+        current_version: 1,
+        created_at_us: 10,
+    };
+    let v = VaultVersionRow {
+        item_id: id.into(),
+        version: 1,
+        generation: 1,
+        sealed: vec![9; 40],
+        created_at_us: 10,
+        expires_at_us: Some(1000),
+        created_by: "user:owner".into(),
+    };
+    (item, v)
+}
+
+async fn vault_items_versions_and_reseal(b: &Backend) {
+    assert_eq!(b.store.vault_header().await.unwrap(), None);
+    b.store.put_vault_header("{\"h\":1}", 1).await.unwrap();
+    b.store.put_vault_header("{\"h\":2}", 2).await.unwrap();
+    assert_eq!(b.store.vault_header().await.unwrap().as_deref(), Some("{\"h\":2}"));
+    let (i1, v1) = item("a", "h1");
+    b.store.insert_vault_item(&i1, &v1).await.unwrap();
+    let (dup, dupv) = item("b", "h1");
+    assert!(matches!(b.store.insert_vault_item(&dup, &dupv).await, Err(StoreError::Conflict(_))), "same name twice");
+    assert!(b.store.vault_item("b").await.unwrap().is_none(), "failed insert left nothing");
+    let v2 = VaultVersionRow { version: 2, sealed: vec![8; 40], expires_at_us: None, ..v1.clone() };
+    b.store.add_vault_version(&v2).await.unwrap();
+    assert_eq!(b.store.vault_item("a").await.unwrap().unwrap().current_version, 2);
+    assert_eq!(b.store.vault_versions("a").await.unwrap(), vec![v1.clone(), v2.clone()]);
+    assert_eq!(b.store.vault_version("a", 1).await.unwrap(), Some(v1.clone()));
+    assert_eq!(b.store.vault_items("secret").await.unwrap().len(), 1);
+    assert!(b.store.vault_items("key").await.unwrap().is_empty());
+    // Rekey: both versions re-sealed under generation 2, the name too.
+    assert_eq!(b.store.vault_versions_before(2, 10).await.unwrap().len(), 2);
+    let resealed: Vec<_> = [v1, v2].into_iter().map(|v| VaultVersionRow { generation: 2, sealed: vec![7; 40], ..v }).collect();
+    let renamed = VaultItemRow { name_hmac: "h1-gen2".into(), sealed_name: vec![4], ..i1 };
+    b.store.reseal_vault(&resealed, std::slice::from_ref(&renamed)).await.unwrap();
+    assert!(b.store.vault_versions_before(2, 10).await.unwrap().is_empty());
+    assert_eq!(b.store.vault_item("a").await.unwrap().unwrap().name_hmac, "h1-gen2");
+    b.store.set_vault_policy("a", "{\"read\":[]}").await.unwrap();
+    assert_eq!(b.store.all_vault_items().await.unwrap()[0].policy, "{\"read\":[]}");
+    b.store.delete_vault_item("a").await.unwrap();
+    assert!(b.store.vault_versions("a").await.unwrap().is_empty(), "ciphertext deleted with the item");
+    assert!(matches!(b.store.delete_vault_item("a").await, Err(StoreError::NotFound)));
+}
+
+fn user(id: &str, name: &str) -> UserRow {
+    UserRow {
+        id: id.into(),
+        username: name.into(),
+        password_hash: "$argon2id$...".into(),
+        role: "member".into(),
+        display_name: name.into(),
+        email: String::new(),
+        preferences: "{}".into(),
+        created_at_us: 1,
+        updated_at_us: 1,
+        disabled_at_us: None,
+    }
+}
+
+async fn users_crud_and_unique_names(b: &Backend) {
+    b.store.insert_user(&user("u1", "alice")).await.unwrap();
+    assert!(matches!(b.store.insert_user(&user("u2", "alice")).await, Err(StoreError::Conflict(_))));
+    b.store.insert_user(&user("u2", "bob")).await.unwrap();
+    assert_eq!(b.store.count_users().await.unwrap(), 2);
+    let mut alice = b.store.user_by_name("alice").await.unwrap().unwrap();
+    alice.role = "admin".into();
+    alice.disabled_at_us = Some(5);
+    b.store.update_user(&alice).await.unwrap();
+    assert_eq!(b.store.user("u1").await.unwrap(), Some(alice));
+    assert_eq!(b.store.users().await.unwrap().len(), 2);
+    b.store.delete_user("u2").await.unwrap();
+    assert!(b.store.user("u2").await.unwrap().is_none());
+    assert!(matches!(b.store.update_user(&user("u2", "bob")).await, Err(StoreError::NotFound)));
+}
+
+async fn sessions_and_single_use_refresh_tokens(b: &Backend) {
+    b.store.insert_user(&user("u1", "carol")).await.unwrap();
+    let s = SessionRow { id: "s1".into(), user_id: "u1".into(), created_at_us: 1, revoked_at_us: None };
+    let r1 = RefreshRow { token_hash: [1; 32], session_id: "s1".into(), issued_at_us: 1, expires_at_us: 100, used_at_us: None };
+    b.store.insert_session(&s, &r1).await.unwrap();
+    let used = b.store.use_refresh_token(&[1; 32], 5).await.unwrap().unwrap();
+    assert_eq!(used.used_at_us, Some(5));
+    assert!(b.store.use_refresh_token(&[1; 32], 6).await.unwrap().is_none(), "single use");
+    assert_eq!(b.store.refresh_token(&[1; 32]).await.unwrap().unwrap().used_at_us, Some(5), "reuse is detectable");
+    let r2 = RefreshRow { token_hash: [2; 32], issued_at_us: 5, used_at_us: None, ..r1 };
+    b.store.insert_refresh_token(&r2).await.unwrap();
+    b.store.revoke_user_sessions("u1", 7).await.unwrap();
+    assert_eq!(b.store.session("s1").await.unwrap().unwrap().revoked_at_us, Some(7));
+    b.store.delete_user("u1").await.unwrap();
+    assert!(b.store.session("s1").await.unwrap().is_none());
+    assert!(b.store.refresh_token(&[2; 32]).await.unwrap().is_none());
 }

@@ -1,11 +1,8 @@
 use std::sync::atomic::AtomicBool;
 
 use async_trait::async_trait;
-use kai_core::Envelope;
 use kai_crypto::audit::Verifier;
-use kai_store::{
-    AuditStore, EventLog, MetaStore, StoreError, StoreInfo, StoreResult, TokenRecord, TokenStore,
-};
+use kai_store::{AuditStore, MetaStore, Store, StoreError, StoreResult};
 
 use super::*;
 
@@ -40,33 +37,6 @@ impl AuditStore for Failpoint {
     }
 }
 #[async_trait]
-impl EventLog for Failpoint {
-    async fn append_event(&self, e: &Envelope) -> StoreResult<u64> {
-        self.inner.append_event(e).await
-    }
-    async fn events_after(&self, after: u64, limit: u32) -> StoreResult<Vec<Envelope>> {
-        self.inner.events_after(after, limit).await
-    }
-    async fn last_event_offset(&self) -> StoreResult<u64> {
-        self.inner.last_event_offset().await
-    }
-}
-#[async_trait]
-impl TokenStore for Failpoint {
-    async fn insert_token(&self, t: &TokenRecord) -> StoreResult<()> {
-        self.inner.insert_token(t).await
-    }
-    async fn token_by_hash(&self, h: &[u8; 32]) -> StoreResult<Option<TokenRecord>> {
-        self.inner.token_by_hash(h).await
-    }
-    async fn list_tokens(&self) -> StoreResult<Vec<TokenRecord>> {
-        self.inner.list_tokens().await
-    }
-    async fn revoke_token(&self, id: &str, at: i64) -> StoreResult<()> {
-        self.inner.revoke_token(id, at).await
-    }
-}
-#[async_trait]
 impl MetaStore for Failpoint {
     async fn get_meta(&self, k: &str) -> StoreResult<Option<String>> {
         self.inner.get_meta(k).await
@@ -75,19 +45,6 @@ impl MetaStore for Failpoint {
         self.inner.put_meta(k, v).await
     }
 }
-#[async_trait]
-impl Store for Failpoint {
-    async fn ping(&self) -> StoreResult<()> {
-        self.inner.ping().await
-    }
-    async fn info(&self) -> StoreResult<StoreInfo> {
-        self.inner.info().await
-    }
-    async fn close(&self) {
-        self.inner.close().await
-    }
-}
-
 struct Fixture {
     _dir: tempfile::TempDir,
     url: String,
@@ -117,7 +74,7 @@ impl Fixture {
         kai_store::open(&self.url, 4).await.unwrap()
     }
 
-    async fn open(&self, store: Arc<dyn Store>, id: &Identity) -> Result<AuditLog, AuditError> {
+    async fn open(&self, store: Arc<dyn AuditBackend>, id: &Identity) -> Result<AuditLog, AuditError> {
         AuditLog::open(
             store,
             id.clone(),
@@ -137,7 +94,7 @@ impl Fixture {
 }
 
 async fn verify(
-    store: &dyn Store,
+    store: &dyn AuditBackend,
     genesis: &Identity,
 ) -> Result<kai_crypto::audit::VerifyReport, kai_crypto::audit::VerifyError> {
     let mut v =
