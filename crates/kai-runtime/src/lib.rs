@@ -6,9 +6,11 @@
 //! `CancellationToken`; nothing here reads environment variables or configuration files.
 
 pub mod audit;
+pub mod auth;
 pub mod bus;
 pub mod identity;
 pub mod metrics;
+pub mod users;
 pub mod vault;
 
 pub use audit::{AuditError, AuditLog, AuditSettings};
