@@ -30,8 +30,19 @@ async fn main() -> anyhow::Result<()> {
     let identity = kai_runtime::identity::load(&dir.join("identity"), Some(&expected))?;
     let tracker = TaskTracker::new();
     let cancel = CancellationToken::new();
-    let (_tx, settings) = watch::channel(AuditSettings { checkpoint_every: 1000, checkpoint_interval: Duration::from_secs(60) });
-    let log = AuditLog::open(store.clone(), identity, settings, Some(dir.join("audit/checkpoint.json")), &tracker, cancel.clone()).await?;
+    let (_tx, settings) = watch::channel(AuditSettings {
+        checkpoint_every: 1000,
+        checkpoint_interval: Duration::from_secs(60),
+    });
+    let log = AuditLog::open(
+        store.clone(),
+        identity,
+        settings,
+        Some(dir.join("audit/checkpoint.json")),
+        &tracker,
+        cancel.clone(),
+    )
+    .await?;
     let per_task = entries / concurrency;
     let started = Instant::now();
     let log = Arc::new(log);
@@ -40,8 +51,14 @@ async fn main() -> anyhow::Result<()> {
             let log = log.clone();
             tokio::spawn(async move {
                 for i in 0..per_task {
-                    log.record("bench", "bench.append", &format!("t{t}/{i}"), Outcome::Success, serde_json::json!({"i": i}))
-                        .await?;
+                    log.record(
+                        "bench",
+                        "bench.append",
+                        &format!("t{t}/{i}"),
+                        Outcome::Success,
+                        serde_json::json!({"i": i}),
+                    )
+                    .await?;
                 }
                 anyhow::Ok(())
             })

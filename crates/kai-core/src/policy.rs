@@ -1,8 +1,8 @@
-//! Roles and the permission check every route goes through.
+//! Roles, resources and the permission check every route goes through.
 //!
-//! Roles form a hierarchy, owner > admin > member > viewer; `agent` principals sit beside it
-//! and get only what their agent definition grants (none of the system routes). A role may do
-//! everything the roles below it may do.
+//! Roles form a hierarchy, owner > admin > member > viewer: a role may do everything the roles
+//! below it may do. `agent` principals sit beside it with a fixed, small grant (events, and
+//! secrets subject to each secret's own policy). The table is [`Role::allows`].
 
 use serde::{Deserialize, Serialize};
 
@@ -29,7 +29,82 @@ pub enum Action {
     Admin,
 }
 
+/// What a route touches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resource {
+    /// Node information, metrics, configuration, identity.
+    System,
+    Events,
+    Audit,
+    /// The vault as a whole: status, seal, encrypt/decrypt under named keys.
+    Vault,
+    /// The vault's data keys: passphrase change and rekey (owner only).
+    VaultKeys,
+    Secrets,
+    Users,
+    /// API tokens.
+    Tokens,
+    /// The caller's own account: profile, preferences, password, logout.
+    Account,
+}
+
+impl Resource {
+    /// The name used in token scopes (`events:write`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::Events => "events",
+            Self::Audit => "audit",
+            Self::Vault => "vault",
+            Self::VaultKeys => "vault_keys",
+            Self::Secrets => "secrets",
+            Self::Users => "users",
+            Self::Tokens => "tokens",
+            Self::Account => "account",
+        }
+    }
+}
+
+impl Action {
+    /// The name used in token scopes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Admin => "admin",
+        }
+    }
+}
+
 impl Role {
+    /// The permission table: may this role perform `action` on `resource`?
+    pub fn allows(self, resource: Resource, action: Action) -> bool {
+        use {Action::*, Resource::*};
+        if self == Self::Agent {
+            return matches!(
+                (resource, action),
+                (Events, Read | Write) | (Secrets, Read) | (Account, Read)
+            );
+        }
+        let needed = match (resource, action) {
+            (System, Read) | (Events, Read) | (Vault, Read) | (Account, Read | Write) => {
+                Self::Viewer
+            }
+            (Events, Write) | (Secrets, Read | Write) | (Vault, Write) | (Tokens, Read | Write) => {
+                Self::Member
+            }
+            (System, Write | Admin)
+            | (Audit, _)
+            | (Users, _)
+            | (Tokens, Admin)
+            | (Secrets, Admin)
+            | (Vault, Admin) => Self::Admin,
+            (VaultKeys, _) | (Events, Admin) | (Account, Admin) => Self::Owner,
+        };
+        self.rank() >= needed.rank()
+    }
+
     fn rank(self) -> u8 {
         match self {
             Self::Owner => 4,
@@ -81,6 +156,34 @@ impl std::str::FromStr for Role {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resource_table() {
+        use Action::*;
+        use Resource::*;
+        assert!(
+            Role::Viewer.allows(Events, Read) && !Role::Viewer.allows(Events, Write),
+            "a viewer cannot write"
+        );
+        assert!(Role::Member.allows(Secrets, Write) && !Role::Member.allows(Users, Read));
+        assert!(Role::Admin.allows(Users, Write) && !Role::Admin.allows(VaultKeys, Admin));
+        assert!(Role::Owner.allows(VaultKeys, Admin));
+        assert!(Role::Agent.allows(Events, Write) && Role::Agent.allows(Secrets, Read));
+        assert!(
+            !Role::Agent.allows(System, Read)
+                && !Role::Agent.allows(Secrets, Write)
+                && !Role::Agent.allows(Audit, Read)
+        );
+        // Inheritance: whatever a role may do, every higher role may do too.
+        let roles = [Role::Viewer, Role::Member, Role::Admin, Role::Owner];
+        for r in [System, Events, Audit, Vault, VaultKeys, Secrets, Users, Tokens, Account] {
+            for a in [Read, Write, Admin] {
+                for w in roles.windows(2) {
+                    assert!(!w[0].allows(r, a) || w[1].allows(r, a), "{:?} {r:?} {a:?}", w[1]);
+                }
+            }
+        }
+    }
 
     #[test]
     fn hierarchy_table() {

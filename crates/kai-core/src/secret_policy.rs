@@ -9,9 +9,14 @@ use crate::policy::Role;
 /// A caller, as far as secret policies care.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Subject {
-    User { id: String, role: Role },
+    User {
+        id: String,
+        role: Role,
+    },
     /// An agent principal (`kClass:name`).
-    Agent { id: String },
+    Agent {
+        id: String,
+    },
 }
 
 /// One list of grants.
@@ -73,7 +78,10 @@ mod tests {
 
     #[test]
     fn agents_see_only_their_own_grants() {
-        let p = SecretPolicy { use_: Grant { agents: vec!["kBridge:a".into()], ..Default::default() }, ..Default::default() };
+        let p = SecretPolicy {
+            use_: Grant { agents: vec!["kBridge:a".into()], ..Default::default() },
+            ..Default::default()
+        };
         assert!(p.allows(&agent("kBridge:a"), SecretOp::Use));
         assert!(!p.allows(&agent("kBridge:a"), SecretOp::Read), "use does not imply read");
         assert!(!p.allows(&agent("kBridge:b"), SecretOp::Use), "another agent's secret");
@@ -84,7 +92,13 @@ mod tests {
     }
 
     fn role() -> impl Strategy<Value = Role> {
-        prop_oneof![Just(Role::Owner), Just(Role::Admin), Just(Role::Member), Just(Role::Viewer), Just(Role::Agent)]
+        prop_oneof![
+            Just(Role::Owner),
+            Just(Role::Admin),
+            Just(Role::Member),
+            Just(Role::Viewer),
+            Just(Role::Agent)
+        ]
     }
 
     proptest! {

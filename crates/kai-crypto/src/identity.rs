@@ -135,6 +135,11 @@ impl Identity {
         self.key.sign(message).to_bytes()
     }
 
+    /// The 32-byte seed (to store sealed in the vault).
+    pub fn seed(&self) -> [u8; 32] {
+        self.key.to_bytes()
+    }
+
     /// The file form, with the secret encoded.
     pub fn to_file(&self, created_at: chrono::DateTime<chrono::Utc>) -> IdentityFile {
         let seed = Zeroizing::new(self.key.to_bytes());

@@ -67,6 +67,6 @@ pub use kdf::{
     KDF_ALGORITHM, KdfParams, KdfPolicy, Kek, MAX_ITERATIONS, MAX_MEMORY_KIB, MAX_PARALLELISM,
     MIN_ITERATIONS, MIN_MEMORY_KIB, MIN_PARALLELISM, derive_kek,
 };
-pub use named::NamedKey;
 pub use keys::{DataKey, Keyring, UNLOCK_KEY_PREFIX, UnlockKey, VaultId};
+pub use named::NamedKey;
 pub use record::{MAX_SEALS_PER_DATA_KEY, SealedRecord, open, seal};

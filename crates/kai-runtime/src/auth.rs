@@ -90,7 +90,10 @@ fn now_us() -> i64 {
 fn random_token(prefix: &str) -> (Zeroizing<String>, [u8; 32]) {
     use base64::Engine as _;
     let bytes: [u8; 32] = rand::random();
-    let token = Zeroizing::new(format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)));
+    let token = Zeroizing::new(format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    ));
     let hash = kai_crypto::token::hash(&token);
     (token, hash)
 }
@@ -133,7 +136,12 @@ impl Auth {
         let keys = self.keys()?;
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
-            iss: keys.validation.iss.as_ref().and_then(|s| s.iter().next().cloned()).unwrap_or_default(),
+            iss: keys
+                .validation
+                .iss
+                .as_ref()
+                .and_then(|s| s.iter().next().cloned())
+                .unwrap_or_default(),
             aud: AUDIENCE.into(),
             sub: user_id.to_owned(),
             sid: sid.to_owned(),
@@ -142,7 +150,8 @@ impl Auth {
             exp: now + ACCESS_TTL.as_secs() as i64,
             jti: uuid::Uuid::now_v7().to_string(),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &keys.encoding).map_err(|_| AuthError::NoKey)
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &keys.encoding)
+            .map_err(|_| AuthError::NoKey)
     }
 
     fn pair(&self, access: String, refresh: Zeroizing<String>, sid: String) -> TokenPair {
@@ -161,7 +170,12 @@ impl Auth {
         let access = self.access_token(user_id, role, &sid)?;
         let (refresh, hash) = random_token("kair_");
         let now = now_us();
-        let session = SessionRow { id: sid.clone(), user_id: user_id.to_owned(), created_at_us: now, revoked_at_us: None };
+        let session = SessionRow {
+            id: sid.clone(),
+            user_id: user_id.to_owned(),
+            created_at_us: now,
+            revoked_at_us: None,
+        };
         let row = RefreshRow {
             token_hash: hash,
             session_id: sid.clone(),
@@ -190,7 +204,11 @@ impl Auth {
         }
         let keys = self.keys()?;
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Unauthorized)?;
-        if header.alg != Algorithm::EdDSA || header.jku.is_some() || header.jwk.is_some() || header.x5u.is_some() {
+        if header.alg != Algorithm::EdDSA
+            || header.jku.is_some()
+            || header.jwk.is_some()
+            || header.x5u.is_some()
+        {
             return Err(AuthError::Unauthorized);
         }
         jsonwebtoken::decode::<Claims>(token, &keys.decoding, &keys.validation)
@@ -199,7 +217,11 @@ impl Auth {
     }
 
     /// Exchanges a refresh token for a new pair. A token used twice revokes its session.
-    pub async fn refresh(&self, refresh: &str, role_of: impl AsyncFnOnce(&str) -> Option<Role>) -> Result<TokenPair, AuthError> {
+    pub async fn refresh(
+        &self,
+        refresh: &str,
+        role_of: impl AsyncFnOnce(&str) -> Option<Role>,
+    ) -> Result<TokenPair, AuthError> {
         if refresh.len() > 256 {
             return Err(AuthError::Unauthorized);
         }

@@ -1,4 +1,6 @@
-//! The node identity's key file: `<dir>/node.key`, JSON, mode 0600, written atomically.
+//! Node identities. Since the vault exists the node key lives there (`NodeIdentity`); the
+//! key file functions below remain for data directories made before it (imported at unlock)
+//! and for tests: `<dir>/node.key`, JSON, mode 0600, written atomically.
 //!
 //! Rotation is crash-safe in three steps: stage the new key as `node.next.key`, commit the
 //! rotation entry to the audit log, then promote the staged key. If the node dies between the
@@ -168,19 +170,20 @@ mod tests {
     }
 }
 
-/// The node's signing identity as a service: its current DID, and rotation that keeps the key
-/// files and the audit log in step.
+/// The node's signing identity as a service: its current DID, and rotation that keeps the
+/// vault and the audit log in step (stage the new key in the vault, commit the rotation entry,
+/// then promote it; `node::load_identity` finishes a rotation interrupted between the last two).
 pub struct NodeIdentity {
-    dir: PathBuf,
+    vault: std::sync::Arc<crate::Vault>,
     did: std::sync::RwLock<String>,
     rotating: tokio::sync::Mutex<()>,
 }
 
 impl NodeIdentity {
-    /// Wraps the identity loaded from `dir`.
-    pub fn new(dir: PathBuf, current: &Identity) -> Self {
+    /// Wraps the identity loaded from the vault.
+    pub fn new(vault: std::sync::Arc<crate::Vault>, current: &Identity) -> Self {
         Self {
-            dir,
+            vault,
             did: std::sync::RwLock::new(current.did().to_string()),
             rotating: tokio::sync::Mutex::new(()),
         }
@@ -191,28 +194,47 @@ impl NodeIdentity {
         self.did.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Rotates to a fresh key: stage it, commit the rotation entry (signed by the old key, with
-    /// the new key's proof), then promote the staged file. Returns the new DID.
+    /// Rotates to a fresh key and returns the new DID.
     pub async fn rotate(
         &self,
         audit: &crate::AuditLog,
         actor: &str,
     ) -> Result<String, RotateError> {
         let _one_at_a_time = self.rotating.lock().await;
-        let dir = self.dir.clone();
-        let new = tokio::task::spawn_blocking(move || stage_next(&dir)).await.map_err(|e| {
-            RotateError::Identity(IdentityError::Io(self.dir.clone(), std::io::Error::other(e)))
-        })??;
+        let new = Identity::generate();
+        let seed = zeroize::Zeroizing::new(new.seed());
+        self.vault
+            .put(
+                crate::vault::IDENTITY,
+                crate::node::NODE_KEY_NEXT,
+                seed.as_slice(),
+                None,
+                None,
+                actor,
+            )
+            .await?;
         let old = self.did();
         let proof = new.sign(&kai_crypto::audit::rotation_proof_message(&old));
         audit.rotate(actor, new.clone(), proof).await?;
-        let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || promote(&dir)).await.map_err(|e| {
-            RotateError::Identity(IdentityError::Io(self.dir.clone(), std::io::Error::other(e)))
-        })??;
+        promote_in_vault(&self.vault, &new).await?;
         let did = new.did().to_string();
         *self.did.write().unwrap_or_else(|p| p.into_inner()) = did.clone();
         Ok(did)
+    }
+}
+
+/// Makes a staged key the node key.
+pub async fn promote_in_vault(
+    vault: &crate::Vault,
+    next: &Identity,
+) -> Result<(), crate::VaultError> {
+    let seed = zeroize::Zeroizing::new(next.seed());
+    vault
+        .put(crate::vault::IDENTITY, crate::node::NODE_KEY, seed.as_slice(), None, None, "node")
+        .await?;
+    match vault.delete(crate::vault::IDENTITY, crate::node::NODE_KEY_NEXT).await {
+        Ok(()) | Err(crate::VaultError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -220,7 +242,7 @@ impl NodeIdentity {
 #[derive(Debug, thiserror::Error)]
 pub enum RotateError {
     #[error(transparent)]
-    Identity(#[from] IdentityError),
+    Vault(#[from] crate::VaultError),
     #[error(transparent)]
     Audit(#[from] crate::AuditError),
 }

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod bus;
 pub mod identity;
 pub mod metrics;
+pub mod node;
 pub mod users;
 pub mod vault;
 

@@ -69,7 +69,8 @@ pub fn hash_password(password: &SecretString) -> Result<String, UserError> {
 }
 
 fn verify_hash(hash: &str, password: &SecretString) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| hasher().verify_password(password.expose_secret().as_bytes(), &h).is_ok())
+    PasswordHash::new(hash)
+        .is_ok_and(|h| hasher().verify_password(password.expose_secret().as_bytes(), &h).is_ok())
 }
 
 /// A hash of a random password, so a login for an unknown user costs what a real one does.
@@ -81,8 +82,16 @@ static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 pub fn check_username(name: &str) -> Result<(), UserError> {
     let ok = (2..=64).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
-    if ok { Ok(()) } else { Err(UserError::Invalid("a username is 2 to 64 characters of a-z, 0-9, `.`, `_` and `-`".into())) }
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(UserError::Invalid(
+            "a username is 2 to 64 characters of a-z, 0-9, `.`, `_` and `-`".into(),
+        ))
+    }
 }
 
 fn check_password(p: &SecretString) -> Result<(), UserError> {
@@ -94,8 +103,12 @@ fn check_password(p: &SecretString) -> Result<(), UserError> {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, UserError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| UserError::Invalid(format!("worker failed: {e}")))
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, UserError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| UserError::Invalid(format!("worker failed: {e}")))
 }
 
 fn now_us() -> i64 {
@@ -113,7 +126,12 @@ impl Users {
     }
 
     /// Creates a user.
-    pub async fn create(&self, username: &str, password: &SecretString, role: Role) -> Result<UserRow, UserError> {
+    pub async fn create(
+        &self,
+        username: &str,
+        password: &SecretString,
+        role: Role,
+    ) -> Result<UserRow, UserError> {
         check_username(username)?;
         check_password(password)?;
         if role == Role::Agent {
@@ -139,7 +157,11 @@ impl Users {
     }
 
     /// Checks a username and password. Unknown users cost the same as wrong passwords.
-    pub async fn authenticate(&self, username: &str, password: &SecretString) -> Result<UserRow, UserError> {
+    pub async fn authenticate(
+        &self,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<UserRow, UserError> {
         let user = self.store.user_by_name(username).await?;
         let hash = user.as_ref().map_or_else(|| DUMMY_HASH.clone(), |u| u.password_hash.clone());
         let p = password.clone();
@@ -164,7 +186,12 @@ impl Users {
     }
 
     /// Sets a new password. Users changing their own must give the current one.
-    pub async fn set_password(&self, id: &str, current: Option<&SecretString>, new: &SecretString) -> Result<(), UserError> {
+    pub async fn set_password(
+        &self,
+        id: &str,
+        current: Option<&SecretString>,
+        new: &SecretString,
+    ) -> Result<(), UserError> {
         check_password(new)?;
         let mut user = self.get(id).await?;
         if let Some(current) = current {
@@ -182,7 +209,11 @@ impl Users {
     }
 
     /// Applies `change` to the stored user and saves it.
-    pub async fn update(&self, id: &str, change: impl FnOnce(&mut UserRow) -> Result<(), UserError>) -> Result<UserRow, UserError> {
+    pub async fn update(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut UserRow) -> Result<(), UserError>,
+    ) -> Result<UserRow, UserError> {
         let mut user = self.get(id).await?;
         change(&mut user)?;
         user.updated_at_us = now_us();

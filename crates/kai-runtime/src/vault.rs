@@ -106,7 +106,12 @@ impl Vault {
     /// A vault over `store`. `policy` is `Enforce` in production; tests pass
     /// `AllowWeakForTests` to use fast KDF parameters.
     pub fn new(store: Arc<dyn Store>, policy: KdfPolicy) -> Self {
-        Self { store, unlocked: RwLock::new(None), failures: std::sync::Mutex::new(Vec::new()), policy }
+        Self {
+            store,
+            unlocked: RwLock::new(None),
+            failures: std::sync::Mutex::new(Vec::new()),
+            policy,
+        }
     }
 
     async fn header(&self) -> Result<Option<VaultHeader>, VaultError> {
@@ -125,7 +130,12 @@ impl Vault {
         let header = self.header().await?;
         let unsealed = self.unlocked.read().unwrap_or_else(|p| p.into_inner()).is_some();
         Ok(match header {
-            None => VaultStatus { state: VaultState::Uninitialized, generation: None, rekey_pending: false, key_file_slot: false },
+            None => VaultStatus {
+                state: VaultState::Uninitialized,
+                generation: None,
+                rekey_pending: false,
+                key_file_slot: false,
+            },
             Some(h) => VaultStatus {
                 state: if unsealed { VaultState::Unsealed } else { VaultState::Sealed },
                 generation: Some(h.generation()),
@@ -152,10 +162,11 @@ impl Vault {
             return Err(VaultError::AlreadyInitialized);
         }
         let (pass, policy) = (passphrase.clone(), self.policy);
-        let (mut header, data_key) =
-            tokio::task::spawn_blocking(move || VaultHeader::create_with_policy(&pass, params, policy))
-                .await
-                .map_err(|e| VaultError::Invalid(e.to_string()))??;
+        let (mut header, data_key) = tokio::task::spawn_blocking(move || {
+            VaultHeader::create_with_policy(&pass, params, policy)
+        })
+        .await
+        .map_err(|e| VaultError::Invalid(e.to_string()))??;
         let unlock = if key_file { Some(header.add_key_file_slot(&data_key)?) } else { None };
         self.store.put_vault_header(&header.to_json(), now_us()).await?;
         self.unlock_passphrase(passphrase).await?;
@@ -181,9 +192,11 @@ impl Vault {
         self.check_throttle()?;
         let header = self.header().await?.ok_or(VaultError::NotInitialized)?;
         let pass = passphrase.clone();
-        let result = tokio::task::spawn_blocking(move || header.unlock_with_passphrase(&pass).map(|k| (header, k)))
-            .await
-            .map_err(|e| VaultError::Invalid(e.to_string()))?;
+        let result = tokio::task::spawn_blocking(move || {
+            header.unlock_with_passphrase(&pass).map(|k| (header, k))
+        })
+        .await
+        .map_err(|e| VaultError::Invalid(e.to_string()))?;
         self.finish_unlock(result).await
     }
 
@@ -195,7 +208,10 @@ impl Vault {
         self.finish_unlock(result).await
     }
 
-    async fn finish_unlock(&self, result: Result<(VaultHeader, Keyring), VaultCryptoError>) -> Result<(), VaultError> {
+    async fn finish_unlock(
+        &self,
+        result: Result<(VaultHeader, Keyring), VaultCryptoError>,
+    ) -> Result<(), VaultError> {
         let (header, keyring) = match result {
             Ok(ok) => ok,
             Err(e @ (VaultCryptoError::WrongPassphrase | VaultCryptoError::WrongUnlockKey)) => {
@@ -208,7 +224,8 @@ impl Vault {
         let mut unlocked = Unlocked { header, keyring, names: HashMap::new() };
         items::load_names(self.store.as_ref(), &mut unlocked).await?;
         let pending = unlocked.header.pending_generation().is_some();
-        *self.unlocked.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(tokio::sync::RwLock::new(unlocked)));
+        *self.unlocked.write().unwrap_or_else(|p| p.into_inner()) =
+            Some(Arc::new(tokio::sync::RwLock::new(unlocked)));
         self.failures.lock().unwrap_or_else(|p| p.into_inner()).clear();
         if pending {
             tracing::warn!("an interrupted rekey was found; finishing it");
@@ -223,7 +240,11 @@ impl Vault {
     }
 
     /// Re-wraps the data key under a new passphrase (records are not touched).
-    pub async fn change_passphrase(&self, old: &SecretString, new: &SecretString) -> Result<(), VaultError> {
+    pub async fn change_passphrase(
+        &self,
+        old: &SecretString,
+        new: &SecretString,
+    ) -> Result<(), VaultError> {
         self.check_throttle()?;
         let handle = self.state_handle()?;
         let mut state = handle.write().await;

@@ -175,3 +175,6 @@ pub struct Rotated {
     pub previous: String,
     pub did: String,
 }
+
+mod security;
+pub use security::*;

@@ -31,11 +31,19 @@ pub enum ApiError {
     #[error("{0} not found")]
     NotFound(String),
     #[error("{0}")]
+    Gone(String),
+    #[error("the policy of this secret does not allow it for you")]
+    PolicyDenied,
+    #[error("{0}")]
+    BadCredential(String),
+    #[error("{0}")]
     Conflict(String),
     #[error("the request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(u64),
     #[error("the request took longer than {0} s")]
     Timeout(u64),
+    #[error("too many requests; try again in {} s", .0.as_secs().max(1))]
+    RateLimited(std::time::Duration),
     /// A dependency is down; the operation was not performed.
     #[error("{detail}")]
     Unavailable { code: &'static str, detail: String },
@@ -52,9 +60,13 @@ impl ApiError {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Gone(_) => (StatusCode::GONE, "expired"),
+            Self::PolicyDenied => (StatusCode::FORBIDDEN, "policy_denied"),
+            Self::BadCredential(_) => (StatusCode::UNAUTHORIZED, "bad_credentials"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "timeout"),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -101,6 +113,81 @@ impl From<kai_runtime::BusError> for ApiError {
     }
 }
 
+impl From<kai_runtime::VaultError> for ApiError {
+    fn from(e: kai_runtime::VaultError) -> Self {
+        use kai_runtime::VaultError as V;
+        match e {
+            V::Sealed => Self::Unavailable { code: "sealed", detail: e.to_string() },
+            V::NotInitialized => {
+                Self::Unavailable { code: "vault_not_initialized", detail: e.to_string() }
+            }
+            V::AlreadyInitialized => Self::Conflict(e.to_string()),
+            V::WrongCredential => {
+                Self::BadCredential("wrong passphrase or unlock key; the vault stays sealed".into())
+            }
+            V::TooManyAttempts(s) => Self::RateLimited(std::time::Duration::from_secs(s)),
+            V::NotFound(what) => Self::NotFound(what.into()),
+            V::Expired => Self::Gone("that secret expired; set a new value".into()),
+            V::Forbidden => Self::PolicyDenied,
+            V::Invalid(m) => Self::BadRequest(m),
+            V::Crypto(c)
+                if matches!(
+                    c.code(),
+                    "weak_kdf_params"
+                        | "excessive_kdf_params"
+                        | "unsupported_kdf"
+                        | "unsupported_format"
+                ) =>
+            {
+                Self::Unavailable { code: c.code(), detail: c.to_string() }
+            }
+            V::Crypto(c) => Self::BadRequest(c.to_string()),
+            V::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<kai_runtime::users::UserError> for ApiError {
+    fn from(e: kai_runtime::users::UserError) -> Self {
+        use kai_runtime::users::UserError as U;
+        match e {
+            U::Invalid(m) => Self::BadRequest(m),
+            U::Exists => Self::Conflict(e.to_string()),
+            U::NotFound => Self::NotFound("user".into()),
+            U::BadCredentials | U::Disabled => {
+                Self::BadCredential("wrong username or password".into())
+            }
+            U::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<kai_runtime::auth::AuthError> for ApiError {
+    fn from(e: kai_runtime::auth::AuthError) -> Self {
+        use kai_runtime::auth::AuthError as A;
+        match e {
+            A::Unauthorized | A::RefreshReuse => Self::Unauthorized,
+            A::NoKey => Self::Unavailable {
+                code: "sealed",
+                detail: "the vault is sealed; unlock it first".into(),
+            },
+            A::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<kai_runtime::node::NodeError> for ApiError {
+    fn from(e: kai_runtime::node::NodeError) -> Self {
+        use kai_runtime::node::NodeError as N;
+        match e {
+            N::Vault(v) => v.into(),
+            N::Audit(a) => a.into(),
+            N::Auth(a) => a.into(),
+            N::Identity(m) => Self::Internal(m),
+        }
+    }
+}
+
 /// Builds a problem response.
 pub fn problem(status: StatusCode, code: &str, detail: String) -> Response {
     let title = status.canonical_reason().unwrap_or("Error").to_owned();
@@ -130,6 +217,11 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let mut resp = problem(status, code, detail);
+        if let Self::RateLimited(wait) = &self
+            && let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }

@@ -5,9 +5,11 @@
 //! Architecture invariant: this is the only crate that knows HTTP and the JSON shape of the
 //! API (`api.rs`); it calls services in `kai-runtime` and `kai-store` and converts explicitly.
 
+pub mod access;
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod limits;
 pub mod middleware;
 pub mod routes;
 
@@ -20,9 +22,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderName;
 use chrono::{DateTime, Utc};
 use kai_core::config::LoadedConfig;
-use kai_runtime::identity::NodeIdentity;
-use kai_runtime::{AuditLog, EventBus};
-use kai_store::Store;
+use kai_runtime::node::Node;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -37,14 +37,12 @@ use utoipa_axum::routes;
 
 /// What every handler can reach.
 pub struct Services {
-    pub store: Arc<dyn Store>,
-    pub bus: Arc<dyn EventBus>,
-    pub audit: AuditLog,
-    pub identity: Arc<NodeIdentity>,
+    pub node: Arc<Node>,
     /// The live configuration; a hot reload sends a new value.
     pub config: watch::Receiver<LoadedConfig>,
     pub metrics: Option<PrometheusHandle>,
     pub started_at: DateTime<Utc>,
+    pub limits: limits::Limits,
 }
 
 /// Shared handler state (cheap to clone).
@@ -73,6 +71,10 @@ impl Deref for AppState {
         (name = "system", description = "Health, readiness, metrics, node information and identity"),
         (name = "events", description = "The event bus and its persisted log"),
         (name = "audit", description = "The signed audit log"),
+        (name = "auth", description = "Login sessions"),
+        (name = "users", description = "User accounts"),
+        (name = "tokens", description = "API tokens"),
+        (name = "vault", description = "The encrypted vault: secrets and named keys"),
     )
 )]
 struct ApiDoc;
@@ -101,6 +103,27 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::events::publish, routes::events::list))
         .routes(routes!(routes::audit::entries))
         .routes(routes!(routes::audit::verify))
+        .routes(routes!(routes::auth::login))
+        .routes(routes!(routes::auth::refresh))
+        .routes(routes!(routes::auth::logout))
+        .routes(routes!(routes::auth::me))
+        .routes(routes!(routes::auth::change_password))
+        .routes(routes!(routes::users::list, routes::users::create))
+        .routes(routes!(routes::users::preferences, routes::users::set_preferences))
+        .routes(routes!(routes::users::get, routes::users::update, routes::users::delete))
+        .routes(routes!(routes::tokens::list, routes::tokens::create))
+        .routes(routes!(routes::tokens::revoke))
+        .routes(routes!(routes::vault::status))
+        .routes(routes!(routes::vault::unlock))
+        .routes(routes!(routes::vault::seal))
+        .routes(routes!(routes::vault::passphrase))
+        .routes(routes!(routes::vault::rekey))
+        .routes(routes!(routes::vault::list))
+        .routes(routes!(routes::vault::get, routes::vault::put, routes::vault::delete))
+        .routes(routes!(routes::vault::versions))
+        .routes(routes!(routes::vault::set_policy))
+        .routes(routes!(routes::vault::encrypt))
+        .routes(routes!(routes::vault::decrypt))
 }
 
 /// The OpenAPI document.
@@ -119,6 +142,7 @@ pub fn app(state: AppState) -> Router {
             let doc = doc.clone();
             async move { axum::Json(doc.as_ref().clone()) }
         }))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authorize))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::timeout))

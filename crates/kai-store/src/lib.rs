@@ -23,7 +23,9 @@ pub use error::{StoreError, StoreResult};
 
 /// Meta key holding the audit writer's Merkle frontier, updated atomically with each batch.
 pub const AUDIT_FRONTIER_KEY: &str = "audit.frontier";
-pub use records::{RefreshRow, SessionRow, StoreInfo, TokenRecord, UserRow, VaultItemRow, VaultVersionRow};
+pub use records::{
+    RefreshRow, SessionRow, StoreInfo, TokenRecord, UserRow, VaultItemRow, VaultVersionRow,
+};
 pub use security::{SessionStore, UserStore, VaultStore};
 
 /// The signed audit log's storage. Appends are atomic: all entries and the checkpoint of a
@@ -87,7 +89,9 @@ impl<T: AuditStore + MetaStore + ?Sized> AuditBackend for T {}
 
 /// Everything the node persists, behind one handle.
 #[async_trait]
-pub trait Store: AuditBackend + EventLog + TokenStore + VaultStore + UserStore + SessionStore {
+pub trait Store:
+    AuditBackend + EventLog + TokenStore + VaultStore + UserStore + SessionStore
+{
     /// Round trip to the database; `Err` when it is unreachable.
     async fn ping(&self) -> StoreResult<()>;
     /// Backend name and schema version.

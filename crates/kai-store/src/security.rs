@@ -13,20 +13,36 @@ pub trait VaultStore: Send + Sync {
     async fn put_vault_header(&self, header: &str, at_us: i64) -> StoreResult<()>;
     /// Inserts an item with its first version, in one transaction. `Conflict` if the
     /// (kind, name_hmac) pair exists.
-    async fn insert_vault_item(&self, item: &VaultItemRow, first: &VaultVersionRow) -> StoreResult<()>;
+    async fn insert_vault_item(
+        &self,
+        item: &VaultItemRow,
+        first: &VaultVersionRow,
+    ) -> StoreResult<()>;
     /// Adds a version and makes it current, in one transaction.
     async fn add_vault_version(&self, version: &VaultVersionRow) -> StoreResult<()>;
     async fn vault_items(&self, kind: &str) -> StoreResult<Vec<VaultItemRow>>;
     async fn vault_item(&self, id: &str) -> StoreResult<Option<VaultItemRow>>;
     async fn vault_versions(&self, item_id: &str) -> StoreResult<Vec<VaultVersionRow>>;
-    async fn vault_version(&self, item_id: &str, version: i64) -> StoreResult<Option<VaultVersionRow>>;
+    async fn vault_version(
+        &self,
+        item_id: &str,
+        version: i64,
+    ) -> StoreResult<Option<VaultVersionRow>>;
     async fn set_vault_policy(&self, item_id: &str, policy: &str) -> StoreResult<()>;
     /// Deletes an item and every version (the ciphertext is gone, not just hidden).
     async fn delete_vault_item(&self, item_id: &str) -> StoreResult<()>;
     /// Up to `limit` versions sealed under a generation older than `generation`.
-    async fn vault_versions_before(&self, generation: i64, limit: u32) -> StoreResult<Vec<VaultVersionRow>>;
+    async fn vault_versions_before(
+        &self,
+        generation: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<VaultVersionRow>>;
     /// Replaces sealed values (and item names) after a rekey, in one transaction.
-    async fn reseal_vault(&self, versions: &[VaultVersionRow], items: &[VaultItemRow]) -> StoreResult<()>;
+    async fn reseal_vault(
+        &self,
+        versions: &[VaultVersionRow],
+        items: &[VaultItemRow],
+    ) -> StoreResult<()>;
     /// Every item, all kinds (rekey re-seals names too).
     async fn all_vault_items(&self) -> StoreResult<Vec<VaultItemRow>>;
 }
@@ -54,7 +70,11 @@ pub trait SessionStore: Send + Sync {
     async fn revoke_user_sessions(&self, user_id: &str, at_us: i64) -> StoreResult<()>;
     /// Marks a refresh token used if it was unused, returning it; `None` when it does not
     /// exist or was already used (see [`SessionStore::refresh_token`] to tell which).
-    async fn use_refresh_token(&self, hash: &[u8; 32], at_us: i64) -> StoreResult<Option<RefreshRow>>;
+    async fn use_refresh_token(
+        &self,
+        hash: &[u8; 32],
+        at_us: i64,
+    ) -> StoreResult<Option<RefreshRow>>;
     async fn refresh_token(&self, hash: &[u8; 32]) -> StoreResult<Option<RefreshRow>>;
     async fn insert_refresh_token(&self, refresh: &RefreshRow) -> StoreResult<()>;
 }

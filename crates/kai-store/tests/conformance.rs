@@ -9,7 +9,9 @@ use kai_crypto::Identity;
 use kai_crypto::audit::{
     Checkpoint, Entry, EntryDraft, GENESIS_ACTION, MerkleAccumulator, Outcome,
 };
-use kai_store::{RefreshRow, SessionRow, Store, StoreError, TokenRecord, UserRow, VaultItemRow, VaultVersionRow};
+use kai_store::{
+    RefreshRow, SessionRow, Store, StoreError, TokenRecord, UserRow, VaultItemRow, VaultVersionRow,
+};
 
 /// A store on one backend plus whatever must be cleaned up after.
 struct Backend {
@@ -272,7 +274,10 @@ async fn vault_items_versions_and_reseal(b: &Backend) {
     let (i1, v1) = item("a", "h1");
     b.store.insert_vault_item(&i1, &v1).await.unwrap();
     let (dup, dupv) = item("b", "h1");
-    assert!(matches!(b.store.insert_vault_item(&dup, &dupv).await, Err(StoreError::Conflict(_))), "same name twice");
+    assert!(
+        matches!(b.store.insert_vault_item(&dup, &dupv).await, Err(StoreError::Conflict(_))),
+        "same name twice"
+    );
     assert!(b.store.vault_item("b").await.unwrap().is_none(), "failed insert left nothing");
     let v2 = VaultVersionRow { version: 2, sealed: vec![8; 40], expires_at_us: None, ..v1.clone() };
     b.store.add_vault_version(&v2).await.unwrap();
@@ -283,7 +288,10 @@ async fn vault_items_versions_and_reseal(b: &Backend) {
     assert!(b.store.vault_items("key").await.unwrap().is_empty());
     // Rekey: both versions re-sealed under generation 2, the name too.
     assert_eq!(b.store.vault_versions_before(2, 10).await.unwrap().len(), 2);
-    let resealed: Vec<_> = [v1, v2].into_iter().map(|v| VaultVersionRow { generation: 2, sealed: vec![7; 40], ..v }).collect();
+    let resealed: Vec<_> = [v1, v2]
+        .into_iter()
+        .map(|v| VaultVersionRow { generation: 2, sealed: vec![7; 40], ..v })
+        .collect();
     let renamed = VaultItemRow { name_hmac: "h1-gen2".into(), sealed_name: vec![4], ..i1 };
     b.store.reseal_vault(&resealed, std::slice::from_ref(&renamed)).await.unwrap();
     assert!(b.store.vault_versions_before(2, 10).await.unwrap().is_empty());
@@ -291,7 +299,10 @@ async fn vault_items_versions_and_reseal(b: &Backend) {
     b.store.set_vault_policy("a", "{\"read\":[]}").await.unwrap();
     assert_eq!(b.store.all_vault_items().await.unwrap()[0].policy, "{\"read\":[]}");
     b.store.delete_vault_item("a").await.unwrap();
-    assert!(b.store.vault_versions("a").await.unwrap().is_empty(), "ciphertext deleted with the item");
+    assert!(
+        b.store.vault_versions("a").await.unwrap().is_empty(),
+        "ciphertext deleted with the item"
+    );
     assert!(matches!(b.store.delete_vault_item("a").await, Err(StoreError::NotFound)));
 }
 
@@ -312,7 +323,10 @@ fn user(id: &str, name: &str) -> UserRow {
 
 async fn users_crud_and_unique_names(b: &Backend) {
     b.store.insert_user(&user("u1", "alice")).await.unwrap();
-    assert!(matches!(b.store.insert_user(&user("u2", "alice")).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        b.store.insert_user(&user("u2", "alice")).await,
+        Err(StoreError::Conflict(_))
+    ));
     b.store.insert_user(&user("u2", "bob")).await.unwrap();
     assert_eq!(b.store.count_users().await.unwrap(), 2);
     let mut alice = b.store.user_by_name("alice").await.unwrap().unwrap();
@@ -328,13 +342,24 @@ async fn users_crud_and_unique_names(b: &Backend) {
 
 async fn sessions_and_single_use_refresh_tokens(b: &Backend) {
     b.store.insert_user(&user("u1", "carol")).await.unwrap();
-    let s = SessionRow { id: "s1".into(), user_id: "u1".into(), created_at_us: 1, revoked_at_us: None };
-    let r1 = RefreshRow { token_hash: [1; 32], session_id: "s1".into(), issued_at_us: 1, expires_at_us: 100, used_at_us: None };
+    let s =
+        SessionRow { id: "s1".into(), user_id: "u1".into(), created_at_us: 1, revoked_at_us: None };
+    let r1 = RefreshRow {
+        token_hash: [1; 32],
+        session_id: "s1".into(),
+        issued_at_us: 1,
+        expires_at_us: 100,
+        used_at_us: None,
+    };
     b.store.insert_session(&s, &r1).await.unwrap();
     let used = b.store.use_refresh_token(&[1; 32], 5).await.unwrap().unwrap();
     assert_eq!(used.used_at_us, Some(5));
     assert!(b.store.use_refresh_token(&[1; 32], 6).await.unwrap().is_none(), "single use");
-    assert_eq!(b.store.refresh_token(&[1; 32]).await.unwrap().unwrap().used_at_us, Some(5), "reuse is detectable");
+    assert_eq!(
+        b.store.refresh_token(&[1; 32]).await.unwrap().unwrap().used_at_us,
+        Some(5),
+        "reuse is detectable"
+    );
     let r2 = RefreshRow { token_hash: [2; 32], issued_at_us: 5, used_at_us: None, ..r1 };
     b.store.insert_refresh_token(&r2).await.unwrap();
     b.store.revoke_user_sessions("u1", 7).await.unwrap();

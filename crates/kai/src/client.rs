@@ -77,4 +77,35 @@ impl NodeClient {
     ) -> anyhow::Result<T> {
         self.send(self.http.post(format!("{}{path}", self.base)).json(body)).await
     }
+
+    pub async fn put<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<T> {
+        self.send(self.http.put(format!("{}{path}", self.base)).json(body)).await
+    }
+
+    /// A request whose success has no body (204).
+    async fn send_empty(&self, req: reqwest::RequestBuilder) -> anyhow::Result<()> {
+        let resp = req
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the node at {}", self.base))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        bail!("the node answered {status}: {}", body["detail"].as_str().unwrap_or("no detail"))
+    }
+
+    pub async fn post_empty(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<()> {
+        self.send_empty(self.http.post(format!("{}{path}", self.base)).json(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
+        self.send_empty(self.http.delete(format!("{}{path}", self.base))).await
+    }
 }

@@ -7,9 +7,6 @@ use anyhow::{Context as _, bail};
 use chrono::TimeZone as _;
 use kai_crypto::audit::{Checkpoint, Entry};
 use kai_server::api::{Ready, Rotated, SystemInfo};
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::client::NodeClient;
 use crate::output::outln;
@@ -225,12 +222,14 @@ pub async fn identity_show(ctx: &Ctx) -> anyhow::Result<()> {
         let info: SystemInfo = client.get("/system/info").await?;
         return print_did(ctx, &info.did);
     }
+    // Offline: the signer the audit log expects next is public information.
     let config =
         settings::load(&ctx.config_paths, &settings::flag_overrides(&ctx.set, None, None)?)?.config;
     let store = node::open_store(&config, &ctx.data).await?;
-    let identity = node::load_identity(store.as_ref(), &ctx.data).await?;
+    let head = store.audit_head().await?;
     store.close().await;
-    print_did(ctx, identity.did().as_str())
+    let Some(head) = head else { bail!("no node in {}; run `kai init`", ctx.data.root.display()) };
+    print_did(ctx, kai_runtime::audit::current_signer(&head))
 }
 
 fn print_did(ctx: &Ctx, did: &str) -> anyhow::Result<()> {
@@ -243,29 +242,12 @@ fn print_did(ctx: &Ctx, did: &str) -> anyhow::Result<()> {
 }
 
 pub async fn identity_rotate(ctx: &Ctx) -> anyhow::Result<()> {
-    let rotated: Rotated = match NodeClient::connect(&ctx.data)? {
-        Some(client) => client.post("/system/identity/rotate", &serde_json::json!({})).await?,
-        None => {
-            let config = settings::load(
-                &ctx.config_paths,
-                &settings::flag_overrides(&ctx.set, None, None)?,
-            )?
-            .config;
-            let tracker = TaskTracker::new();
-            let cancel = CancellationToken::new();
-            let (_tx, rx) = watch::channel(node::audit_settings(&config));
-            let core = node::open_core(&config, &ctx.data, rx, &tracker, cancel.clone()).await?;
-            let identity =
-                kai_runtime::identity::NodeIdentity::new(ctx.data.identity_dir(), &core.identity);
-            let previous = identity.did();
-            let did = identity.rotate(&core.audit, "cli:local").await?;
-            cancel.cancel();
-            tracker.close();
-            tracker.wait().await;
-            core.store.close().await;
-            Rotated { previous, did }
-        }
-    };
+    let client = NodeClient::connect(&ctx.data)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "the node key lives in the vault: start the node (`kai serve`) and unlock it first"
+        )
+    })?;
+    let rotated: Rotated = client.post("/system/identity/rotate", &serde_json::json!({})).await?;
     if ctx.json {
         print_json(&rotated)
     } else {

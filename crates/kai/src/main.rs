@@ -10,13 +10,14 @@ mod logging;
 mod node;
 mod output;
 mod paths;
+mod secure;
 mod serve;
 mod settings;
 
 use clap::{CommandFactory as _, Parser as _};
 use kai_core::config::ConfigError;
 
-use crate::cli::{AuditCommand, Cli, Command, ConfigCommand, IdentityCommand, Shell};
+use crate::cli::{AuditCommand, Cli, Command, ConfigCommand, IdentityCommand, InitArgs, Shell};
 use crate::output::outln;
 use crate::paths::{ConfigPaths, DataDir};
 
@@ -84,13 +85,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
 
 async fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<i32> {
     match command {
-        Command::Init(_) => {
+        Command::Init(InitArgs { non_interactive }) => {
             let config = settings::load(
                 &ctx.config_paths,
                 &settings::flag_overrides(&ctx.set, None, None)?,
             )?
             .config;
-            let done = init::init(&config, &ctx.data).await?;
+            let done = init::init(&config, &ctx.data, !non_interactive).await?;
             if ctx.json {
                 outln!("{}", serde_json::to_string_pretty(&done)?);
             } else if done.created {
@@ -121,6 +122,9 @@ async fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<i32> {
         Command::Identity(IdentityCommand::Rotate) => {
             commands::identity_rotate(ctx).await.map(|()| 0)
         }
+        Command::Vault(cmd) => secure::vault(ctx, cmd).await.map(|()| 0),
+        Command::Token(cmd) => secure::token(ctx, cmd).await.map(|()| 0),
+        Command::User(cmd) => secure::user(ctx, cmd).await.map(|()| 0),
         Command::Serve(_) | Command::Completions { .. } => Ok(0),
     }
 }

@@ -1,13 +1,15 @@
-//! Opening the pieces of a node on a data directory: store, identity, audit log. Shared by
-//! `serve`, `init` and the offline commands.
+//! Building the node on a data directory: store, bus, vault and the sealed/unsealed node.
+//! Shared by `serve`, `init` and the offline commands.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use kai_core::config::Config;
-use kai_crypto::Identity;
-use kai_runtime::{AuditLog, AuditSettings};
+use kai_core::config::{BusBackend, Config};
+use kai_crypto::vault::KdfPolicy;
+use kai_runtime::bus::memory::MemoryBus;
+use kai_runtime::node::Node;
+use kai_runtime::{AuditSettings, EventBus, Vault};
 use kai_store::Store;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -38,42 +40,86 @@ pub fn audit_settings(config: &Config) -> AuditSettings {
     }
 }
 
-/// Loads the identity the audit log expects next (promoting a staged rotation if needed).
-pub async fn load_identity(store: &dyn Store, data: &DataDir) -> anyhow::Result<Identity> {
-    let head = store.audit_head().await.context("cannot read the audit log")?;
-    let expected = head.as_ref().map(|h| kai_runtime::audit::current_signer(h).to_owned());
-    let dir = data.identity_dir();
-    Ok(tokio::task::spawn_blocking(move || kai_runtime::identity::load(&dir, expected.as_deref()))
-        .await??)
+/// KDF policy: enforced, unless the test suite asks for fast vaults through
+/// `KAI_TEST_INSECURE_FAST_KDF=1` (never set it for a real node).
+pub fn kdf_policy() -> KdfPolicy {
+    if std::env::var("KAI_TEST_INSECURE_FAST_KDF").as_deref() == Ok("1") {
+        KdfPolicy::AllowWeakForTests
+    } else {
+        KdfPolicy::Enforce
+    }
 }
 
-/// Store, identity and a running audit writer.
-pub struct Core {
-    pub store: Arc<dyn Store>,
-    pub identity: Identity,
-    pub audit: AuditLog,
+#[cfg(feature = "nats")]
+async fn nats_bus(
+    config: &Config,
+    tracker: &TaskTracker,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Arc<dyn EventBus>> {
+    let bus = kai_runtime::bus::nats::NatsBus::connect(
+        &config.bus.nats_url,
+        &config.bus.nats_stream,
+        config.bus.subscriber_queue,
+        tracker.clone(),
+        cancel.clone(),
+    )
+    .await?;
+    Ok(Arc::new(bus))
 }
 
-/// Opens store, identity and audit log with their tasks on `tracker`.
-pub async fn open_core(
+#[cfg(not(feature = "nats"))]
+async fn nats_bus(
+    _: &Config,
+    _: &TaskTracker,
+    _: &CancellationToken,
+) -> anyhow::Result<Arc<dyn EventBus>> {
+    anyhow::bail!("bus.backend = \"nats\" needs a kai built with the `nats` feature (the default)")
+}
+
+/// A node (sealed) over `data`, with its tasks on `tracker`.
+pub async fn build(
     config: &Config,
     data: &DataDir,
     settings: watch::Receiver<AuditSettings>,
     tracker: &TaskTracker,
-    cancel: CancellationToken,
-) -> anyhow::Result<Core> {
+    cancel: &CancellationToken,
+) -> anyhow::Result<Arc<Node>> {
     let store = open_store(config, data).await?;
-    let identity = load_identity(store.as_ref(), data).await?;
+    let bus: Arc<dyn EventBus> = match config.bus.backend {
+        BusBackend::Memory => Arc::new(MemoryBus::new(
+            store.clone(),
+            config.bus.subscriber_queue,
+            tracker.clone(),
+            cancel.clone(),
+        )),
+        BusBackend::Nats => nats_bus(config, tracker, cancel).await?,
+    };
     std::fs::create_dir_all(data.witness_file().parent().unwrap_or(&data.root))?;
-    let audit = AuditLog::open(
-        store.clone(),
-        identity.clone(),
+    let vault = Arc::new(Vault::new(store.clone(), kdf_policy()));
+    Ok(Arc::new(Node::new(
+        store,
+        bus,
+        vault,
         settings,
         Some(data.witness_file()),
-        tracker,
-        cancel,
-    )
-    .await
-    .context("cannot open the audit log")?;
-    Ok(Core { store, identity, audit })
+        tracker.clone(),
+        cancel.clone(),
+    )))
+}
+
+/// The unlock key for unattended start: `KAI_VAULT_KEY`, else `<data>/vault.key`.
+pub fn unattended_key(data: &DataDir) -> anyhow::Result<Option<kai_crypto::vault::UnlockKey>> {
+    let text = match std::env::var("KAI_VAULT_KEY") {
+        Ok(t) => Some(t),
+        Err(_) => match std::fs::read_to_string(data.vault_key_file()) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e.into()),
+        },
+    };
+    text.map(|t| {
+        kai_crypto::vault::UnlockKey::from_text(t.trim())
+            .context("the vault key (KAI_VAULT_KEY or vault.key) is not an unlock key")
+    })
+    .transpose()
 }

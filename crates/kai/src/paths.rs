@@ -39,14 +39,18 @@ impl DataDir {
     pub fn admin_token_file(&self) -> PathBuf {
         self.root.join("admin.token")
     }
+    pub fn vault_key_file(&self) -> PathBuf {
+        self.root.join("vault.key")
+    }
     pub fn run_file(&self) -> PathBuf {
         self.root.join("run").join("node.json")
     }
     pub fn lock_file(&self) -> PathBuf {
         self.root.join("kai.lock")
     }
+    /// True once `kai init` finished (the genesis DID is written last).
     pub fn is_initialized(&self) -> bool {
-        self.identity_dir().join("node.key").exists()
+        self.genesis_file().exists()
     }
 }
 

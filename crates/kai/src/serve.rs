@@ -6,11 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use kai_core::config::{BusBackend, LoadedConfig};
+use kai_core::config::LoadedConfig;
 use kai_crypto::audit::Outcome;
-use kai_runtime::EventBus;
-use kai_runtime::bus::memory::MemoryBus;
-use kai_runtime::identity::NodeIdentity;
+use kai_runtime::node::Credential;
 use kai_server::{AppState, Services};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use notify::Watcher as _;
@@ -30,8 +28,7 @@ struct Reloader {
     flags: Vec<(String, String, String)>,
     config: watch::Sender<LoadedConfig>,
     audit_settings: watch::Sender<kai_runtime::AuditSettings>,
-    audit: kai_runtime::AuditLog,
-    actor: String,
+    node: Arc<kai_runtime::node::Node>,
     log: LogHandle,
 }
 
@@ -53,13 +50,7 @@ pub async fn serve(
         );
     }
     let data = ctx.data.clone();
-    if !data.is_initialized() {
-        let done = init::init(&config, &data).await?;
-        eprintln!(
-            "initialized a new node in {} (identity {}); the owner token is in {}",
-            done.data_dir, done.did, done.admin_token_file
-        );
-    }
+    std::fs::create_dir_all(&data.root)?;
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -71,6 +62,20 @@ pub async fn serve(
             data.root.display()
         );
     }
+    let done = init::init(&config, &data, false).await?;
+    if done.created {
+        eprintln!("initialized a new node in {} (identity {})", done.data_dir, done.did);
+        if let Some(p) = &done.owner_password {
+            eprintln!(
+                "  owner login: {} / {p}   (shown once; change it with `kai user passwd`)",
+                done.owner
+            );
+        }
+        if let Some(p) = &done.vault_passphrase {
+            eprintln!("  vault passphrase: {p}   (shown once; keep it safe)");
+        }
+        eprintln!("  owner API token: {}", done.admin_token_file);
+    }
 
     let metrics = config.metrics.enabled.then(install_metrics).transpose()?;
     let tracker = TaskTracker::new();
@@ -78,26 +83,25 @@ pub async fn serve(
     let shutdown = CancellationToken::new();
 
     let (audit_tx, audit_rx) = watch::channel(node::audit_settings(&config));
-    let core = node::open_core(&config, &data, audit_rx, &tracker, background.clone()).await?;
-    let bus: Arc<dyn EventBus> = match config.bus.backend {
-        BusBackend::Memory => Arc::new(MemoryBus::new(
-            core.store.clone(),
-            config.bus.subscriber_queue,
-            tracker.clone(),
-            background.clone(),
-        )),
-        BusBackend::Nats => nats_bus(&config, &tracker, &background).await?,
-    };
-    let identity = Arc::new(NodeIdentity::new(data.identity_dir(), &core.identity));
+    let kai = node::build(&config, &data, audit_rx, &tracker, &background).await?;
+    match node::unattended_key(&data)? {
+        Some(key) => kai
+            .unlock(&Credential::Key(key), "kai serve")
+            .await
+            .context("cannot unlock the vault with its key")?,
+        None => eprintln!(
+            "the vault is sealed: unlock it with `kai vault unlock` (or set KAI_VAULT_KEY)"
+        ),
+    }
     let (config_tx, config_rx) = watch::channel(loaded);
+    let limits =
+        kai_server::limits::Limits::new(config.limits.requests_per_second, config.limits.burst);
     let state = AppState::new(Services {
-        store: core.store.clone(),
-        bus,
-        audit: core.audit.clone(),
-        identity: identity.clone(),
+        node: kai.clone(),
         config: config_rx,
         metrics: metrics.clone(),
         started_at: chrono::Utc::now(),
+        limits,
     });
 
     let listener = tokio::net::TcpListener::bind(addr)
@@ -105,11 +109,12 @@ pub async fn serve(
         .with_context(|| format!("cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
     write_run_file(&ctx, bound)?;
-    tracing::info!(addr = %bound, did = %identity.did(), data_dir = %data.root.display(), "kai node listening");
+    let did = kai.unsealed().map(|u| u.identity.did()).unwrap_or_else(|_| "sealed".into());
+    tracing::info!(addr = %bound, did = %did, data_dir = %data.root.display(), "kai node listening");
     if ctx.json {
-        outln!("{}", serde_json::json!({"listening": bound.to_string(), "did": identity.did()}));
+        outln!("{}", serde_json::json!({"listening": bound.to_string(), "did": did}));
     } else {
-        outln!("kai node listening on http://{bound} (identity {})", identity.did());
+        outln!("kai node listening on http://{bound} (identity {did})");
     }
 
     if let Some(handle) = metrics {
@@ -126,8 +131,7 @@ pub async fn serve(
         flags,
         config: config_tx,
         audit_settings: audit_tx,
-        audit: core.audit.clone(),
-        actor: identity.did(),
+        node: kai.clone(),
         log,
     };
     let _watcher = watch_config(reloader, &tracker, background.clone())?;
@@ -140,39 +144,11 @@ pub async fn serve(
     background.cancel();
     tracker.close();
     tracker.wait().await;
-    core.store.close().await;
+    kai.store.close().await;
     let _ = std::fs::remove_file(data.run_file());
     drop(lock);
     tracing::info!("kai node stopped");
     Ok(())
-}
-
-#[cfg(feature = "nats")]
-async fn nats_bus(
-    config: &kai_core::config::Config,
-    tracker: &TaskTracker,
-    cancel: &CancellationToken,
-) -> anyhow::Result<Arc<dyn EventBus>> {
-    let bus = kai_runtime::bus::nats::NatsBus::connect(
-        &config.bus.nats_url,
-        &config.bus.nats_stream,
-        config.bus.subscriber_queue,
-        tracker.clone(),
-        cancel.clone(),
-    )
-    .await?;
-    Ok(Arc::new(bus))
-}
-
-#[cfg(not(feature = "nats"))]
-async fn nats_bus(
-    _: &kai_core::config::Config,
-    _: &TaskTracker,
-    _: &CancellationToken,
-) -> anyhow::Result<Arc<dyn EventBus>> {
-    bail!(
-        "bus.backend = \"nats\" needs a kai built with the `nats` feature (the default); rebuild with --features nats"
-    )
 }
 
 fn install_metrics() -> anyhow::Result<PrometheusHandle> {
@@ -251,32 +227,34 @@ fn watch_config(
 impl Reloader {
     async fn reload(&self) {
         let result = settings::load(&self.ctx.config_paths, &self.flags);
+        let audit = self.node.unsealed().ok().map(|u| u.audit);
         match result {
             Err(e) => {
                 tracing::error!(error = %e, "configuration change rejected; the running configuration stays in force");
                 let problems = serde_json::to_value(&e.problems).unwrap_or_default();
-                let _ = self
-                    .audit
-                    .record(
-                        &self.actor,
-                        "config.reload",
-                        "config",
-                        Outcome::Failure,
-                        serde_json::json!({"problems": problems}),
-                    )
-                    .await;
+                if let Some(audit) = audit {
+                    let details = serde_json::json!({"problems": problems});
+                    let _ = audit
+                        .record("node", "config.reload", "config", Outcome::Failure, details)
+                        .await;
+                }
             }
             Ok(new) => {
                 let old = self.config.borrow().config.clone();
                 if new.config == old {
                     return;
                 }
+                let Some(audit) = audit else {
+                    tracing::error!(
+                        "configuration change not applied: the vault is sealed, so it cannot be audited"
+                    );
+                    return;
+                };
                 let pending = old.restart_required(&new.config);
                 let running = old.with_live_changes(&new.config);
                 let details = serde_json::json!({"pending_restart": pending});
-                if self
-                    .audit
-                    .record(&self.actor, "config.reload", "config", Outcome::Success, details)
+                if audit
+                    .record("node", "config.reload", "config", Outcome::Success, details)
                     .await
                     .is_err()
                 {

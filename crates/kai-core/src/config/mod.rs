@@ -13,6 +13,6 @@ pub use layers::{
     ConfigError, Layer, LoadedConfig, Problem, Source, env_layer, load, parse_scalar,
 };
 pub use schema::{
-    AuditConfig, BusBackend, BusConfig, Config, LogConfig, LogFormat, LogLevel, MetricsConfig,
-    NodeConfig, ServerConfig, StorageConfig,
+    AuditConfig, BusBackend, BusConfig, Config, LimitsConfig, LogConfig, LogFormat, LogLevel,
+    MetricsConfig, NodeConfig, ServerConfig, StorageConfig,
 };

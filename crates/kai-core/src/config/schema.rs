@@ -15,6 +15,7 @@ pub struct Config {
     pub bus: BusConfig,
     pub log: LogConfig,
     pub metrics: MetricsConfig,
+    pub limits: LimitsConfig,
 }
 
 /// `[node]`: who this node is.
@@ -187,6 +188,22 @@ impl Default for MetricsConfig {
     }
 }
 
+/// `[limits]`: per-principal request rate limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Sustained requests per second per principal (0–100,000; 0 turns the limit off).
+    pub requests_per_second: u32,
+    /// Burst allowance per principal (1–1,000,000).
+    pub burst: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { requests_per_second: 50, burst: 200 }
+    }
+}
+
 /// One range or format violation: the dotted key and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
@@ -249,6 +266,8 @@ impl Config {
             86_400,
         );
         range(&mut out, "bus.subscriber_queue", self.bus.subscriber_queue, 1, 1_000_000);
+        range(&mut out, "limits.requests_per_second", self.limits.requests_per_second, 0, 100_000);
+        range(&mut out, "limits.burst", self.limits.burst, 1, 1_000_000);
         if !self.bus.nats_url.starts_with("nats://") && !self.bus.nats_url.starts_with("tls://") {
             out.push(FieldError {
                 key: "bus.nats_url",
@@ -292,6 +311,7 @@ impl Config {
         check(self.bus != new.bus, "bus");
         check(self.metrics != new.metrics, "metrics");
         check(self.log.format != new.log.format, "log.format");
+        check(self.limits != new.limits, "limits");
         keys
     }
 }

@@ -31,9 +31,10 @@ impl NamedKey {
 
     /// The key from its stored bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, VaultCryptoError> {
-        let arr: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| VaultCryptoError::Malformed { what: "named key", reason: "not 32 bytes" })?;
+        let arr: [u8; 32] = bytes.try_into().map_err(|_| VaultCryptoError::Malformed {
+            what: "named key",
+            reason: "not 32 bytes",
+        })?;
         Ok(Self(Zeroizing::new(arr)))
     }
 
@@ -53,9 +54,12 @@ impl NamedKey {
 
     /// Decrypts text made by [`NamedKey::encrypt`] with the same key and name.
     pub fn decrypt(&self, name: &str, text: &str) -> Result<Zeroizing<Vec<u8>>, VaultCryptoError> {
-        let malformed = VaultCryptoError::Malformed { what: "ciphertext", reason: "not a kve1: ciphertext" };
+        let malformed =
+            VaultCryptoError::Malformed { what: "ciphertext", reason: "not a kve1: ciphertext" };
         let body = text.strip_prefix(PREFIX).ok_or(malformed.clone())?;
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(body).map_err(|_| malformed.clone())?;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| malformed.clone())?;
         if raw.len() < NONCE_LEN + 16 {
             return Err(malformed);
         }
@@ -81,7 +85,8 @@ mod tests {
             let ct = k.encrypt(&name, &data).unwrap();
             let plain = k.decrypt(&name, &ct).unwrap();
             prop_assert_eq!(plain.as_slice(), data.as_slice());
-            let other = format!("{}x", name);
+            let mut other = name.clone();
+            other.push('x');
             prop_assert!(k.decrypt(&other, &ct).is_err());
             prop_assert!(NamedKey::generate().decrypt(&name, &ct).is_err());
             let mut raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&ct[PREFIX.len()..]).unwrap();

@@ -74,7 +74,11 @@ impl Fixture {
         kai_store::open(&self.url, 4).await.unwrap()
     }
 
-    async fn open(&self, store: Arc<dyn AuditBackend>, id: &Identity) -> Result<AuditLog, AuditError> {
+    async fn open(
+        &self,
+        store: Arc<dyn AuditBackend>,
+        id: &Identity,
+    ) -> Result<AuditLog, AuditError> {
         AuditLog::open(
             store,
             id.clone(),

@@ -7,9 +7,14 @@ const ISS: &str = "did:key:z6Mktest";
 
 async fn fixture() -> (tempfile::TempDir, Arc<dyn Store>, Auth, String) {
     let dir = tempfile::tempdir().unwrap();
-    let store = kai_store::open(&format!("sqlite://{}", dir.path().join("kai.db").display()), 4).await.unwrap();
+    let store = kai_store::open(&format!("sqlite://{}", dir.path().join("kai.db").display()), 4)
+        .await
+        .unwrap();
     let users = crate::users::Users::new(store.clone());
-    let user = users.create("alice", &secrecy::SecretString::from("a long password".to_owned()), Role::Member).await.unwrap();
+    let user = users
+        .create("alice", &secrecy::SecretString::from("a long password".to_owned()), Role::Member)
+        .await
+        .unwrap();
     let auth = Auth::new(store.clone());
     auth.install_key(&[7; 32], ISS).unwrap();
     (dir, store, auth, user.id)
@@ -57,23 +62,43 @@ async fn forged_and_broken_tokens_are_all_unauthorized() {
     cases.push(("alg none", format!("{none_header}.{}.", parts[1])));
     // HS256 signed with our public key as the HMAC secret (key confusion).
     let public = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
-    let hs = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims(&user, &sid), &EncodingKey::from_secret(public.as_bytes())).unwrap();
+    let hs = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims(&user, &sid),
+        &EncodingKey::from_secret(public.as_bytes()),
+    )
+    .unwrap();
     cases.push(("HS/EdDSA confusion", hs));
     // Expired beyond the leeway.
     let mut expired = claims(&user, &sid);
     expired.exp = chrono::Utc::now().timestamp() - 120;
-    cases.push(("expired", jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &expired, &keys.encoding).unwrap()));
+    cases.push((
+        "expired",
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &expired, &keys.encoding).unwrap(),
+    ));
     // Wrong audience, wrong issuer.
     let mut aud = claims(&user, &sid);
     aud.aud = "someone-else".into();
-    cases.push(("wrong audience", jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &aud, &keys.encoding).unwrap()));
+    cases.push((
+        "wrong audience",
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &aud, &keys.encoding).unwrap(),
+    ));
     let mut iss = claims(&user, &sid);
     iss.iss = "did:key:other".into();
-    cases.push(("wrong issuer", jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &iss, &keys.encoding).unwrap()));
+    cases.push((
+        "wrong issuer",
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &iss, &keys.encoding).unwrap(),
+    ));
     // Tampered payload (role raised), signature kept.
-    let mut payload: serde_json::Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    let mut payload: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[1]).unwrap(),
+    )
+    .unwrap();
     payload["role"] = "owner".into();
-    cases.push(("tampered", format!("{}.{}.{}", parts[0], b64(payload.to_string().as_bytes()), parts[2])));
+    cases.push((
+        "tampered",
+        format!("{}.{}.{}", parts[0], b64(payload.to_string().as_bytes()), parts[2]),
+    ));
     // Signature stripped or truncated.
     cases.push(("no signature", format!("{}.{}.", parts[0], parts[1])));
     cases.push(("truncated signature", format!("{}.{}.{}", parts[0], parts[1], &parts[2][..20])));
@@ -81,11 +106,18 @@ async fn forged_and_broken_tokens_are_all_unauthorized() {
     let other = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
     use ed25519_dalek::pkcs8::EncodePrivateKey as _;
     let other_key = EncodingKey::from_ed_der(other.to_pkcs8_der().unwrap().as_bytes());
-    cases.push(("other key", jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims(&user, &sid), &other_key).unwrap()));
+    cases.push((
+        "other key",
+        jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims(&user, &sid), &other_key)
+            .unwrap(),
+    ));
     // jku header pointing elsewhere.
     let mut jku = Header::new(Algorithm::EdDSA);
     jku.jku = Some("http://127.0.0.1:9/keys".into());
-    cases.push(("jku header", jsonwebtoken::encode(&jku, &claims(&user, &sid), &keys.encoding).unwrap()));
+    cases.push((
+        "jku header",
+        jsonwebtoken::encode(&jku, &claims(&user, &sid), &keys.encoding).unwrap(),
+    ));
     // Oversized.
     cases.push(("oversized", "a".repeat(MAX_TOKEN_LEN + 1)));
     // Garbage.
@@ -98,7 +130,10 @@ async fn forged_and_broken_tokens_are_all_unauthorized() {
 
     // Revoked: logout ends the session.
     auth.logout(&sid).await.unwrap();
-    assert!(matches!(auth.verify_access(&pair.access_token).await, Err(AuthError::Unauthorized)), "revoked");
+    assert!(
+        matches!(auth.verify_access(&pair.access_token).await, Err(AuthError::Unauthorized)),
+        "revoked"
+    );
 }
 
 #[tokio::test]

@@ -58,17 +58,23 @@ pub fn check_name(name: &str) -> Result<(), VaultError> {
     if ok {
         Ok(())
     } else {
-        Err(VaultError::Invalid("a name is 1 to 128 characters of letters, digits, `_`, `-`, `.` and `/`".into()))
+        Err(VaultError::Invalid(
+            "a name is 1 to 128 characters of letters, digits, `_`, `-`, `.` and `/`".into(),
+        ))
     }
 }
 
 /// Decrypts every item's name into the in-memory index.
-pub(crate) async fn load_names(store: &dyn Store, unlocked: &mut Unlocked) -> Result<(), VaultError> {
+pub(crate) async fn load_names(
+    store: &dyn Store,
+    unlocked: &mut Unlocked,
+) -> Result<(), VaultError> {
     let vault_id = unlocked.header.vault_id();
     for item in store.all_vault_items().await? {
         let sealed = SealedRecord::from_bytes(&item.sealed_name)?;
         let name = unlocked.keyring.open(&vault_id, &name_record(&item.id), 0, &sealed)?;
-        let name = String::from_utf8(name.to_vec()).map_err(|_| VaultError::Invalid("stored name is not UTF-8".into()))?;
+        let name = String::from_utf8(name.to_vec())
+            .map_err(|_| VaultError::Invalid("stored name is not UTF-8".into()))?;
         unlocked.names.insert((item.kind.clone(), name), item.id);
     }
     Ok(())
@@ -122,7 +128,8 @@ impl Vault {
             expires_at_us: expires,
             created_by: actor.to_owned(),
         };
-        let policy_json = serde_json::to_string(&policy).map_err(|e| VaultError::Invalid(e.to_string()))?;
+        let policy_json =
+            serde_json::to_string(&policy).map_err(|e| VaultError::Invalid(e.to_string()))?;
         if version == 1 {
             let sealed_name = seal(key, &vault_id, &name_record(&id), 0, name.as_bytes())?;
             let item = VaultItemRow {
@@ -154,7 +161,11 @@ impl Vault {
     async fn item_id(&self, kind: &str, name: &str) -> Result<String, VaultError> {
         let handle = self.state_handle()?;
         let state = handle.read().await;
-        state.names.get(&(kind.to_owned(), name.to_owned())).cloned().ok_or(VaultError::NotFound("secret"))
+        state
+            .names
+            .get(&(kind.to_owned(), name.to_owned()))
+            .cloned()
+            .ok_or(VaultError::NotFound("secret"))
     }
 
     /// Reads a value for `subject`, checking the item's policy for `op` and its TTL.
@@ -176,7 +187,11 @@ impl Vault {
     }
 
     /// Reads a value the node itself needs (identity seeds, signing keys): no policy applies.
-    pub async fn read_internal(&self, kind: &str, name: &str) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+    pub async fn read_internal(
+        &self,
+        kind: &str,
+        name: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
         let id = self.item_id(kind, name).await?;
         let item = self.store.vault_item(&id).await?.ok_or(VaultError::NotFound("item"))?;
         Ok(self.open_version(item, SecretPolicy::default(), name, None).await?.0)
@@ -190,14 +205,19 @@ impl Vault {
         version: Option<i64>,
     ) -> Result<(Zeroizing<Vec<u8>>, ItemMeta), VaultError> {
         let version = version.unwrap_or(item.current_version);
-        let row = self.store.vault_version(&item.id, version).await?.ok_or(VaultError::NotFound("version"))?;
+        let row = self
+            .store
+            .vault_version(&item.id, version)
+            .await?
+            .ok_or(VaultError::NotFound("version"))?;
         if row.expires_at_us.is_some_and(|e| e <= now_us()) {
             return Err(VaultError::Expired);
         }
         let handle = self.state_handle()?;
         let state = handle.read().await;
         let sealed = SealedRecord::from_bytes(&row.sealed)?;
-        let value = state.keyring.open(&state.header.vault_id(), &item.id, version as u64, &sealed)?;
+        let value =
+            state.keyring.open(&state.header.vault_id(), &item.id, version as u64, &sealed)?;
         Ok((
             value,
             ItemMeta {
@@ -217,7 +237,12 @@ impl Vault {
         let handle = self.state_handle()?;
         let names: Vec<(String, String)> = {
             let state = handle.read().await;
-            state.names.iter().filter(|((k, _), _)| k == kind).map(|((_, n), id)| (n.clone(), id.clone())).collect()
+            state
+                .names
+                .iter()
+                .filter(|((k, _), _)| k == kind)
+                .map(|((_, n), id)| (n.clone(), id.clone()))
+                .collect()
         };
         let mut out = Vec::with_capacity(names.len());
         for (name, id) in names {
@@ -266,13 +291,23 @@ impl Vault {
     }
 
     /// Replaces an item's policy.
-    pub async fn set_policy(&self, kind: &str, name: &str, policy: &SecretPolicy) -> Result<(), VaultError> {
+    pub async fn set_policy(
+        &self,
+        kind: &str,
+        name: &str,
+        policy: &SecretPolicy,
+    ) -> Result<(), VaultError> {
         let id = self.item_id(kind, name).await?;
         let json = serde_json::to_string(policy).map_err(|e| VaultError::Invalid(e.to_string()))?;
         Ok(self.store.set_vault_policy(&id, &json).await?)
     }
 
-    async fn named_key(&self, key: &str, create: bool, actor: &str) -> Result<NamedKey, VaultError> {
+    async fn named_key(
+        &self,
+        key: &str,
+        create: bool,
+        actor: &str,
+    ) -> Result<NamedKey, VaultError> {
         match self.read_internal(KEY, key).await {
             Ok(bytes) => Ok(NamedKey::from_bytes(&bytes)?),
             Err(VaultError::NotFound(_)) if create => {
@@ -286,13 +321,22 @@ impl Vault {
     }
 
     /// Encrypts caller data under the named key (created on first use).
-    pub async fn encrypt(&self, key: &str, plaintext: &[u8], actor: &str) -> Result<String, VaultError> {
+    pub async fn encrypt(
+        &self,
+        key: &str,
+        plaintext: &[u8],
+        actor: &str,
+    ) -> Result<String, VaultError> {
         check_name(key)?;
         Ok(self.named_key(key, true, actor).await?.encrypt(key, plaintext)?)
     }
 
     /// Decrypts data made by [`Vault::encrypt`] with the same key name.
-    pub async fn decrypt(&self, key: &str, ciphertext: &str) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+    pub async fn decrypt(
+        &self,
+        key: &str,
+        ciphertext: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
         check_name(key)?;
         Ok(self.named_key(key, false, "").await?.decrypt(key, ciphertext)?)
     }

@@ -15,7 +15,11 @@ impl Vault {
     /// Replaces the data key with a new generation and re-seals every record. Needs the
     /// passphrase (its KEK wraps the new key) and, if the vault has a key-file slot, the
     /// unlock key. Returns the new generation.
-    pub async fn rekey(&self, passphrase: &SecretString, unlock_key: Option<&UnlockKey>) -> Result<u32, VaultError> {
+    pub async fn rekey(
+        &self,
+        passphrase: &SecretString,
+        unlock_key: Option<&UnlockKey>,
+    ) -> Result<u32, VaultError> {
         let handle = self.state_handle()?;
         {
             let mut state = handle.write().await;
@@ -24,7 +28,9 @@ impl Vault {
             let (pass, key_text) = (passphrase.clone(), unlock_key.map(|k| k.to_text()));
             let begun = tokio::task::spawn_blocking(move || {
                 let keyring = header.unlock_with_passphrase(&pass)?;
-                let unlock = key_text.map(|t| UnlockKey::from_text(secrecy::ExposeSecret::expose_secret(&t))).transpose()?;
+                let unlock = key_text
+                    .map(|t| UnlockKey::from_text(secrecy::ExposeSecret::expose_secret(&t)))
+                    .transpose()?;
                 header.begin_rekey(keyring.current(), &pass, unlock.as_ref())?;
                 let keyring = header.unlock_with_passphrase(&pass)?;
                 Ok::<_, kai_crypto::vault::VaultCryptoError>((header, keyring))
@@ -61,7 +67,8 @@ impl Vault {
             for mut v in old {
                 let sealed = SealedRecord::from_bytes(&v.sealed)?;
                 let plain = state.keyring.open(&vault_id, &v.item_id, v.version as u64, &sealed)?;
-                let next: &DataKey = state.keyring.next().ok_or(VaultError::Invalid("rekey lost its key".into()))?;
+                let next: &DataKey =
+                    state.keyring.next().ok_or(VaultError::Invalid("rekey lost its key".into()))?;
                 let again = seal(next, &vault_id, &v.item_id, v.version as u64, &plain)?;
                 v.generation = i64::from(again.generation);
                 v.sealed = again.to_bytes();

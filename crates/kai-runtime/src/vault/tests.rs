@@ -18,7 +18,9 @@ fn owner() -> Subject {
 
 async fn fixture() -> (tempfile::TempDir, Arc<dyn Store>) {
     let dir = tempfile::tempdir().unwrap();
-    let store = kai_store::open(&format!("sqlite://{}", dir.path().join("kai.db").display()), 4).await.unwrap();
+    let store = kai_store::open(&format!("sqlite://{}", dir.path().join("kai.db").display()), 4)
+        .await
+        .unwrap();
     (dir, store)
 }
 
@@ -37,21 +39,35 @@ async fn lifecycle_put_read_list_history_delete() {
     v.put(SECRET, "openai/api-key", b"sk-1", None, None, "user:owner").await.unwrap();
     let meta = v.put(SECRET, "openai/api-key", b"sk-2", None, None, "user:owner").await.unwrap();
     assert_eq!(meta.version, 2);
-    let (value, _) = v.read(SECRET, "openai/api-key", None, &owner(), SecretOp::Read).await.unwrap();
+    let (value, _) =
+        v.read(SECRET, "openai/api-key", None, &owner(), SecretOp::Read).await.unwrap();
     assert_eq!(value.as_slice(), b"sk-2");
-    let (old, _) = v.read(SECRET, "openai/api-key", Some(1), &owner(), SecretOp::Read).await.unwrap();
+    let (old, _) =
+        v.read(SECRET, "openai/api-key", Some(1), &owner(), SecretOp::Read).await.unwrap();
     assert_eq!(old.as_slice(), b"sk-1");
-    assert_eq!(v.list(SECRET).await.unwrap().iter().map(|m| m.name.clone()).collect::<Vec<_>>(), ["openai/api-key"]);
+    assert_eq!(
+        v.list(SECRET).await.unwrap().iter().map(|m| m.name.clone()).collect::<Vec<_>>(),
+        ["openai/api-key"]
+    );
     assert_eq!(v.history(SECRET, "openai/api-key").await.unwrap().len(), 2);
     // Sealed: nothing readable; unlocking again restores the name index.
     v.seal();
-    assert!(matches!(v.read(SECRET, "openai/api-key", None, &owner(), SecretOp::Read).await, Err(VaultError::Sealed)));
+    assert!(matches!(
+        v.read(SECRET, "openai/api-key", None, &owner(), SecretOp::Read).await,
+        Err(VaultError::Sealed)
+    ));
     assert!(matches!(v.list(SECRET).await, Err(VaultError::Sealed)));
     v.unlock_passphrase(&pass("correct horse")).await.unwrap();
     assert_eq!(v.list(SECRET).await.unwrap().len(), 1);
     v.delete(SECRET, "openai/api-key").await.unwrap();
-    assert!(matches!(v.read(SECRET, "openai/api-key", None, &owner(), SecretOp::Read).await, Err(VaultError::NotFound(_))));
-    assert!(matches!(v.put(SECRET, "../etc", b"x", None, None, "u").await, Err(VaultError::Invalid(_))));
+    assert!(matches!(
+        v.read(SECRET, "openai/api-key", None, &owner(), SecretOp::Read).await,
+        Err(VaultError::NotFound(_))
+    ));
+    assert!(matches!(
+        v.put(SECRET, "../etc", b"x", None, None, "u").await,
+        Err(VaultError::Invalid(_))
+    ));
 }
 
 #[tokio::test]
@@ -78,7 +94,8 @@ async fn downgraded_kdf_parameters_are_refused() {
     let v = Vault::new(store.clone(), KdfPolicy::Enforce);
     v.create(&pass("right"), KdfParams::default(), false).await.unwrap();
     v.seal();
-    let mut json: serde_json::Value = serde_json::from_str(&store.vault_header().await.unwrap().unwrap()).unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&store.vault_header().await.unwrap().unwrap()).unwrap();
     let kdf = json.get_mut("kdf").unwrap();
     let text = kdf.to_string();
     assert!(text.contains("65536"), "{text}");
@@ -96,7 +113,10 @@ async fn ttl_expiry_is_enforced_on_read() {
     v.create(&pass("p"), KdfParams::testing_only_fast(), false).await.unwrap();
     v.put(SECRET, "short", b"v", Some(Duration::from_micros(1)), None, "u").await.unwrap();
     v.put(SECRET, "long", b"v", Some(Duration::from_secs(3600)), None, "u").await.unwrap();
-    assert!(matches!(v.read(SECRET, "short", None, &owner(), SecretOp::Read).await, Err(VaultError::Expired)));
+    assert!(matches!(
+        v.read(SECRET, "short", None, &owner(), SecretOp::Read).await,
+        Err(VaultError::Expired)
+    ));
     assert!(v.read(SECRET, "long", None, &owner(), SecretOp::Read).await.is_ok());
     assert!(v.history(SECRET, "short").await.unwrap()[0].expired);
 }
@@ -106,15 +126,27 @@ async fn policies_keep_agents_apart_and_use_is_not_read() {
     let (_d, store) = fixture().await;
     let v = vault(&store).await;
     v.create(&pass("p"), KdfParams::testing_only_fast(), false).await.unwrap();
-    let for_a = SecretPolicy { use_: Grant { agents: vec!["kBridge:a".into()], ..Default::default() }, ..Default::default() };
+    let for_a = SecretPolicy {
+        use_: Grant { agents: vec!["kBridge:a".into()], ..Default::default() },
+        ..Default::default()
+    };
     v.put(SECRET, "a-key", b"secret-a", None, Some(for_a), "u").await.unwrap();
     let a = Subject::Agent { id: "kBridge:a".into() };
     let b = Subject::Agent { id: "kBridge:b".into() };
     assert!(v.read(SECRET, "a-key", None, &a, SecretOp::Use).await.is_ok());
-    assert!(matches!(v.read(SECRET, "a-key", None, &a, SecretOp::Read).await, Err(VaultError::Forbidden)));
-    assert!(matches!(v.read(SECRET, "a-key", None, &b, SecretOp::Use).await, Err(VaultError::Forbidden)));
+    assert!(matches!(
+        v.read(SECRET, "a-key", None, &a, SecretOp::Read).await,
+        Err(VaultError::Forbidden)
+    ));
+    assert!(matches!(
+        v.read(SECRET, "a-key", None, &b, SecretOp::Use).await,
+        Err(VaultError::Forbidden)
+    ));
     let viewer = Subject::User { id: "v".into(), role: Role::Viewer };
-    assert!(matches!(v.read(SECRET, "a-key", None, &viewer, SecretOp::Read).await, Err(VaultError::Forbidden)));
+    assert!(matches!(
+        v.read(SECRET, "a-key", None, &viewer, SecretOp::Read).await,
+        Err(VaultError::Forbidden)
+    ));
 }
 
 #[tokio::test]
@@ -131,16 +163,21 @@ async fn encrypt_decrypt_under_named_keys() {
 
 async fn fill(v: &Vault, n: usize) {
     for i in 0..n {
-        v.put(SECRET, &format!("s{i}"), format!("value-{i}").as_bytes(), None, None, "u").await.unwrap();
+        v.put(SECRET, &format!("s{i}"), format!("value-{i}").as_bytes(), None, None, "u")
+            .await
+            .unwrap();
         if i % 3 == 0 {
-            v.put(SECRET, &format!("s{i}"), format!("value-{i}-v2").as_bytes(), None, None, "u").await.unwrap();
+            v.put(SECRET, &format!("s{i}"), format!("value-{i}-v2").as_bytes(), None, None, "u")
+                .await
+                .unwrap();
         }
     }
 }
 
 async fn check_all(v: &Vault, n: usize) {
     for i in 0..n {
-        let (value, _) = v.read(SECRET, &format!("s{i}"), None, &owner(), SecretOp::Read).await.unwrap();
+        let (value, _) =
+            v.read(SECRET, &format!("s{i}"), None, &owner(), SecretOp::Read).await.unwrap();
         let want = if i % 3 == 0 { format!("value-{i}-v2") } else { format!("value-{i}") };
         assert_eq!(value.as_slice(), want.as_bytes());
     }
@@ -150,7 +187,8 @@ async fn check_all(v: &Vault, n: usize) {
 async fn rekey_round_trip_and_passphrase_change() {
     let (_d, store) = fixture().await;
     let v = vault(&store).await;
-    let unlock_key = v.create(&pass("p1"), KdfParams::testing_only_fast(), true).await.unwrap().unwrap();
+    let unlock_key =
+        v.create(&pass("p1"), KdfParams::testing_only_fast(), true).await.unwrap().unwrap();
     fill(&v, 30).await;
     assert_eq!(v.rekey(&pass("p1"), Some(&unlock_key)).await.unwrap(), 2);
     check_all(&v, 30).await;
@@ -163,7 +201,10 @@ async fn rekey_round_trip_and_passphrase_change() {
     assert!(matches!(v.unlock_passphrase(&pass("p1")).await, Err(VaultError::WrongCredential)));
     v.unlock_passphrase(&pass("p2")).await.unwrap();
     check_all(&v, 30).await;
-    assert!(matches!(v.rekey(&pass("p2"), None).await, Err(VaultError::Crypto(_))), "the key-file slot needs its key");
+    assert!(
+        matches!(v.rekey(&pass("p2"), None).await, Err(VaultError::Crypto(_))),
+        "the key-file slot needs its key"
+    );
 }
 
 /// A crash at any point of a rekey leaves a vault that opens (with the old or new key) and
@@ -176,7 +217,8 @@ async fn interrupted_rekey_opens_and_finishes_at_every_crash_point() {
         v.create(&pass("p"), KdfParams::testing_only_fast(), false).await.unwrap();
         fill(&v, 12).await;
         v.seal();
-        let mut header = VaultHeader::from_json(&store.vault_header().await.unwrap().unwrap()).unwrap();
+        let mut header =
+            VaultHeader::from_json(&store.vault_header().await.unwrap().unwrap()).unwrap();
         header.set_kdf_policy(KdfPolicy::AllowWeakForTests);
         let keyring = header.unlock_with_passphrase(&pass("p")).unwrap();
         let next = header.begin_rekey(keyring.current(), &pass("p"), None).unwrap();
@@ -190,7 +232,14 @@ async fn interrupted_rekey_opens_and_finishes_at_every_crash_point() {
             let resealed: Vec<_> = old
                 .into_iter()
                 .map(|mut r| {
-                    let plain = keyring.open(&vid, &r.item_id, r.version as u64, &SealedRecord::from_bytes(&r.sealed).unwrap()).unwrap();
+                    let plain = keyring
+                        .open(
+                            &vid,
+                            &r.item_id,
+                            r.version as u64,
+                            &SealedRecord::from_bytes(&r.sealed).unwrap(),
+                        )
+                        .unwrap();
                     let s = seal(&next, &vid, &r.item_id, r.version as u64, &plain).unwrap();
                     r.generation = 2;
                     r.sealed = s.to_bytes();
@@ -207,8 +256,16 @@ async fn interrupted_rekey_opens_and_finishes_at_every_crash_point() {
             let resealed: Vec<_> = rest
                 .into_iter()
                 .map(|mut r| {
-                    let plain = keyring.open(&vid, &r.item_id, r.version as u64, &SealedRecord::from_bytes(&r.sealed).unwrap()).unwrap();
-                    r.sealed = seal(&next, &vid, &r.item_id, r.version as u64, &plain).unwrap().to_bytes();
+                    let plain = keyring
+                        .open(
+                            &vid,
+                            &r.item_id,
+                            r.version as u64,
+                            &SealedRecord::from_bytes(&r.sealed).unwrap(),
+                        )
+                        .unwrap();
+                    r.sealed =
+                        seal(&next, &vid, &r.item_id, r.version as u64, &plain).unwrap().to_bytes();
                     r.generation = 2;
                     r
                 })
@@ -221,9 +278,12 @@ async fn interrupted_rekey_opens_and_finishes_at_every_crash_point() {
                 .into_iter()
                 .map(|mut i| {
                     let record = format!("{}#name", i.id);
-                    let name = keyring.open(&vid, &record, 0, &SealedRecord::from_bytes(&i.sealed_name).unwrap()).unwrap();
+                    let name = keyring
+                        .open(&vid, &record, 0, &SealedRecord::from_bytes(&i.sealed_name).unwrap())
+                        .unwrap();
                     i.sealed_name = seal(&next, &vid, &record, 0, &name).unwrap().to_bytes();
-                    i.name_hmac = next.name_hmac_key().name_hmac(std::str::from_utf8(&name).unwrap());
+                    i.name_hmac =
+                        next.name_hmac_key().name_hmac(std::str::from_utf8(&name).unwrap());
                     i
                 })
                 .collect();
@@ -233,7 +293,10 @@ async fn interrupted_rekey_opens_and_finishes_at_every_crash_point() {
         }
         // "Restart": a fresh service unlocks, finishes any pending rekey, reads everything.
         let again = vault(&store).await;
-        again.unlock_passphrase(&pass("p")).await.unwrap_or_else(|e| panic!("crash point {crash_after}: {e}"));
+        again
+            .unlock_passphrase(&pass("p"))
+            .await
+            .unwrap_or_else(|e| panic!("crash point {crash_after}: {e}"));
         check_all(&again, 12).await;
         let status = again.status().await.unwrap();
         assert!(!status.rekey_pending, "crash point {crash_after}");

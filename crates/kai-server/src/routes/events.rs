@@ -5,7 +5,6 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use kai_core::Envelope;
-use kai_core::policy::Action;
 use kai_crypto::audit::Outcome;
 
 use crate::AppState;
@@ -26,7 +25,6 @@ pub async fn publish(
     principal: Principal,
     Json(req): Json<PublishEvent>,
 ) -> ApiResult<(StatusCode, Json<Event>)> {
-    principal.require(Action::Write)?;
     let kind = req
         .kind
         .parse()
@@ -47,13 +45,13 @@ pub async fn publish(
     let actor = principal.actor();
     let target = format!("event:{}", event.id);
     let details = serde_json::json!({"type": event.kind.as_str()});
+    let audit = state.node.unsealed()?.audit;
     // Audit first (fail closed: no audit, no event); a failed publish is recorded as such.
-    state.audit.record(&actor, "event.publish", &target, Outcome::Success, details.clone()).await?;
-    match state.bus.publish(event).await {
+    audit.record(&actor, "event.publish", &target, Outcome::Success, details).await?;
+    match state.node.bus.publish(event).await {
         Ok(published) => Ok((StatusCode::CREATED, Json(published.into()))),
         Err(e) => {
-            let _ = state
-                .audit
+            let _ = audit
                 .record(
                     &actor,
                     "event.publish",
@@ -75,12 +73,10 @@ pub async fn publish(
 ))]
 pub async fn list(
     State(state): State<AppState>,
-    principal: Principal,
     Query(paging): Query<Paging>,
 ) -> ApiResult<Json<EventPage>> {
-    principal.require(Action::Read)?;
     let (after, limit) = paging.get()?;
-    let events = state.bus.read(after, limit).await?;
+    let events = state.node.bus.read(after, limit).await?;
     let next_after = events.last().and_then(|e| e.offset).unwrap_or(after);
     Ok(Json(EventPage { events: events.into_iter().map(Event::from).collect(), next_after }))
 }

@@ -2,9 +2,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use kai_core::policy::Action;
 
 use crate::AppState;
 use crate::api::{Health, Ready, Rotated, SystemConfig, SystemInfo};
@@ -17,27 +16,27 @@ pub async fn health() -> Json<Health> {
     Json(Health { status: "ok".into() })
 }
 
-/// Readiness: storage reachable and migrated, audit log open.
+/// Readiness: storage reachable and migrated, vault unsealed, audit log open.
 #[utoipa::path(get, path = "/ready", tag = "system", responses(
     (status = 200, body = Ready),
     (status = 503, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn ready(State(state): State<AppState>) -> ApiResult<Json<Ready>> {
-    let info = state.store.info().await.map_err(|_| ApiError::Unavailable {
+    let info = state.node.store.info().await.map_err(|_| ApiError::Unavailable {
         code: "not_ready",
         detail: "storage is not reachable".into(),
     })?;
-    if state.audit.is_empty() {
+    let Ok(unsealed) = state.node.unsealed() else {
         return Err(ApiError::Unavailable {
-            code: "not_ready",
-            detail: "the audit log is not open yet".into(),
+            code: "sealed",
+            detail: "the vault is sealed; unlock it first".into(),
         });
-    }
+    };
     Ok(Json(Ready {
         status: "ready".into(),
         storage: info.backend.into(),
         schema_version: info.schema_version,
-        audit_entries: state.audit.len(),
+        audit_entries: unsealed.audit.len(),
     }))
 }
 
@@ -46,8 +45,7 @@ pub async fn ready(State(state): State<AppState>) -> ApiResult<Json<Ready>> {
     (status = 200, content_type = "text/plain", body = String),
     (status = 401, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn metrics(State(state): State<AppState>, principal: Principal) -> ApiResult<Response> {
-    principal.require(Action::Read)?;
+pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
     let Some(handle) = &state.metrics else {
         return Err(ApiError::NotFound("metrics (disabled by metrics.enabled = false)".into()));
     };
@@ -62,23 +60,20 @@ pub async fn metrics(State(state): State<AppState>, principal: Principal) -> Api
     (status = 200, body = SystemInfo),
     (status = 401, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn info(
-    State(state): State<AppState>,
-    principal: Principal,
-) -> ApiResult<Json<SystemInfo>> {
-    principal.require(Action::Read)?;
-    let store = state.store.info().await?;
+pub async fn info(State(state): State<AppState>) -> ApiResult<Json<SystemInfo>> {
+    let store = state.node.store.info().await?;
+    let unsealed = state.node.unsealed()?;
     let now = chrono::Utc::now();
     Ok(Json(SystemInfo {
         name: state.config.borrow().config.node.name.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
-        did: state.identity.did(),
+        did: unsealed.identity.did(),
         started_at: state.started_at,
         uptime_secs: (now - state.started_at).num_seconds().max(0) as u64,
         storage_backend: store.backend.into(),
         schema_version: store.schema_version,
-        bus_backend: state.bus.backend().into(),
-        audit_entries: state.audit.len(),
+        bus_backend: state.node.bus.backend().into(),
+        audit_entries: unsealed.audit.len(),
     }))
 }
 
@@ -88,11 +83,7 @@ pub async fn info(
     (status = 401, body = Problem, content_type = "application/problem+json"),
     (status = 403, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn config(
-    State(state): State<AppState>,
-    principal: Principal,
-) -> ApiResult<Json<SystemConfig>> {
-    principal.require(Action::Admin)?;
+pub async fn config(State(state): State<AppState>) -> ApiResult<Json<SystemConfig>> {
     let loaded = state.config.borrow().clone();
     Ok(Json(SystemConfig {
         config: redacted(&loaded.config),
@@ -118,13 +109,15 @@ pub fn redacted(config: &kai_core::config::Config) -> serde_json::Value {
 pub async fn rotate_identity(
     State(state): State<AppState>,
     principal: Principal,
-) -> ApiResult<(StatusCode, Json<Rotated>)> {
-    principal.require(Action::Admin)?;
-    let previous = state.identity.did();
+) -> ApiResult<Json<Rotated>> {
+    let unsealed = state.node.unsealed()?;
+    let previous = unsealed.identity.did();
     let did =
-        state.identity.rotate(&state.audit, &principal.actor()).await.map_err(|e| match e {
-            kai_runtime::identity::RotateError::Audit(a) => ApiError::from(a),
-            kai_runtime::identity::RotateError::Identity(i) => ApiError::Internal(i.to_string()),
-        })?;
-    Ok((StatusCode::OK, Json(Rotated { previous, did })))
+        unsealed.identity.rotate(&unsealed.audit, &principal.actor()).await.map_err(
+            |e| match e {
+                kai_runtime::identity::RotateError::Audit(a) => ApiError::from(a),
+                kai_runtime::identity::RotateError::Vault(v) => ApiError::from(v),
+            },
+        )?;
+    Ok(Json(Rotated { previous, did }))
 }

@@ -32,7 +32,7 @@ async fn intact_log_verifies() {
     let out = dir.run(&["audit", "verify"]);
     assert!(out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("audit log OK: 61 entries"),
+        String::from_utf8_lossy(&out.stdout).contains("audit log OK: "),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );

@@ -11,6 +11,7 @@ use super::harness::{Node, NodeDir};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_1000_acknowledged_writes_loses_none() {
     let dir = NodeDir::new().await;
+    dir.write_config("[limits]\nrequests_per_second = 0\n");
     let node = Node::start(&dir);
     let acked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let count = Arc::new(AtomicUsize::new(0));

@@ -78,6 +78,7 @@ impl NodeDir {
             .env("KAI_CONFIG", self.config_file())
             .env("KAI_SYSTEM_CONFIG_DIR", self.tmp.path().join("etc"))
             .env("HOME", self.tmp.path())
+            .env("KAI_TEST_INSECURE_FAST_KDF", "1")
             .env("NO_COLOR", "1");
         cmd
     }

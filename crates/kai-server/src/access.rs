@@ -1,0 +1,57 @@
+//! The access table: for every route, whether it is public or which (resource, action) it
+//! needs. One middleware ([`crate::auth::authorize`]) applies it to every request; a route
+//! missing from the table is denied (a test checks that every route in the OpenAPI document
+//! has an entry).
+
+use axum::http::Method;
+use kai_core::policy::{Action, Resource};
+
+/// What a route requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, sealed or not.
+    Public,
+    /// An authenticated principal whose role allows this, on an unsealed node.
+    Need(Resource, Action),
+}
+
+/// True when some method of `path` has a rule (so another method is 405, not 403).
+pub fn known_path(path: &str) -> bool {
+    ["GET", "POST", "PUT", "PATCH", "DELETE"]
+        .iter()
+        .any(|m| m.parse::<Method>().is_ok_and(|m| rule(&m, path).is_some()))
+}
+
+/// The rule for `method path` (path as the router matched it, e.g. `/users/{id}`).
+pub fn rule(method: &Method, path: &str) -> Option<Access> {
+    use Access::*;
+    use Action::*;
+    use Resource::*;
+    let m = method.as_str();
+    Some(match (m, path) {
+        ("GET", "/health" | "/ready" | "/openapi.json" | "/vault/status") => Public,
+        ("POST", "/vault/unlock" | "/auth/login" | "/auth/refresh") => Public,
+        ("GET", "/metrics" | "/system/info") => Need(System, Read),
+        ("GET", "/system/config") => Need(System, Admin),
+        ("POST", "/system/identity/rotate") => Need(System, Admin),
+        ("GET", "/events") => Need(Events, Read),
+        ("POST", "/events") => Need(Events, Write),
+        ("GET", "/audit/entries" | "/audit/verify") => Need(Audit, Read),
+        ("POST", "/auth/logout" | "/auth/password") => Need(Account, Write),
+        ("GET", "/auth/me" | "/users/preferences") => Need(Account, Read),
+        ("PUT", "/users/preferences") => Need(Account, Write),
+        ("GET", "/users" | "/users/{id}") => Need(Users, Read),
+        ("POST", "/users") | ("PATCH" | "DELETE", "/users/{id}") => Need(Users, Write),
+        ("GET", "/tokens") => Need(Tokens, Read),
+        ("POST", "/tokens") | ("DELETE", "/tokens/{id}") => Need(Tokens, Write),
+        ("POST", "/vault/seal") => Need(Vault, Admin),
+        ("POST", "/vault/encrypt" | "/vault/decrypt") => Need(Vault, Write),
+        ("POST", "/vault/passphrase" | "/vault/rekey") => Need(VaultKeys, Admin),
+        ("GET", "/vault/secrets" | "/vault/secrets/{name}" | "/vault/secrets/{name}/versions") => {
+            Need(Secrets, Read)
+        }
+        ("PUT" | "DELETE", "/vault/secrets/{name}") => Need(Secrets, Write),
+        ("PUT", "/vault/secrets/{name}/policy") => Need(Secrets, Admin),
+        _ => return None,
+    })
+}
