@@ -7,5 +7,6 @@ mod node {
     pub mod config;
     pub mod durability;
     pub mod harness;
+    pub mod security;
     pub mod server;
 }

@@ -8,6 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const KAI: &str = env!("CARGO_BIN_EXE_kai");
+/// The vault passphrase and owner password every test node is initialized with.
+pub const VAULT_PASSPHRASE: &str = "test vault passphrase";
+pub const OWNER_PASSWORD: &str = "owner password 123";
 
 pub fn postgres_url() -> Option<String> {
     (std::env::var("KAI_TEST_DATABASE").ok().as_deref() == Some("postgres")).then(|| {
@@ -79,6 +82,9 @@ impl NodeDir {
             .env("KAI_SYSTEM_CONFIG_DIR", self.tmp.path().join("etc"))
             .env("HOME", self.tmp.path())
             .env("KAI_TEST_INSECURE_FAST_KDF", "1")
+            .env("KAI_VAULT_PASSPHRASE", VAULT_PASSPHRASE)
+            .env("KAI_VAULT_KEY_FILE", "1")
+            .env("KAI_OWNER_PASSWORD", OWNER_PASSWORD)
             .env("NO_COLOR", "1");
         cmd
     }
