@@ -63,8 +63,9 @@ impl Principal {
         self.scopes.is_empty()
             || self.scopes.iter().any(|s| {
                 s == "*"
-                    || *s == format!("{}:{}", resource.as_str(), action.as_str())
-                    || *s == format!("{}:*", resource.as_str())
+                    || s.split_once(':').is_some_and(|(r, a)| {
+                        r == resource.as_str() && (a == "*" || a == action.as_str())
+                    })
             })
     }
 
