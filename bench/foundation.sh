@@ -3,7 +3,7 @@
 #   cold start (median of 10) and idle RSS; /health and an authenticated read under wrk,
 #   next to a bare axum hello-world built in the same run; audit append throughput through the
 #   real writer; `kai audit verify` on a 1,000,000-entry log.
-# Writes bench/results/foundation.json. Usage: bench/foundation.sh [AUDIT_ENTRIES]
+# Also a secret read under load (issue 3). Writes bench/results/foundation.json. Usage: bench/foundation.sh [AUDIT_ENTRIES]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ENTRIES=${1:-1000000}
@@ -41,7 +41,8 @@ PY
 
 out "== HTTP load (server on core 0, wrk -t1 -c64 -d10s on core 1)"
 KAI_DATA_DIR=$WORK/load "$KAI" init >/dev/null
-KAI_DATA_DIR=$WORK/load KAI_LOG__LEVEL=warn taskset -c 0 "$KAI" serve --listen 127.0.0.1:17472 >/dev/null 2>&1 &
+# The per-principal rate limit (default 50/s) is lifted for the load test.
+KAI_DATA_DIR=$WORK/load KAI_LOG__LEVEL=warn KAI_LIMITS__REQUESTS_PER_SECOND=0 taskset -c 0 "$KAI" serve --listen 127.0.0.1:17472 >/dev/null 2>&1 &
 KPID=$!
 for _ in $(seq 100); do curl -sf http://127.0.0.1:17472/ready >/dev/null && break; sleep 0.1; done
 TOKEN=$(cat "$WORK/load/admin.token")
@@ -49,6 +50,10 @@ KAI_HEALTH=$(wrk_json http://127.0.0.1:17472/health)
 out "kai /health: $KAI_HEALTH"
 KAI_AUTH=$(wrk_json http://127.0.0.1:17472/system/info -H "Authorization: Bearer $TOKEN")
 out "kai /system/info (authenticated): $KAI_AUTH"
+curl -sf -X PUT -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+  -d '{"value":"sk-0123456789abcdef0123456789abcdef"}' http://127.0.0.1:17472/vault/secrets/bench >/dev/null
+KAI_SECRET=$(wrk_json http://127.0.0.1:17472/vault/secrets/bench -H "Authorization: Bearer $TOKEN")
+out "kai secret read (authenticated, audited, durable): $KAI_SECRET"
 RSS_AFTER=$(awk '/VmRSS/ {print $2/1024}' /proc/$KPID/status)
 kill -TERM $KPID; wait $KPID || true
 taskset -c 0 "$T/hello-axum" 127.0.0.1:17473 >/dev/null &
@@ -71,14 +76,14 @@ VERIFY=$(KAI_DATA_DIR=$WORK/audit "$KAI" --json audit verify)
 out "$VERIFY"
 
 mkdir -p bench/results
-python3 - "$COLD" "$KAI_HEALTH" "$KAI_AUTH" "$HELLO" "$APPEND1" "$APPEND" "$VERIFY" "$RSS_AFTER" <<'PY' > bench/results/foundation.json
+python3 - "$COLD" "$KAI_HEALTH" "$KAI_AUTH" "$HELLO" "$APPEND1" "$APPEND" "$VERIFY" "$RSS_AFTER" "$KAI_SECRET" <<'PY' > bench/results/foundation.json
 import json, sys, platform, datetime
-c, kh, ka, h, a1, a, v, rss = sys.argv[1:9]
+c, kh, ka, h, a1, a, v, rss, ks = sys.argv[1:10]
 v = json.loads(v)
 print(json.dumps({
   "date": datetime.datetime.utcnow().isoformat() + "Z", "machine": platform.machine(), "cpus": 2,
   "cold_start": json.loads(c),
-  "http": {"kai_health": json.loads(kh), "kai_system_info_authenticated": json.loads(ka), "bare_axum_health": json.loads(h),
+  "http": {"kai_health": json.loads(kh), "kai_system_info_authenticated": json.loads(ka), "bare_axum_health": json.loads(h), "kai_secret_read": json.loads(ks),
            "kai_rss_mb_after_load": float(rss)},
   "audit_append_1": json.loads(a1), "audit_append_256": json.loads(a),
   "audit_verify": {"ok": v["ok"], "entries": v["report"]["entries"], "seconds": v["seconds"]},

@@ -169,7 +169,8 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let stop = shutdown.clone();
     let server =
-        axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
+        axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .with_graceful_shutdown(async move { stop.cancelled().await });
     let mut server = std::pin::pin!(server.into_future());
     tokio::select! {
         result = &mut server => result,

@@ -422,3 +422,34 @@ async fn kill_9_during_rekey_leaves_a_vault_that_opens() {
     }
     node.stop();
 }
+
+/// Ten bad logins per minute from one (user, address): the next gets 429 with `Retry-After`;
+/// the same user from another address is not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_throttling_is_per_user_and_address() {
+    let dir = NodeDir::new().await;
+    let node = Node::start(&dir);
+    let wrong = json!({"username": "owner", "password": "not the password"});
+    for _ in 0..10 {
+        assert_eq!(
+            call(&node, &reqwest::Method::POST, "/auth/login", None, wrong.clone()).await.0,
+            401
+        );
+    }
+    let resp = node.http.post(node.url("/auth/login")).json(&wrong).send().await.unwrap();
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    // Another client address on the loopback network still gets to try (and succeed).
+    let other = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let resp = other
+        .post(node.url("/auth/login"))
+        .json(&json!({"username": "owner", "password": OWNER_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    node.stop();
+}
