@@ -27,7 +27,8 @@ async fn main() -> anyhow::Result<()> {
     let store = kai_store::open(&format!("sqlite://{}", dir.join("kai.db").display()), 4).await?;
     store.audit_head().await?.context("run `kai init` on the data dir first")?;
     let vault = kai_runtime::Vault::new(store.clone(), kai_crypto::vault::KdfPolicy::Enforce);
-    let key = std::fs::read_to_string(dir.join("vault.key")).context("the data dir has no vault.key")?;
+    let key =
+        std::fs::read_to_string(dir.join("vault.key")).context("the data dir has no vault.key")?;
     vault.unlock_key(&kai_crypto::vault::UnlockKey::from_text(key.trim())?).await?;
     let identity = kai_runtime::node::load_identity(&vault, store.as_ref()).await?;
     let tracker = TaskTracker::new();

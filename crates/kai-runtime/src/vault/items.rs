@@ -186,6 +186,22 @@ impl Vault {
         self.open_version(item, policy, name, version).await
     }
 
+    /// Lets host code act with a secret on `subject`'s behalf — e.g. put an API key into an
+    /// outgoing request — when the policy grants `use`. The value goes only to `act`, never to
+    /// the caller's own output, so an agent can use a key it may not read.
+    pub async fn use_secret<T>(
+        &self,
+        kind: &str,
+        name: &str,
+        subject: &Subject,
+        act: impl FnOnce(secrecy::SecretString) -> T,
+    ) -> Result<T, VaultError> {
+        let (value, _) = self.read(kind, name, None, subject, SecretOp::Use).await?;
+        let text = String::from_utf8(value.to_vec())
+            .map_err(|_| VaultError::Invalid("secret is not UTF-8".into()))?;
+        Ok(act(secrecy::SecretString::from(text)))
+    }
+
     /// Reads a value the node itself needs (identity seeds, signing keys): no policy applies.
     pub async fn read_internal(
         &self,

@@ -302,3 +302,51 @@ async fn interrupted_rekey_opens_and_finishes_at_every_crash_point() {
         assert!(!status.rekey_pending, "crash point {crash_after}");
     }
 }
+
+/// An agent allowed to *use* a provider key but not read it: the host puts the key into the
+/// outgoing request to a (fake, real-HTTP) OpenAI server; the agent itself gets 403-equivalent.
+#[tokio::test]
+async fn host_injects_a_key_the_agent_cannot_read() {
+    use kai_llm::fake::FakeServer;
+    use kai_llm::{ChatRequest, Message};
+    use kai_llm::{ProviderConfig, ProviderKind, build_provider};
+
+    let (_d, store) = fixture().await;
+    let v = vault(&store).await;
+    v.create(&pass("p"), KdfParams::testing_only_fast(), false).await.unwrap();
+    let policy = SecretPolicy {
+        use_: Grant { agents: vec!["kBridge:openai".into()], ..Default::default() },
+        ..Default::default()
+    };
+    v.put(SECRET, "openai/api-key", b"sk-canary-0123", None, Some(policy), "user:owner")
+        .await
+        .unwrap();
+
+    let agent = Subject::Agent { id: "kBridge:openai".into() };
+    assert!(matches!(
+        v.read(SECRET, "openai/api-key", None, &agent, SecretOp::Read).await,
+        Err(VaultError::Forbidden)
+    ));
+
+    let server = FakeServer::start(ProviderKind::OpenAi).await.unwrap();
+    server.require_key(Some("sk-canary-0123"));
+    let mut config = ProviderConfig::new(ProviderKind::OpenAi);
+    config.base_url = Some(server.base_url());
+    config.chat_model = Some("gpt-test".into());
+    let provider = v
+        .use_secret(SECRET, "openai/api-key", &agent, |key| build_provider(&config, Some(key)))
+        .await
+        .unwrap()
+        .unwrap();
+    let reply = provider.chat(ChatRequest::new(vec![Message::user("hello")])).await.unwrap();
+    assert!(!reply.message.content.is_empty());
+    let sent = server.requests();
+    let auth = sent[0].headers.get("authorization").unwrap().to_str().unwrap();
+    assert_eq!(auth, "Bearer sk-canary-0123", "the host injected the key into the request");
+    // Another agent may not even use it.
+    let other = Subject::Agent { id: "kBridge:other".into() };
+    assert!(matches!(
+        v.use_secret(SECRET, "openai/api-key", &other, |_| ()).await,
+        Err(VaultError::Forbidden)
+    ));
+}
