@@ -11,7 +11,7 @@ mod tests;
 use std::collections::{HashMap, VecDeque};
 
 use async_trait::async_trait;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -20,7 +20,7 @@ use crate::error::LlmError;
 use crate::provider::{ChatStream, Provider, ToolCallAssembler};
 use crate::transport::classify::classify_in_stream;
 use crate::transport::lines::{Frame, Framing};
-use crate::transport::{ChatChunkStream, StreamDecoder, Transport};
+use crate::transport::{ChatChunkStream, KeyHeader, StreamDecoder, Transport};
 use crate::types::{
     ChatChunk, ChatDone, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, FinishReason,
     Message, ModelInfo, ToolCallDelta, Usage,
@@ -43,13 +43,8 @@ pub struct AnthropicProvider {
 
 impl AnthropicProvider {
     pub fn new(config: ProviderConfig, key: Option<SecretString>) -> Result<Self, LlmError> {
-        let base = config.resolved_base_url()?;
-        let transport = Transport::new(
-            config.display_name(),
-            config.transport_settings()?,
-            key.clone(),
-            wire::parse_error,
-        )?;
+        let (base, transport) =
+            crate::transport::endpoint(&config, key.clone(), wire::parse_error)?;
         Ok(Self { config, base, transport, key })
     }
 
@@ -58,16 +53,14 @@ impl AnthropicProvider {
         method: reqwest::Method,
         path: &str,
     ) -> Result<reqwest::RequestBuilder, LlmError> {
-        let mut builder = self
-            .transport
-            .client()
-            .request(method, format!("{}{path}", self.base))
-            .header("anthropic-version", ANTHROPIC_VERSION);
-        if let Some(key) = &self.key {
-            builder =
-                builder.header("x-api-key", self.transport.secret_header(key.expose_secret())?);
-        }
-        Ok(builder)
+        let url = format!("{}{path}", self.base);
+        let builder = self.transport.keyed_request(
+            method,
+            url,
+            self.key.as_ref(),
+            KeyHeader::Named("x-api-key"),
+        )?;
+        Ok(builder.header("anthropic-version", ANTHROPIC_VERSION))
     }
 
     fn chat_request(&self, req: &ChatRequest, stream: bool) -> Result<reqwest::Request, LlmError> {

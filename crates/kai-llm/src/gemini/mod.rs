@@ -12,7 +12,7 @@ mod tests;
 use std::collections::VecDeque;
 
 use async_trait::async_trait;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -20,7 +20,7 @@ use crate::config::{ProviderConfig, ProviderKind};
 use crate::error::LlmError;
 use crate::provider::{ChatStream, Provider, ToolCallAssembler, synthetic_id};
 use crate::transport::lines::{Frame, Framing};
-use crate::transport::{ChatChunkStream, StreamDecoder, Transport};
+use crate::transport::{ChatChunkStream, KeyHeader, StreamDecoder, Transport};
 use crate::types::{
     ChatChunk, ChatDone, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, FinishReason,
     Message, ModelInfo, ToolCall, ToolCallDelta, Usage,
@@ -40,13 +40,8 @@ pub struct GeminiProvider {
 
 impl GeminiProvider {
     pub fn new(config: ProviderConfig, key: Option<SecretString>) -> Result<Self, LlmError> {
-        let base = config.resolved_base_url()?;
-        let transport = Transport::new(
-            config.display_name(),
-            config.transport_settings()?,
-            key.clone(),
-            wire::parse_error,
-        )?;
+        let (base, transport) =
+            crate::transport::endpoint(&config, key.clone(), wire::parse_error)?;
         Ok(Self { config, base, transport, key })
     }
 
@@ -55,11 +50,13 @@ impl GeminiProvider {
         method: reqwest::Method,
         path: &str,
     ) -> Result<reqwest::RequestBuilder, LlmError> {
-        let mut builder = self.transport.client().request(method, format!("{}{path}", self.base));
-        if let Some(key) = &self.key {
-            builder = builder
-                .header("x-goog-api-key", self.transport.secret_header(key.expose_secret())?);
-        }
+        let url = format!("{}{path}", self.base);
+        let builder = self.transport.keyed_request(
+            method,
+            url,
+            self.key.as_ref(),
+            KeyHeader::Named("x-goog-api-key"),
+        )?;
         Ok(builder)
     }
 

@@ -9,7 +9,7 @@ mod tests;
 use std::collections::VecDeque;
 
 use async_trait::async_trait;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -18,7 +18,7 @@ use crate::error::LlmError;
 use crate::provider::{ChatStream, Provider, ToolCallAssembler, synthetic_id, tool_name_for};
 use crate::transport::classify::classify_in_stream;
 use crate::transport::lines::{Frame, Framing};
-use crate::transport::{ChatChunkStream, ErrorBody, StreamDecoder, Transport};
+use crate::transport::{ChatChunkStream, ErrorBody, KeyHeader, StreamDecoder, Transport};
 use crate::types::{
     ChatChunk, ChatDone, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, FinishReason,
     Message, ModelInfo, Role, ToolCall, ToolCallDelta, ToolChoice, Usage,
@@ -35,13 +35,7 @@ pub struct OllamaProvider {
 
 impl OllamaProvider {
     pub fn new(config: ProviderConfig, key: Option<SecretString>) -> Result<Self, LlmError> {
-        let base = config.resolved_base_url()?;
-        let transport = Transport::new(
-            config.display_name(),
-            config.transport_settings()?,
-            key.clone(),
-            parse_error,
-        )?;
+        let (base, transport) = crate::transport::endpoint(&config, key.clone(), parse_error)?;
         Ok(Self { config, base, transport, key })
     }
 
@@ -50,12 +44,9 @@ impl OllamaProvider {
         method: reqwest::Method,
         path: &str,
     ) -> Result<reqwest::RequestBuilder, LlmError> {
-        let mut builder = self.transport.client().request(method, format!("{}{path}", self.base));
-        if let Some(key) = &self.key {
-            // Ollama itself has no auth; proxies in front of it commonly take a bearer token.
-            let value = self.transport.secret_header(&format!("Bearer {}", key.expose_secret()))?;
-            builder = builder.header(reqwest::header::AUTHORIZATION, value);
-        }
+        let url = format!("{}{path}", self.base);
+        let builder =
+            self.transport.keyed_request(method, url, self.key.as_ref(), KeyHeader::Bearer)?;
         Ok(builder)
     }
 

@@ -11,14 +11,14 @@ mod tests;
 use std::collections::VecDeque;
 
 use async_trait::async_trait;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::error::LlmError;
 use crate::provider::{ChatStream, Provider, ToolCallAssembler};
 use crate::transport::classify::classify_in_stream;
 use crate::transport::lines::{Frame, Framing};
-use crate::transport::{ChatChunkStream, StreamDecoder, Transport};
+use crate::transport::{ChatChunkStream, KeyHeader, StreamDecoder, Transport};
 use crate::types::{
     ChatChunk, ChatDone, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, FinishReason,
     Message, ModelInfo, ToolCallDelta, Usage,
@@ -35,13 +35,8 @@ pub struct OpenAiProvider {
 
 impl OpenAiProvider {
     pub fn new(config: ProviderConfig, key: Option<SecretString>) -> Result<Self, LlmError> {
-        let base = config.resolved_base_url()?;
-        let transport = Transport::new(
-            config.display_name(),
-            config.transport_settings()?,
-            key.clone(),
-            wire::parse_error,
-        )?;
+        let (base, transport) =
+            crate::transport::endpoint(&config, key.clone(), wire::parse_error)?;
         Ok(Self { config, base, transport, key })
     }
 
@@ -50,11 +45,9 @@ impl OpenAiProvider {
         method: reqwest::Method,
         path: &str,
     ) -> Result<reqwest::RequestBuilder, LlmError> {
-        let mut builder = self.transport.client().request(method, format!("{}{path}", self.base));
-        if let Some(key) = &self.key {
-            let value = self.transport.secret_header(&format!("Bearer {}", key.expose_secret()))?;
-            builder = builder.header(reqwest::header::AUTHORIZATION, value);
-        }
+        let url = format!("{}{path}", self.base);
+        let builder =
+            self.transport.keyed_request(method, url, self.key.as_ref(), KeyHeader::Bearer)?;
         Ok(builder)
     }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::de::DeserializeOwned;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -40,6 +40,27 @@ pub struct TransportSettings {
 
 /// How an adapter reads its provider's error bodies.
 pub type ErrorParser = fn(&[u8]) -> ErrorBody;
+
+/// Where a provider expects its API key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum KeyHeader {
+    /// `Authorization: Bearer <key>` (OpenAI-compatible servers, proxies in front of Ollama).
+    Bearer,
+    /// The key alone in a named header (`x-api-key`, `x-goog-api-key`).
+    Named(&'static str),
+}
+
+/// The base URL and transport every adapter starts from.
+pub(crate) fn endpoint(
+    config: &crate::config::ProviderConfig,
+    key: Option<SecretString>,
+    parse_error: ErrorParser,
+) -> Result<(String, Transport), LlmError> {
+    let base = config.resolved_base_url()?;
+    let transport =
+        Transport::new(config.display_name(), config.transport_settings()?, key, parse_error)?;
+    Ok((base, transport))
+}
 
 /// The HTTP client of one provider.
 #[derive(Debug)]
@@ -82,8 +103,25 @@ impl Transport {
         &self.provider
     }
 
-    pub(crate) fn client(&self) -> &reqwest::Client {
-        &self.client
+    /// A request to `base` + `path` carrying `key` where the provider expects it.
+    pub(crate) fn keyed_request(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        key: Option<&SecretString>,
+        header: KeyHeader,
+    ) -> Result<reqwest::RequestBuilder, LlmError> {
+        let builder = self.client.request(method, url);
+        let Some(key) = key else { return Ok(builder) };
+        Ok(match header {
+            KeyHeader::Bearer => builder.header(
+                reqwest::header::AUTHORIZATION,
+                self.secret_header(&format!("Bearer {}", key.expose_secret()))?,
+            ),
+            KeyHeader::Named(name) => {
+                builder.header(name, self.secret_header(key.expose_secret())?)
+            }
+        })
     }
 
     /// A header value that is never printed (reqwest's Debug hides sensitive values).
