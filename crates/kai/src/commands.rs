@@ -32,6 +32,17 @@ pub async fn status(ctx: &Ctx) -> anyhow::Result<i32> {
         }
         return Ok(EXIT_NOT_RUNNING);
     };
+    let vault: kai_server::api::VaultStatus = client.get("/vault/status").await?;
+    if vault.state != "unsealed" {
+        if ctx.json {
+            print_json(
+                &serde_json::json!({"running": true, "ready": false, "vault": vault.state}),
+            )?;
+        } else {
+            outln!("kai node running, vault {}: unlock it with `kai vault unlock`", vault.state);
+        }
+        return Ok(1);
+    }
     let info: SystemInfo = client.get("/system/info").await?;
     let ready: Result<Ready, _> = client.get("/ready").await;
     if ctx.json {

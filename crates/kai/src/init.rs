@@ -70,6 +70,20 @@ fn prompt_new_passphrase() -> anyhow::Result<SecretString> {
     }
 }
 
+fn prompt_owner_password() -> anyhow::Result<SecretString> {
+    loop {
+        let a = rpassword::prompt_password("owner password (10+ characters): ")?;
+        if a.chars().count() < kai_runtime::users::MIN_PASSWORD_LEN {
+            eprintln!("too short; try again");
+            continue;
+        }
+        if rpassword::prompt_password("again: ")? == a {
+            return Ok(SecretString::from(a));
+        }
+        eprintln!("they differ; try again");
+    }
+}
+
 /// Initializes `data` unless it already is. `interactive` prompts for the passphrase when
 /// `KAI_VAULT_PASSPHRASE` is not set and a terminal is attached.
 pub async fn init(
@@ -150,6 +164,7 @@ pub async fn init(
     // The owner and the CLI's token.
     let (owner_password, generated_password) = match std::env::var("KAI_OWNER_PASSWORD") {
         Ok(p) if !p.is_empty() => (SecretString::from(p), None),
+        _ if interactive && std::io::stdin().is_terminal() => (prompt_owner_password()?, None),
         _ => {
             let p = random_secret();
             (SecretString::from(p.clone()), Some(p))

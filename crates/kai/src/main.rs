@@ -101,6 +101,21 @@ async fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<i32> {
                     "  owner token  {} (mode 0600; the CLI uses it to talk to the node)",
                     done.admin_token_file
                 );
+                match &done.owner_password {
+                    Some(p) => outln!("  owner login  {} / {p}  (shown once)", done.owner),
+                    None => outln!("  owner login  {} (the password you chose)", done.owner),
+                }
+                if let Some(p) = &done.vault_passphrase {
+                    outln!("  vault passphrase  {p}  (shown once; keep it safe)");
+                }
+                match &done.vault_key_file {
+                    Some(k) => {
+                        outln!("  vault key file    {k} (mode 0600; `kai serve` unlocks with it)")
+                    }
+                    None => {
+                        outln!("  the vault starts sealed: `kai vault unlock` after `kai serve`")
+                    }
+                }
                 outln!("next: `kai serve`");
             } else {
                 outln!("already initialized in {} (identity {})", done.data_dir, done.did);
