@@ -92,7 +92,11 @@ pub async fn init(
     interactive: bool,
 ) -> anyhow::Result<Initialized> {
     let token_file = data.admin_token_file();
-    let store = node::open_store(config, data).await?;
+    let tracker = TaskTracker::new();
+    let cancel = CancellationToken::new();
+    let (_tx, settings) = watch::channel(node::audit_settings(config));
+    let node = node::build(config, data, settings, &tracker, &cancel).await?;
+    let store = node.store.clone();
     let vault_exists = store.vault_header().await?.is_some();
     if data.is_initialized() && vault_exists {
         store.close().await;
@@ -131,10 +135,6 @@ pub async fn init(
         KdfParams::testing_only_fast()
     };
 
-    let tracker = TaskTracker::new();
-    let cancel = CancellationToken::new();
-    let (_tx, settings) = watch::channel(node::audit_settings(config));
-    let node = node::build(config, data, settings, &tracker, &cancel).await?;
     let unlock_key = node.vault.create(&passphrase, params, key_file).await?;
 
     // The identity: imported from a pre-vault key file, or new.
@@ -171,7 +171,7 @@ pub async fn init(
         }
     };
     let owner_name = std::env::var("KAI_OWNER_USERNAME").unwrap_or_else(|_| "owner".into());
-    let owner = match node.store.user_by_name(&owner_name).await? {
+    let owner = match store.user_by_name(&owner_name).await? {
         Some(u) => u,
         None => {
             unsealed
