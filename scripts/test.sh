@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 
 bash scripts/services.sh
 
+# The official `openai` Python client tests the OpenAI-compatible API (from PyPI).
+python3 -c "import openai" 2>/dev/null || python3 -m pip install -q openai
+export KAI_TEST_REQUIRE_OPENAI=1
+
 export KAI_TEST_POSTGRES_URL="${KAI_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 export KAI_TEST_NATS_URL="${KAI_TEST_NATS_URL:-nats://127.0.0.1:4222}"
 

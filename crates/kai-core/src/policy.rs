@@ -47,6 +47,8 @@ pub enum Resource {
     Tokens,
     /// The caller's own account: profile, preferences, password, logout.
     Account,
+    /// Language models: listing personas, chat completions, embeddings.
+    Chat,
 }
 
 impl Resource {
@@ -62,6 +64,7 @@ impl Resource {
             Self::Users => "users",
             Self::Tokens => "tokens",
             Self::Account => "account",
+            Self::Chat => "chat",
         }
     }
 }
@@ -84,23 +87,27 @@ impl Role {
         if self == Self::Agent {
             return matches!(
                 (resource, action),
-                (Events, Read | Write) | (Secrets, Read) | (Account, Read)
+                (Events, Read | Write) | (Secrets, Read) | (Account, Read) | (Chat, Read | Write)
             );
         }
         let needed = match (resource, action) {
-            (System, Read) | (Events, Read) | (Vault, Read) | (Account, Read | Write) => {
-                Self::Viewer
-            }
-            (Events, Write) | (Secrets, Read | Write) | (Vault, Write) | (Tokens, Read | Write) => {
-                Self::Member
-            }
+            (System, Read)
+            | (Events, Read)
+            | (Vault, Read)
+            | (Account, Read | Write)
+            | (Chat, Read) => Self::Viewer,
+            (Events, Write)
+            | (Secrets, Read | Write)
+            | (Vault, Write)
+            | (Tokens, Read | Write)
+            | (Chat, Write) => Self::Member,
             (System, Write | Admin)
             | (Audit, _)
             | (Users, _)
             | (Tokens, Admin)
             | (Secrets, Admin)
             | (Vault, Admin) => Self::Admin,
-            (VaultKeys, _) | (Events, Admin) | (Account, Admin) => Self::Owner,
+            (VaultKeys, _) | (Events, Admin) | (Account, Admin) | (Chat, Admin) => Self::Owner,
         };
         self.rank() >= needed.rank()
     }
@@ -176,7 +183,7 @@ mod tests {
         );
         // Inheritance: whatever a role may do, every higher role may do too.
         let roles = [Role::Viewer, Role::Member, Role::Admin, Role::Owner];
-        for r in [System, Events, Audit, Vault, VaultKeys, Secrets, Users, Tokens, Account] {
+        for r in [System, Events, Audit, Vault, VaultKeys, Secrets, Users, Tokens, Account, Chat] {
             for a in [Read, Write, Admin] {
                 for w in roles.windows(2) {
                     assert!(!w[0].allows(r, a) || w[1].allows(r, a), "{:?} {r:?} {a:?}", w[1]);

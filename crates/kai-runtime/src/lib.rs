@@ -9,6 +9,7 @@ pub mod audit;
 pub mod auth;
 pub mod bus;
 pub mod identity;
+pub mod llm;
 pub mod metrics;
 pub mod node;
 pub mod users;

@@ -43,6 +43,8 @@ pub struct Services {
     pub metrics: Option<PrometheusHandle>,
     pub started_at: DateTime<Utc>,
     pub limits: limits::Limits,
+    /// Providers and personas behind `/v1`.
+    pub llm: Arc<kai_runtime::llm::Llm>,
 }
 
 /// Shared handler state (cheap to clone).
@@ -75,6 +77,7 @@ impl Deref for AppState {
         (name = "users", description = "User accounts"),
         (name = "tokens", description = "API tokens"),
         (name = "vault", description = "The encrypted vault: secrets and named keys"),
+        (name = "openai", description = "OpenAI-compatible models, chat completions and embeddings"),
     )
 )]
 struct ApiDoc;
@@ -124,6 +127,9 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::vault::set_policy))
         .routes(routes!(routes::vault::encrypt))
         .routes(routes!(routes::vault::decrypt))
+        .routes(routes!(routes::openai::models))
+        .routes(routes!(routes::openai::chat))
+        .routes(routes!(routes::openai::embeddings))
 }
 
 /// The OpenAPI document.

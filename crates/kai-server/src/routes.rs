@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod auth;
 pub mod events;
+pub mod openai;
 pub mod system;
 pub mod tokens;
 pub mod users;

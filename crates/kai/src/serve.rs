@@ -102,6 +102,11 @@ pub async fn serve(
         metrics: metrics.clone(),
         started_at: chrono::Utc::now(),
         limits,
+        llm: std::sync::Arc::new(kai_runtime::llm::Llm::new(
+            &config.providers,
+            &config.personas,
+            kai.vault.clone(),
+        )),
     });
 
     let listener = tokio::net::TcpListener::bind(addr)

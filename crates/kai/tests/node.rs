@@ -7,6 +7,7 @@ mod node {
     pub mod config;
     pub mod durability;
     pub mod harness;
+    pub mod openai;
     pub mod security;
     pub mod server;
 }

@@ -14,5 +14,6 @@ pub use layers::{
 };
 pub use schema::{
     AuditConfig, BusBackend, BusConfig, Config, LimitsConfig, LogConfig, LogFormat, LogLevel,
-    MetricsConfig, NodeConfig, ServerConfig, StorageConfig,
+    MetricsConfig, NodeConfig, PersonaEntry, ProviderEntry, ProviderKindName, ServerConfig,
+    StorageConfig,
 };

@@ -16,6 +16,10 @@ pub struct Config {
     pub log: LogConfig,
     pub metrics: MetricsConfig,
     pub limits: LimitsConfig,
+    /// LLM providers (`[[providers]]`), merged across layers by `name`.
+    pub providers: Vec<ProviderEntry>,
+    /// Personas (`[[personas]]`): what `/v1/models` offers and `/v1/chat/completions` routes.
+    pub personas: Vec<PersonaEntry>,
 }
 
 /// `[node]`: who this node is.
@@ -204,6 +208,78 @@ impl Default for LimitsConfig {
     }
 }
 
+/// Which wire protocol a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKindName {
+    /// OpenAI-compatible `/v1` (OpenAI, vLLM, llama.cpp server, LM Studio, TGI, Ollama's /v1).
+    Openai,
+    Ollama,
+    Anthropic,
+    Gemini,
+}
+
+/// `[[providers]]`: one LLM endpoint. Its API key is a vault secret, named here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderEntry {
+    pub name: String,
+    pub kind: ProviderKindName,
+    /// Empty: the provider's public default.
+    #[serde(default)]
+    pub base_url: String,
+    /// Name of the vault secret holding the API key; empty for keyless local servers.
+    #[serde(default)]
+    pub key_secret: String,
+    #[serde(default)]
+    pub chat_model: String,
+    #[serde(default)]
+    pub embedding_model: String,
+    /// Seconds per request (1–600).
+    #[serde(default = "default_provider_timeout")]
+    pub timeout_secs: u64,
+    /// Retries on 429/5xx (0–10).
+    #[serde(default = "default_provider_retries")]
+    pub max_retries: u32,
+    /// Requests in flight at once (1–64).
+    #[serde(default = "default_provider_concurrency")]
+    pub concurrency: usize,
+}
+
+fn default_provider_timeout() -> u64 {
+    120
+}
+fn default_provider_retries() -> u32 {
+    3
+}
+fn default_provider_concurrency() -> usize {
+    4
+}
+
+/// `[[personas]]`: a named system prompt, model choice and fallback chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonaEntry {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub system_prompt: String,
+    /// Provider names to try in order: the next is used when one is down.
+    pub providers: Vec<String>,
+    /// Model name at the provider; empty: the provider's `chat_model`.
+    #[serde(default)]
+    pub model: String,
+    pub temperature: Option<f32>,
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.chars().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' || c == '.'
+        })
+}
+
 /// One range or format violation: the dotted key and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
@@ -268,6 +344,7 @@ impl Config {
         range(&mut out, "bus.subscriber_queue", self.bus.subscriber_queue, 1, 1_000_000);
         range(&mut out, "limits.requests_per_second", self.limits.requests_per_second, 0, 100_000);
         range(&mut out, "limits.burst", self.limits.burst, 1, 1_000_000);
+        self.validate_llm(&mut out);
         if !self.bus.nats_url.starts_with("nats://") && !self.bus.nats_url.starts_with("tls://") {
             out.push(FieldError {
                 key: "bus.nats_url",
@@ -287,6 +364,69 @@ impl Config {
             });
         }
         out
+    }
+
+    fn validate_llm(&self, out: &mut Vec<FieldError>) {
+        let mut seen = std::collections::BTreeSet::new();
+        for p in &self.providers {
+            if !valid_name(&p.name) || !seen.insert(p.name.as_str()) {
+                out.push(FieldError {
+                    key: "providers",
+                    message: format!(
+                        "provider name {:?} is empty, repeated or not a-z, 0-9, `-`, `_`, `.`",
+                        p.name
+                    ),
+                });
+            }
+            if !(p.base_url.is_empty()
+                || p.base_url.starts_with("http://")
+                || p.base_url.starts_with("https://"))
+            {
+                out.push(FieldError {
+                    key: "providers",
+                    message: format!("provider {:?}: base_url must be http(s)://…", p.name),
+                });
+            }
+            if !(1..=600).contains(&p.timeout_secs)
+                || p.max_retries > 10
+                || !(1..=64).contains(&p.concurrency)
+            {
+                out.push(FieldError {
+                    key: "providers",
+                    message: format!("provider {:?}: allowed: timeout_secs 1 to 600, max_retries 0 to 10, concurrency 1 to 64", p.name),
+                });
+            }
+        }
+        let mut personas = std::collections::BTreeSet::new();
+        for persona in &self.personas {
+            if !valid_name(&persona.name) || !personas.insert(persona.name.as_str()) {
+                out.push(FieldError {
+                    key: "personas",
+                    message: format!(
+                        "persona name {:?} is empty, repeated or not a-z, 0-9, `-`, `_`, `.`",
+                        persona.name
+                    ),
+                });
+            }
+            if persona.providers.is_empty() {
+                out.push(FieldError {
+                    key: "personas",
+                    message: format!("persona {:?} names no provider", persona.name),
+                });
+            }
+            for missing in persona.providers.iter().filter(|p| !seen.contains(p.as_str())) {
+                out.push(FieldError {
+                    key: "personas",
+                    message: format!("persona {:?} uses provider {missing:?}, which no [[providers]] entry defines", persona.name),
+                });
+            }
+            if persona.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+                out.push(FieldError {
+                    key: "personas",
+                    message: format!("persona {:?}: temperature allowed 0 to 2", persona.name),
+                });
+            }
+        }
     }
 
     /// Keys whose new value only takes effect after a restart (listener, storage, bus).
@@ -312,6 +452,8 @@ impl Config {
         check(self.metrics != new.metrics, "metrics");
         check(self.log.format != new.log.format, "log.format");
         check(self.limits != new.limits, "limits");
+        check(self.providers != new.providers, "providers");
+        check(self.personas != new.personas, "personas");
         keys
     }
 }
@@ -360,6 +502,35 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         assert_eq!(Config::default().validate(), vec![]);
+    }
+
+    #[test]
+    fn personas_must_name_defined_providers() {
+        let mut c = Config::default();
+        c.providers.push(ProviderEntry {
+            name: "local".into(),
+            kind: ProviderKindName::Openai,
+            base_url: "http://127.0.0.1:8080/v1".into(),
+            key_secret: String::new(),
+            chat_model: "m".into(),
+            embedding_model: String::new(),
+            timeout_secs: 120,
+            max_retries: 3,
+            concurrency: 4,
+        });
+        c.personas.push(PersonaEntry {
+            name: "assistant".into(),
+            description: String::new(),
+            system_prompt: "Be brief.".into(),
+            providers: vec!["local".into(), "cloud".into()],
+            model: String::new(),
+            temperature: Some(0.2),
+        });
+        let errors = c.validate();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].message.contains("\"cloud\""));
+        c.personas[0].providers.pop();
+        assert!(c.validate().is_empty());
     }
 
     #[test]

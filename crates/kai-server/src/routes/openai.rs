@@ -1,0 +1,239 @@
+//! The OpenAI-compatible surface: `GET /v1/models` (the node's personas), `POST
+//! /v1/chat/completions` (streaming and not) and `POST /v1/embeddings`, so any OpenAI client can
+//! talk to the node with an API token. Personas add their system prompt and route to their
+//! provider chain; every call is audited before it runs.
+
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt as _;
+use kai_llm::{ChatChunk, ChatRequest, EmbedRequest, FinishReason, Message};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::audit;
+use crate::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult, Problem};
+
+/// Most messages accepted in one request.
+const MAX_MESSAGES: usize = 1000;
+
+impl From<kai_runtime::llm::ModelError> for ApiError {
+    fn from(e: kai_runtime::llm::ModelError) -> Self {
+        use kai_runtime::llm::ModelError as M;
+        match e {
+            M::UnknownPersona(_) => Self::NotFound(e.to_string()),
+            M::MissingKey { .. } => {
+                Self::Unavailable { code: "provider_key_missing", detail: e.to_string() }
+            }
+            M::Vault(v) => v.into(),
+            M::Llm(l) => match l.code() {
+                "bad_request" | "context_length_exceeded" => Self::BadRequest(l.to_string()),
+                _ => Self::Unavailable {
+                    code: "provider_unavailable",
+                    detail: format!("the model provider failed: {}", l.code()),
+                },
+            },
+        }
+    }
+}
+
+/// A chat message as OpenAI clients send it (text content).
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct WireMessage {
+    pub role: String,
+    #[serde(default)]
+    pub content: Option<String>,
+}
+
+/// The subset of OpenAI's chat request the node honours; other fields are accepted and ignored.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct ChatCompletionRequest {
+    /// A persona name from `GET /v1/models`.
+    pub model: String,
+    pub messages: Vec<WireMessage>,
+    #[serde(default)]
+    pub stream: bool,
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<u32>,
+}
+
+fn finish(reason: &FinishReason) -> &'static str {
+    match reason {
+        FinishReason::Stop => "stop",
+        FinishReason::Length => "length",
+        FinishReason::ToolCalls => "tool_calls",
+        FinishReason::ContentFilter => "content_filter",
+        _ => "stop",
+    }
+}
+
+/// The node's personas, as models.
+#[utoipa::path(get, path = "/v1/models", tag = "openai", security(("bearer" = [])), responses((status = 200, body = Object)))]
+pub async fn models(State(state): State<AppState>) -> Json<Value> {
+    let data: Vec<Value> = state
+        .llm
+        .personas()
+        .map(|p| json!({"id": p.name, "object": "model", "created": 0, "owned_by": "kai", "description": p.description}))
+        .collect();
+    Json(json!({"object": "list", "data": data}))
+}
+
+/// Chat completion through a persona; `stream: true` answers with server-sent events.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", security(("bearer" = [])), request_body = ChatCompletionRequest, responses(
+    (status = 200, body = Object),
+    (status = 400, body = Problem, content_type = "application/problem+json"),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+    (status = 503, body = Problem, content_type = "application/problem+json"),
+))]
+pub async fn chat(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(req): Json<ChatCompletionRequest>,
+) -> ApiResult<Response> {
+    if req.messages.is_empty() || req.messages.len() > MAX_MESSAGES {
+        return Err(ApiError::BadRequest(format!(
+            "messages must hold 1 to {MAX_MESSAGES} entries"
+        )));
+    }
+    if req.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+        return Err(ApiError::BadRequest("temperature is 0 to 2".into()));
+    }
+    let (persona, provider) = state.llm.persona(&req.model).await?;
+    let mut messages = Vec::with_capacity(req.messages.len() + 1);
+    if !persona.system_prompt.is_empty() {
+        messages.push(Message::system(persona.system_prompt.clone()));
+    }
+    for m in req.messages {
+        let content = m.content.unwrap_or_default();
+        messages.push(match m.role.as_str() {
+            "system" | "developer" => Message::system(content),
+            "user" => Message::user(content),
+            "assistant" => Message::assistant(content),
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "message role {other:?} is not supported; use system, user or assistant"
+                )));
+            }
+        });
+    }
+    let mut chat = ChatRequest::new(messages);
+    chat.model = Some(persona.name.clone());
+    chat.params.temperature = req.temperature.or(persona.temperature);
+    chat.params.max_tokens = req.max_tokens;
+    audit(
+        &state,
+        &principal.actor(),
+        "llm.chat",
+        &format!("persona:{}", persona.name),
+        json!({"stream": req.stream}),
+    )
+    .await?;
+    let id = format!("chatcmpl-{}", uuid::Uuid::now_v7().simple());
+    let created = chrono::Utc::now().timestamp();
+    let model = persona.name.clone();
+    if !req.stream {
+        let resp = provider.chat(chat).await.map_err(kai_runtime::llm::ModelError::from)?;
+        let usage = resp.usage;
+        return Ok(Json(json!({
+            "id": id, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": resp.message.content}, "finish_reason": finish(&resp.finish_reason)}],
+            "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens, "total_tokens": usage.prompt_tokens + usage.completion_tokens},
+        }))
+        .into_response());
+    }
+    let stream = provider.stream(chat).await.map_err(kai_runtime::llm::ModelError::from)?;
+    let chunk = move |delta: Value, reason: Option<&str>| {
+        json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+               "choices": [{"index": 0, "delta": delta, "finish_reason": reason}]})
+        .to_string()
+    };
+    let first = futures::stream::once({
+        let chunk = chunk.clone();
+        async move {
+            Ok::<_, Infallible>(
+                Event::default().data(chunk(json!({"role": "assistant", "content": ""}), None)),
+            )
+        }
+    });
+    let body = stream.filter_map(move |item| {
+        let chunk = chunk.clone();
+        async move {
+            match item {
+                Ok(ChatChunk::Text(text)) => {
+                    Some(Ok(Event::default().data(chunk(json!({"content": text}), None))))
+                }
+                Ok(ChatChunk::Done(done)) => Some(Ok(
+                    Event::default().data(chunk(json!({}), Some(finish(&done.finish_reason))))
+                )),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(code = e.code(), "model stream failed");
+                    Some(Ok(Event::default()
+                        .event("error")
+                        .data(json!({"error": {"code": e.code()}}).to_string())))
+                }
+            }
+        }
+    });
+    let done = futures::stream::once(async { Ok(Event::default().data("[DONE]")) });
+    Ok(Sse::new(first.chain(body).chain(done)).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// An embeddings request in OpenAI's shape: `input` is a string or a list of strings.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct EmbeddingsRequest {
+    /// A persona name; its first provider embeds.
+    pub model: String,
+    #[schema(value_type = Object)]
+    pub input: Value,
+}
+
+/// Embeddings through a persona's providers.
+#[utoipa::path(post, path = "/v1/embeddings", tag = "openai", security(("bearer" = [])), request_body = EmbeddingsRequest, responses(
+    (status = 200, body = Object),
+    (status = 400, body = Problem, content_type = "application/problem+json"),
+))]
+pub async fn embeddings(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(req): Json<EmbeddingsRequest>,
+) -> ApiResult<Json<Value>> {
+    let inputs: Vec<String> = match req.input {
+        Value::String(s) => vec![s],
+        Value::Array(items) => items
+            .into_iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<_>>()
+            .ok_or_else(|| ApiError::BadRequest("input is a string or a list of strings".into()))?,
+        _ => return Err(ApiError::BadRequest("input is a string or a list of strings".into())),
+    };
+    if inputs.is_empty() || inputs.len() > 2048 {
+        return Err(ApiError::BadRequest("input holds 1 to 2048 strings".into()));
+    }
+    let (persona, provider) = state.llm.persona(&req.model).await?;
+    audit(
+        &state,
+        &principal.actor(),
+        "llm.embed",
+        &format!("persona:{}", persona.name),
+        json!({"inputs": inputs.len()}),
+    )
+    .await?;
+    let mut embed = EmbedRequest::new(inputs);
+    embed.model = Some(persona.name.clone());
+    let resp = provider.embed(embed).await.map_err(kai_runtime::llm::ModelError::from)?;
+    let data: Vec<Value> = resp
+        .embeddings
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| json!({"object": "embedding", "index": i, "embedding": e}))
+        .collect();
+    Ok(Json(
+        json!({"object": "list", "data": data, "model": persona.name, "usage": {"prompt_tokens": resp.usage.prompt_tokens, "total_tokens": resp.usage.prompt_tokens}}),
+    ))
+}

@@ -1,0 +1,194 @@
+//! The OpenAI-compatible surface on a real node, in front of the in-repo fake OpenAI server:
+//! personas as models, a chat completion (the persona's system prompt first, the provider key
+//! injected from the vault), the same as an SSE stream, embeddings, and the errors around them.
+
+use kai_llm::ProviderKind;
+use kai_llm::fake::FakeServer;
+use serde_json::{Value, json};
+
+use super::harness::{Node, NodeDir};
+
+async fn node_with_persona() -> (NodeDir, Node, FakeServer) {
+    let upstream = FakeServer::start(ProviderKind::OpenAi).await.unwrap();
+    upstream.require_key(Some("sk-upstream-test"));
+    let dir = NodeDir::new().await;
+    dir.write_config(&format!(
+        r#"
+[[providers]]
+name = "upstream"
+kind = "openai"
+base_url = "{}"
+key_secret = "upstream/api-key"
+chat_model = "gpt-test"
+embedding_model = "embed-test"
+max_retries = 0
+
+[[personas]]
+name = "assistant"
+description = "Answers briefly"
+system_prompt = "You are kai. Be brief."
+providers = ["upstream"]
+"#,
+        upstream.base_url()
+    ));
+    let node = Node::start(&dir);
+    (dir, node, upstream)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_completions_models_and_embeddings() {
+    let (_dir, node, upstream) = node_with_persona().await;
+    let models = node.get_json("/v1/models").await;
+    assert_eq!(models["data"][0]["id"], "assistant");
+
+    // Before the key is in the vault: a clear 503 naming the secret to store.
+    let resp = node
+        .post_json(
+            "/v1/chat/completions",
+            json!({"model": "assistant", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("kai vault set upstream/api-key"), "{body}");
+
+    let put = node
+        .http
+        .put(node.url("/vault/secrets/upstream%2Fapi-key"))
+        .bearer_auth(&node.token)
+        .json(&json!({"value": "sk-upstream-test"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let resp = node
+        .post_json("/v1/chat/completions", json!({"model": "assistant", "messages": [{"role": "user", "content": "hello"}], "user": "ignored-extra-field"}))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(body["model"], "assistant");
+    assert!(!body["choices"][0]["message"]["content"].as_str().unwrap().is_empty(), "{body}");
+    assert!(body["usage"]["total_tokens"].is_u64());
+    let sent = upstream.requests();
+    let last = sent.last().unwrap();
+    assert_eq!(
+        last.headers["authorization"], "Bearer sk-upstream-test",
+        "key injected from the vault"
+    );
+    assert_eq!(last.body["messages"][0]["role"], "system");
+    assert_eq!(last.body["messages"][0]["content"], "You are kai. Be brief.");
+    assert_eq!(last.body["model"], "gpt-test");
+
+    // Streaming: SSE chunks in OpenAI's shape, ending with [DONE].
+    let resp = node
+        .post_json("/v1/chat/completions", json!({"model": "assistant", "stream": true, "messages": [{"role": "user", "content": "hello"}]}))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let text = resp.text().await.unwrap();
+    let data: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+    assert_eq!(*data.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> =
+        data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let content: String =
+        chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(
+        content,
+        body["choices"][0]["message"]["content"].as_str().unwrap(),
+        "streamed text equals the complete answer"
+    );
+    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "stop");
+
+    let emb =
+        node.post_json("/v1/embeddings", json!({"model": "assistant", "input": ["a", "b"]})).await;
+    assert_eq!(emb.status(), 200);
+    let emb: Value = emb.json().await.unwrap();
+    assert_eq!(emb["data"].as_array().unwrap().len(), 2);
+    assert!(emb["data"][0]["embedding"].as_array().unwrap().len() > 1);
+
+    // Errors: unknown persona, bad role, empty messages; all audited calls are in the log.
+    let resp = node
+        .post_json(
+            "/v1/chat/completions",
+            json!({"model": "nobody", "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await;
+    assert_eq!(resp.status(), 404);
+    let resp = node
+        .post_json(
+            "/v1/chat/completions",
+            json!({"model": "assistant", "messages": [{"role": "wizard", "content": "x"}]}),
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    let resp =
+        node.post_json("/v1/chat/completions", json!({"model": "assistant", "messages": []})).await;
+    assert_eq!(resp.status(), 400);
+    let audit = node.get_json("/audit/entries?limit=1000").await.to_string();
+    assert!(audit.contains("llm.chat") && audit.contains("llm.embed"));
+    node.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewers_may_list_models_but_not_spend_tokens() {
+    let (_dir, node, _upstream) = node_with_persona().await;
+    let resp = node.post_json("/tokens", json!({"name": "v", "role": "viewer"})).await;
+    let viewer = resp.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+    let models = node.http.get(node.url("/v1/models")).bearer_auth(&viewer).send().await.unwrap();
+    assert_eq!(models.status(), 200);
+    let chat = node
+        .http
+        .post(node.url("/v1/chat/completions"))
+        .bearer_auth(&viewer)
+        .json(&json!({"model": "assistant", "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chat.status(), 403);
+    node.stop();
+}
+
+/// The official `openai` Python package against the node. `scripts/test.sh` installs it and
+/// sets `KAI_TEST_REQUIRE_OPENAI=1`, so CI fails rather than skips when it is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_openai_python_client() {
+    let has_openai = std::process::Command::new("python3")
+        .args(["-c", "import openai"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_openai {
+        assert!(
+            std::env::var("KAI_TEST_REQUIRE_OPENAI").is_err(),
+            "the openai package is missing: pip install openai"
+        );
+        eprintln!("python3 `openai` not installed: run scripts/test.sh, which installs it");
+        return;
+    }
+    let (_dir, node, _upstream) = node_with_persona().await;
+    let put = node
+        .http
+        .put(node.url("/vault/secrets/upstream%2Fapi-key"))
+        .bearer_auth(&node.token)
+        .json(&json!({"value": "sk-upstream-test"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai_client.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(node.url("/v1"))
+        .arg(&node.token)
+        .arg("assistant")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    node.stop();
+}
