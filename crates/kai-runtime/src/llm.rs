@@ -98,7 +98,10 @@ impl Llm {
                             Some(SecretString::from(String::from_utf8_lossy(&bytes).into_owned()))
                         }
                         Err(VaultError::NotFound(_)) => {
-                            return Err(ModelError::MissingKey { provider: e.name.clone(), secret });
+                            return Err(ModelError::MissingKey {
+                                provider: e.name.clone(),
+                                secret,
+                            });
                         }
                         Err(other) => return Err(other.into()),
                     },

@@ -52,7 +52,7 @@ pub fn rule(method: &Method, path: &str) -> Option<Access> {
         }
         ("PUT" | "DELETE", "/vault/secrets/{name}") => Need(Secrets, Write),
         ("PUT", "/vault/secrets/{name}/policy") => Need(Secrets, Admin),
-        ("GET", "/v1/models") => Need(Chat, Read),
+        ("GET", "/v1/models" | "/telemetry/usage") => Need(Chat, Read),
         ("POST", "/v1/chat/completions" | "/v1/embeddings") => Need(Chat, Write),
         _ => return None,
     })

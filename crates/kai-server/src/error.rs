@@ -44,6 +44,8 @@ pub enum ApiError {
     Timeout(u64),
     #[error("too many requests; try again in {} s", .0.as_secs().max(1))]
     RateLimited(std::time::Duration),
+    #[error("{0}")]
+    BudgetExhausted(String),
     /// A dependency is down; the operation was not performed.
     #[error("{detail}")]
     Unavailable { code: &'static str, detail: String },
@@ -67,6 +69,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "timeout"),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::BudgetExhausted(_) => (StatusCode::TOO_MANY_REQUESTS, "budget_exhausted"),
             Self::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -130,6 +130,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::openai::models))
         .routes(routes!(routes::openai::chat))
         .routes(routes!(routes::openai::embeddings))
+        .routes(routes!(routes::openai::usage))
 }
 
 /// The OpenAPI document.

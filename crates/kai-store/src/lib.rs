@@ -24,9 +24,10 @@ pub use error::{StoreError, StoreResult};
 /// Meta key holding the audit writer's Merkle frontier, updated atomically with each batch.
 pub const AUDIT_FRONTIER_KEY: &str = "audit.frontier";
 pub use records::{
-    RefreshRow, SessionRow, StoreInfo, TokenRecord, UserRow, VaultItemRow, VaultVersionRow,
+    RefreshRow, SessionRow, StoreInfo, TokenRecord, UsageRow, UsageTotal, UserRow, VaultItemRow,
+    VaultVersionRow,
 };
-pub use security::{SessionStore, UserStore, VaultStore};
+pub use security::{SessionStore, UsageStore, UserStore, VaultStore};
 
 /// The signed audit log's storage. Appends are atomic: all entries and the checkpoint of a
 /// call commit together or not at all.
@@ -90,7 +91,7 @@ impl<T: AuditStore + MetaStore + ?Sized> AuditBackend for T {}
 /// Everything the node persists, behind one handle.
 #[async_trait]
 pub trait Store:
-    AuditBackend + EventLog + TokenStore + VaultStore + UserStore + SessionStore
+    AuditBackend + EventLog + TokenStore + VaultStore + UserStore + SessionStore + UsageStore
 {
     /// Round trip to the database; `Err` when it is unreachable.
     async fn ping(&self) -> StoreResult<()>;

@@ -85,3 +85,25 @@ pub struct RefreshRow {
     pub expires_at_us: i64,
     pub used_at_us: Option<i64>,
 }
+
+/// One LLM call's token usage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRow {
+    pub id: String,
+    pub at_us: i64,
+    /// The audit actor (`user:…`, `token:…`, `agent:…`).
+    pub principal: String,
+    pub persona: String,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+}
+
+/// Usage summed per principal and persona.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageTotal {
+    pub principal: String,
+    pub persona: String,
+    pub calls: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+}

@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 
 use crate::StoreResult;
-use crate::records::{RefreshRow, SessionRow, UserRow, VaultItemRow, VaultVersionRow};
+use crate::records::{
+    RefreshRow, SessionRow, UsageRow, UsageTotal, UserRow, VaultItemRow, VaultVersionRow,
+};
 
 /// The vault's header and sealed items. Storage only ever sees ciphertext.
 #[async_trait]
@@ -77,4 +79,18 @@ pub trait SessionStore: Send + Sync {
     ) -> StoreResult<Option<RefreshRow>>;
     async fn refresh_token(&self, hash: &[u8; 32]) -> StoreResult<Option<RefreshRow>>;
     async fn insert_refresh_token(&self, refresh: &RefreshRow) -> StoreResult<()>;
+}
+
+/// LLM usage records.
+#[async_trait]
+pub trait UsageStore: Send + Sync {
+    async fn record_usage(&self, row: &UsageRow) -> StoreResult<()>;
+    /// Totals per (principal, persona) since `since_us`, for one principal or all.
+    async fn usage_totals(
+        &self,
+        principal: Option<&str>,
+        since_us: i64,
+    ) -> StoreResult<Vec<UsageTotal>>;
+    /// Prompt + completion tokens of `principal` since `since_us`.
+    async fn tokens_since(&self, principal: &str, since_us: i64) -> StoreResult<i64>;
 }

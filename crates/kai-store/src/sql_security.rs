@@ -396,6 +396,60 @@ macro_rules! impl_security_store {
                 Ok(())
             }
         }
+
+        #[async_trait::async_trait]
+        impl $crate::UsageStore for $store {
+            async fn record_usage(&self, u: &$crate::UsageRow) -> $crate::StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO llm_usage (id, at_us, principal, persona, prompt_tokens, completion_tokens) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&u.id)
+                .bind(u.at_us)
+                .bind(&u.principal)
+                .bind(&u.persona)
+                .bind(u.prompt_tokens)
+                .bind(u.completion_tokens)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn usage_totals(&self, principal: Option<&str>, since_us: i64) -> $crate::StoreResult<Vec<$crate::UsageTotal>> {
+                use sqlx::Row as _;
+                let rows = sqlx::query(
+                    "SELECT principal, persona, COUNT(*) AS calls, CAST(SUM(prompt_tokens) AS BIGINT) AS p, \
+                     CAST(SUM(completion_tokens) AS BIGINT) AS c FROM llm_usage \
+                     WHERE at_us >= $1 AND ($2 IS NULL OR principal = $2) GROUP BY principal, persona ORDER BY principal, persona",
+                )
+                .bind(since_us)
+                .bind(principal)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok($crate::UsageTotal {
+                            principal: r.try_get("principal")?,
+                            persona: r.try_get("persona")?,
+                            calls: r.try_get("calls")?,
+                            prompt_tokens: r.try_get("p")?,
+                            completion_tokens: r.try_get("c")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn tokens_since(&self, principal: &str, since_us: i64) -> $crate::StoreResult<i64> {
+                let n: Option<i64> = sqlx::query_scalar(
+                    "SELECT CAST(SUM(prompt_tokens + completion_tokens) AS BIGINT) FROM llm_usage WHERE principal = $1 AND at_us >= $2",
+                )
+                .bind(principal)
+                .bind(since_us)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(n.unwrap_or(0))
+            }
+        }
     };
 }
 

@@ -9,6 +9,7 @@ use kai_crypto::Identity;
 use kai_crypto::audit::{
     Checkpoint, Entry, EntryDraft, GENESIS_ACTION, MerkleAccumulator, Outcome,
 };
+use kai_store::UsageRow;
 use kai_store::{
     RefreshRow, SessionRow, Store, StoreError, TokenRecord, UserRow, VaultItemRow, VaultVersionRow,
 };
@@ -97,6 +98,7 @@ on_both_backends!(
     vault_items_versions_and_reseal,
     users_crud_and_unique_names,
     sessions_and_single_use_refresh_tokens,
+    usage_totals_and_rolling_sums,
 );
 
 fn log(n: u64, id: &Identity) -> (Vec<Entry>, Vec<Checkpoint>) {
@@ -367,4 +369,31 @@ async fn sessions_and_single_use_refresh_tokens(b: &Backend) {
     b.store.delete_user("u1").await.unwrap();
     assert!(b.store.session("s1").await.unwrap().is_none());
     assert!(b.store.refresh_token(&[2; 32]).await.unwrap().is_none());
+}
+
+async fn usage_totals_and_rolling_sums(b: &Backend) {
+    let row = |id: &str, at: i64, who: &str, persona: &str, p: i64, c: i64| UsageRow {
+        id: id.into(),
+        at_us: at,
+        principal: who.into(),
+        persona: persona.into(),
+        prompt_tokens: p,
+        completion_tokens: c,
+    };
+    for r in [
+        row("1", 10, "user:a", "x", 5, 7),
+        row("2", 20, "user:a", "x", 1, 1),
+        row("3", 30, "user:a", "y", 2, 0),
+        row("4", 30, "user:b", "x", 9, 9),
+    ] {
+        b.store.record_usage(&r).await.unwrap();
+    }
+    assert_eq!(b.store.tokens_since("user:a", 0).await.unwrap(), 16);
+    assert_eq!(b.store.tokens_since("user:a", 15).await.unwrap(), 4);
+    assert_eq!(b.store.tokens_since("user:z", 0).await.unwrap(), 0);
+    let all = b.store.usage_totals(None, 0).await.unwrap();
+    assert_eq!(all.len(), 3);
+    let ax = all.iter().find(|t| t.principal == "user:a" && t.persona == "x").unwrap();
+    assert_eq!((ax.calls, ax.prompt_tokens, ax.completion_tokens), (2, 6, 8));
+    assert_eq!(b.store.usage_totals(Some("user:b"), 0).await.unwrap().len(), 1);
 }

@@ -58,6 +58,12 @@ pub enum Command {
     /// Manage users (through the running node).
     #[command(subcommand)]
     User(UserCommand),
+    /// Token usage per principal and persona (yours; everyone's for admins).
+    Usage {
+        /// Hours back from now (1–720).
+        #[arg(long, default_value_t = 24)]
+        hours: u32,
+    },
     /// Print a shell completion script.
     Completions {
         #[arg(value_enum)]

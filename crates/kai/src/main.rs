@@ -140,6 +140,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<i32> {
         Command::Vault(cmd) => secure::vault(ctx, cmd).await.map(|()| 0),
         Command::Token(cmd) => secure::token(ctx, cmd).await.map(|()| 0),
         Command::User(cmd) => secure::user(ctx, cmd).await.map(|()| 0),
+        Command::Usage { hours } => secure::usage(ctx, hours).await.map(|()| 0),
         Command::Serve(_) | Command::Completions { .. } => Ok(0),
     }
 }

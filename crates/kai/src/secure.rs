@@ -198,3 +198,28 @@ pub async fn user(ctx: &Ctx, cmd: UserCommand) -> anyhow::Result<()> {
         }
     }
 }
+
+pub async fn usage(ctx: &Ctx, hours: u32) -> anyhow::Result<()> {
+    let c = client(ctx)?;
+    let report: serde_json::Value = c.get(&format!("/telemetry/usage?hours={hours}")).await?;
+    print(ctx, &report, |r| {
+        outln!(
+            "{:<44} {:<16} {:>6} {:>10} {:>10}",
+            "principal",
+            "persona",
+            "calls",
+            "prompt",
+            "completion"
+        );
+        for t in r["totals"].as_array().into_iter().flatten() {
+            outln!(
+                "{:<44} {:<16} {:>6} {:>10} {:>10}",
+                t["principal"].as_str().unwrap_or(""),
+                t["persona"].as_str().unwrap_or(""),
+                t["calls"],
+                t["prompt_tokens"],
+                t["completion_tokens"]
+            );
+        }
+    })
+}

@@ -20,6 +20,10 @@ pub struct Config {
     pub providers: Vec<ProviderEntry>,
     /// Personas (`[[personas]]`): what `/v1/models` offers and `/v1/chat/completions` routes.
     pub personas: Vec<PersonaEntry>,
+    /// `[spend]`: the default token budget per principal.
+    pub spend: SpendConfig,
+    /// `[[budgets]]`: budgets for named principals (`user:ID`, `token:ID`, `agent:kClass:name`).
+    pub budgets: Vec<BudgetEntry>,
 }
 
 /// `[node]`: who this node is.
@@ -206,6 +210,24 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self { requests_per_second: 50, burst: 200 }
     }
+}
+
+/// `[spend]`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpendConfig {
+    /// Tokens (prompt + completion) each principal may use per rolling 24 hours; 0: no limit.
+    pub tokens_per_day: u64,
+}
+
+/// `[[budgets]]`: one principal's own budget, overriding `[spend]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetEntry {
+    /// The principal as audit entries name it, e.g. `user:0190…` or `agent:kBridge:mail`.
+    pub name: String,
+    /// Tokens per rolling 24 hours; 0 blocks every call.
+    pub tokens_per_day: u64,
 }
 
 /// Which wire protocol a provider speaks.
@@ -463,6 +485,8 @@ impl Config {
     /// live takes its new value; keys listed by [`Config::restart_required`] keep their old one.
     pub fn with_live_changes(&self, new: &Config) -> Config {
         let mut next = self.clone();
+        next.spend = new.spend.clone();
+        next.budgets = new.budgets.clone();
         next.node = new.node.clone();
         next.server.request_timeout_secs = new.server.request_timeout_secs;
         next.server.shutdown_grace_secs = new.server.shutdown_grace_secs;

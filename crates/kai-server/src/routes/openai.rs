@@ -21,6 +21,87 @@ use crate::error::{ApiError, ApiResult, Problem};
 
 /// Most messages accepted in one request.
 const MAX_MESSAGES: usize = 1000;
+const DAY_US: i64 = 24 * 3600 * 1_000_000;
+
+/// Refuses the call before it is made when the principal's rolling 24-hour budget is spent.
+async fn check_budget(state: &AppState, actor: &str) -> ApiResult<()> {
+    let limit = {
+        let c = state.config.borrow();
+        c.config
+            .budgets
+            .iter()
+            .find(|b| b.name == actor)
+            .map_or(c.config.spend.tokens_per_day, |b| b.tokens_per_day)
+    };
+    let has_own = state.config.borrow().config.budgets.iter().any(|b| b.name == actor);
+    if limit == 0 && !has_own {
+        return Ok(());
+    }
+    let used = state
+        .node
+        .store
+        .tokens_since(actor, chrono::Utc::now().timestamp_micros() - DAY_US)
+        .await?;
+    if used >= i64::try_from(limit).unwrap_or(i64::MAX) {
+        return Err(ApiError::BudgetExhausted(format!(
+            "the token budget of {actor} is spent: {used} of {limit} tokens in the last 24 hours; raise it in [[budgets]] or wait"
+        )));
+    }
+    Ok(())
+}
+
+/// Records one call's usage (after the call; a failure is logged, the answer is not lost).
+async fn record_usage(
+    store: &dyn kai_store::Store,
+    actor: &str,
+    persona: &str,
+    usage: &kai_llm::Usage,
+) {
+    let row = kai_store::UsageRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        at_us: chrono::Utc::now().timestamp_micros(),
+        principal: actor.to_owned(),
+        persona: persona.to_owned(),
+        prompt_tokens: i64::try_from(usage.prompt_tokens).unwrap_or(i64::MAX),
+        completion_tokens: i64::try_from(usage.completion_tokens).unwrap_or(i64::MAX),
+    };
+    if let Err(e) = store.record_usage(&row).await {
+        tracing::error!(error = %e, "could not record LLM usage");
+    }
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct UsageQuery {
+    /// Hours back from now (1–720, default 24).
+    pub hours: Option<u32>,
+}
+
+/// Token usage per principal and persona; admins see everyone, others themselves.
+#[utoipa::path(get, path = "/telemetry/usage", tag = "openai", security(("bearer" = [])), params(UsageQuery), responses(
+    (status = 200, body = Object),
+    (status = 400, body = Problem, content_type = "application/problem+json"),
+))]
+pub async fn usage(
+    State(state): State<AppState>,
+    principal: Principal,
+    axum::extract::Query(q): axum::extract::Query<UsageQuery>,
+) -> ApiResult<Json<Value>> {
+    let hours = q.hours.unwrap_or(24);
+    if !(1..=720).contains(&hours) {
+        return Err(ApiError::BadRequest("hours is 1 to 720".into()));
+    }
+    let since = chrono::Utc::now().timestamp_micros() - i64::from(hours) * 3600 * 1_000_000;
+    let actor = principal.actor();
+    let everyone =
+        principal.allows(kai_core::policy::Resource::Users, kai_core::policy::Action::Read);
+    let totals =
+        state.node.store.usage_totals((!everyone).then_some(actor.as_str()), since).await?;
+    let rows: Vec<Value> = totals
+        .into_iter()
+        .map(|t| json!({"principal": t.principal, "persona": t.persona, "calls": t.calls, "prompt_tokens": t.prompt_tokens, "completion_tokens": t.completion_tokens}))
+        .collect();
+    Ok(Json(json!({"hours": hours, "totals": rows})))
+}
 
 impl From<kai_runtime::llm::ModelError> for ApiError {
     fn from(e: kai_runtime::llm::ModelError) -> Self {
@@ -104,6 +185,8 @@ pub async fn chat(
         return Err(ApiError::BadRequest("temperature is 0 to 2".into()));
     }
     let (persona, provider) = state.llm.persona(&req.model).await?;
+    let actor = principal.actor();
+    check_budget(&state, &actor).await?;
     let mut messages = Vec::with_capacity(req.messages.len() + 1);
     if !persona.system_prompt.is_empty() {
         messages.push(Message::system(persona.system_prompt.clone()));
@@ -139,6 +222,7 @@ pub async fn chat(
     if !req.stream {
         let resp = provider.chat(chat).await.map_err(kai_runtime::llm::ModelError::from)?;
         let usage = resp.usage;
+        record_usage(state.node.store.as_ref(), &actor, &persona.name, &usage).await;
         return Ok(Json(json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": resp.message.content}, "finish_reason": finish(&resp.finish_reason)}],
@@ -216,9 +300,11 @@ pub async fn embeddings(
         return Err(ApiError::BadRequest("input holds 1 to 2048 strings".into()));
     }
     let (persona, provider) = state.llm.persona(&req.model).await?;
+    let actor = principal.actor();
+    check_budget(&state, &actor).await?;
     audit(
         &state,
-        &principal.actor(),
+        &actor,
         "llm.embed",
         &format!("persona:{}", persona.name),
         json!({"inputs": inputs.len()}),
@@ -227,6 +313,7 @@ pub async fn embeddings(
     let mut embed = EmbedRequest::new(inputs);
     embed.model = Some(persona.name.clone());
     let resp = provider.embed(embed).await.map_err(kai_runtime::llm::ModelError::from)?;
+    record_usage(state.node.store.as_ref(), &actor, &persona.name, &resp.usage).await;
     let data: Vec<Value> = resp
         .embeddings
         .into_iter()

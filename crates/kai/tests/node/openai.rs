@@ -9,6 +9,10 @@ use serde_json::{Value, json};
 use super::harness::{Node, NodeDir};
 
 async fn node_with_persona() -> (NodeDir, Node, FakeServer) {
+    node_with("").await
+}
+
+async fn node_with(extra: &str) -> (NodeDir, Node, FakeServer) {
     let upstream = FakeServer::start(ProviderKind::OpenAi).await.unwrap();
     upstream.require_key(Some("sk-upstream-test"));
     let dir = NodeDir::new().await;
@@ -28,6 +32,7 @@ name = "assistant"
 description = "Answers briefly"
 system_prompt = "You are kai. Be brief."
 providers = ["upstream"]
+{extra}
 "#,
         upstream.base_url()
     ));
@@ -189,6 +194,46 @@ async fn official_openai_python_client() {
         "{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+    node.stop();
+}
+
+/// A spent budget stops calls before they reach the provider, with a clear error; nothing calls
+/// the provider while the node is idle; usage is reported per principal and persona.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budgets_stop_calls_and_usage_is_reported() {
+    let (_dir, node, upstream) = node_with("[spend]\ntokens_per_day = 1\n").await;
+    assert!(upstream.requests().is_empty(), "an idle node calls no model");
+    let put = node
+        .http
+        .put(node.url("/vault/secrets/upstream%2Fapi-key"))
+        .bearer_auth(&node.token)
+        .json(&json!({"value": "sk-upstream-test"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let ask = || {
+        node.post_json(
+            "/v1/chat/completions",
+            json!({"model": "assistant", "messages": [{"role": "user", "content": "hello there"}]}),
+        )
+    };
+    assert_eq!(ask().await.status(), 200, "under budget");
+    let calls = upstream.requests().len();
+    let resp = ask().await;
+    assert_eq!(resp.status(), 429);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "budget_exhausted");
+    assert!(body["detail"].as_str().unwrap().contains("[[budgets]]"), "{body}");
+    assert_eq!(upstream.requests().len(), calls, "no call was made over budget");
+    let usage = node.get_json("/telemetry/usage?hours=1").await;
+    let row = &usage["totals"][0];
+    assert_eq!(row["persona"], "assistant");
+    assert_eq!(row["calls"], 1);
+    assert!(
+        row["prompt_tokens"].as_i64().unwrap() + row["completion_tokens"].as_i64().unwrap() >= 1,
+        "{usage}"
     );
     node.stop();
 }
