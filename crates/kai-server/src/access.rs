@@ -34,7 +34,7 @@ pub fn rule(method: &Method, path: &str) -> Option<Access> {
         ("GET", "/metrics" | "/system/info") => Need(System, Read),
         ("GET", "/system/config") => Need(System, Admin),
         ("POST", "/system/identity/rotate") => Need(System, Admin),
-        ("GET", "/events") => Need(Events, Read),
+        ("GET", "/events" | "/ws") => Need(Events, Read),
         ("POST", "/events") => Need(Events, Write),
         ("GET", "/audit/entries" | "/audit/verify") => Need(Audit, Read),
         ("POST", "/auth/logout" | "/auth/password") => Need(Account, Write),

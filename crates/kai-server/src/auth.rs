@@ -83,14 +83,21 @@ impl FromRequestParts<AppState> for Principal {
     }
 }
 
+/// The bearer token: the `Authorization` header, or (for browser WebSockets, which cannot set
+/// headers) a `kai.token.<token>` entry in `Sec-WebSocket-Protocol`.
+fn bearer(parts: &Parts) -> Option<&str> {
+    if let Some(h) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+        return h.to_str().ok().and_then(|h| h.strip_prefix("Bearer "));
+    }
+    parts
+        .headers
+        .get(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.split(',').map(str::trim).find_map(|p| p.strip_prefix("kai.token.")))
+}
+
 async fn authenticate(state: &AppState, parts: &Parts) -> Result<Principal, ApiError> {
-    let header =
-        parts.headers.get(axum::http::header::AUTHORIZATION).ok_or(ApiError::Unauthorized)?;
-    let token = header
-        .to_str()
-        .ok()
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .ok_or(ApiError::Unauthorized)?;
+    let token = bearer(parts).ok_or(ApiError::Unauthorized)?;
     if token.starts_with(kai_crypto::token::PREFIX) {
         if !kai_crypto::token::well_formed(token) {
             return Err(ApiError::Unauthorized);

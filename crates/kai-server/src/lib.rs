@@ -131,6 +131,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::openai::chat))
         .routes(routes!(routes::openai::embeddings))
         .routes(routes!(routes::openai::usage))
+        .routes(routes!(routes::ws::upgrade))
 }
 
 /// The OpenAPI document.

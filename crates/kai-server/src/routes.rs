@@ -9,6 +9,7 @@ pub mod system;
 pub mod tokens;
 pub mod users;
 pub mod vault;
+pub mod ws;
 
 use kai_crypto::audit::Outcome;
 

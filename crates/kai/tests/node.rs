@@ -10,4 +10,5 @@ mod node {
     pub mod openai;
     pub mod security;
     pub mod server;
+    pub mod ws;
 }
