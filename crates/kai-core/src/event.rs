@@ -111,6 +111,9 @@ pub struct EventFilter {
     pub agents: Vec<AgentId>,
     #[serde(default)]
     pub task_ids: Vec<String>,
+    /// Chat threads, matched against the payload's `thread_id`.
+    #[serde(default)]
+    pub threads: Vec<String>,
 }
 
 impl EventFilter {
@@ -120,6 +123,11 @@ impl EventFilter {
             && (self.agents.is_empty() || e.agent.as_ref().is_some_and(|a| self.agents.contains(a)))
             && (self.task_ids.is_empty()
                 || e.task_id.as_ref().is_some_and(|t| self.task_ids.contains(t)))
+            && (self.threads.is_empty()
+                || e.payload
+                    .get("thread_id")
+                    .and_then(serde_json::Value::as_str)
+                    .is_some_and(|t| self.threads.iter().any(|x| x == t)))
     }
 }
 
@@ -164,6 +172,16 @@ mod tests {
         let f = EventFilter { types: vec!["TASK_CREATED".parse().unwrap()], ..Default::default() };
         assert!(!f.matches(&e));
         let f = EventFilter { agents: vec!["kCore:main".parse().unwrap()], ..Default::default() };
+        let chat = Envelope::new(
+            "chat.message".parse().unwrap(),
+            serde_json::json!({"thread_id": "thr_1"}),
+            Utc::now(),
+        );
+        let by_thread = EventFilter { threads: vec!["thr_1".into()], ..Default::default() };
+        assert!(by_thread.matches(&chat));
+        assert!(
+            !EventFilter { threads: vec!["thr_2".into()], ..Default::default() }.matches(&chat)
+        );
         assert!(!f.matches(&e));
     }
 }

@@ -8,10 +8,12 @@
 pub mod audit;
 pub mod auth;
 pub mod bus;
+pub mod chat;
 pub mod identity;
 pub mod llm;
 pub mod metrics;
 pub mod node;
+pub mod spend;
 pub mod users;
 pub mod vault;
 

@@ -54,6 +54,16 @@ pub fn rule(method: &Method, path: &str) -> Option<Access> {
         ("PUT", "/vault/secrets/{name}/policy") => Need(Secrets, Admin),
         ("GET", "/v1/models" | "/telemetry/usage") => Need(Chat, Read),
         ("POST", "/v1/chat/completions" | "/v1/embeddings") => Need(Chat, Write),
+        (
+            "GET",
+            "/chat/threads"
+            | "/chat/threads/{id}"
+            | "/chat/threads/{id}/messages"
+            | "/chat/threads/{id}/export",
+        ) => Need(Chat, Read),
+        ("POST", "/chat/threads" | "/chat/threads/{id}/messages")
+        | ("PATCH" | "DELETE", "/chat/threads/{id}")
+        | ("POST", "/chat/threads/{id}/messages/{message_id}/regenerate") => Need(Chat, Write),
         _ => return None,
     })
 }

@@ -45,6 +45,8 @@ pub struct Services {
     pub limits: limits::Limits,
     /// Providers and personas behind `/v1`.
     pub llm: Arc<kai_runtime::llm::Llm>,
+    /// Chat threads.
+    pub chat: Arc<kai_runtime::chat::Chat>,
 }
 
 /// Shared handler state (cheap to clone).
@@ -131,6 +133,11 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::openai::chat))
         .routes(routes!(routes::openai::embeddings))
         .routes(routes!(routes::openai::usage))
+        .routes(routes!(routes::chat::list, routes::chat::create))
+        .routes(routes!(routes::chat::get, routes::chat::update, routes::chat::delete))
+        .routes(routes!(routes::chat::messages, routes::chat::send))
+        .routes(routes!(routes::chat::regenerate))
+        .routes(routes!(routes::chat::export))
         .routes(routes!(routes::ws::upgrade))
 }
 

@@ -5,11 +5,13 @@
 //! migration files (`migrations/sqlite`, `migrations/postgres`), applied at open.
 //! A write that returns `Ok` is committed and durable: callers may acknowledge it.
 
+mod chat;
 mod error;
 mod postgres;
 mod records;
 mod security;
 mod sql;
+mod sql_chat;
 mod sql_security;
 mod sqlite;
 
@@ -19,6 +21,7 @@ use async_trait::async_trait;
 use kai_core::Envelope;
 use kai_crypto::audit::{Checkpoint, Entry};
 
+pub use chat::{ChatMessageRow, ChatStore, ChatSummaryRow, ThreadRow};
 pub use error::{StoreError, StoreResult};
 
 /// Meta key holding the audit writer's Merkle frontier, updated atomically with each batch.
@@ -91,7 +94,14 @@ impl<T: AuditStore + MetaStore + ?Sized> AuditBackend for T {}
 /// Everything the node persists, behind one handle.
 #[async_trait]
 pub trait Store:
-    AuditBackend + EventLog + TokenStore + VaultStore + UserStore + SessionStore + UsageStore
+    AuditBackend
+    + EventLog
+    + TokenStore
+    + VaultStore
+    + UserStore
+    + SessionStore
+    + UsageStore
+    + ChatStore
 {
     /// Round trip to the database; `Err` when it is unreachable.
     async fn ping(&self) -> StoreResult<()>;

@@ -9,7 +9,7 @@ use kai_crypto::Identity;
 use kai_crypto::audit::{
     Checkpoint, Entry, EntryDraft, GENESIS_ACTION, MerkleAccumulator, Outcome,
 };
-use kai_store::UsageRow;
+use kai_store::{ChatMessageRow, ChatSummaryRow, ThreadRow, UsageRow};
 use kai_store::{
     RefreshRow, SessionRow, Store, StoreError, TokenRecord, UserRow, VaultItemRow, VaultVersionRow,
 };
@@ -99,6 +99,7 @@ on_both_backends!(
     users_crud_and_unique_names,
     sessions_and_single_use_refresh_tokens,
     usage_totals_and_rolling_sums,
+    chat_threads_messages_and_search,
 );
 
 fn log(n: u64, id: &Identity) -> (Vec<Entry>, Vec<Checkpoint>) {
@@ -396,4 +397,102 @@ async fn usage_totals_and_rolling_sums(b: &Backend) {
     let ax = all.iter().find(|t| t.principal == "user:a" && t.persona == "x").unwrap();
     assert_eq!((ax.calls, ax.prompt_tokens, ax.completion_tokens), (2, 6, 8));
     assert_eq!(b.store.usage_totals(Some("user:b"), 0).await.unwrap().len(), 1);
+}
+
+fn message(
+    id: &str,
+    thread: &str,
+    parent: Option<&str>,
+    role: &str,
+    content: &str,
+) -> ChatMessageRow {
+    ChatMessageRow {
+        id: id.into(),
+        thread_id: thread.into(),
+        parent_id: parent.map(Into::into),
+        seq: 0,
+        role: role.into(),
+        content: content.into(),
+        tool_calls: None,
+        tool_call_id: None,
+        persona: None,
+        meta: "{}".into(),
+        created_at_us: 100,
+    }
+}
+
+async fn chat_threads_messages_and_search(b: &Backend) {
+    let thread = |id: &str, owner: &str, title: &str| ThreadRow {
+        id: id.into(),
+        owner: owner.into(),
+        title: title.into(),
+        persona: "assistant".into(),
+        head_id: None,
+        message_count: 0,
+        created_at_us: 1,
+        updated_at_us: 1,
+    };
+    b.store.insert_thread(&thread("t1", "user:a", "Trip to Lisbon")).await.unwrap();
+    b.store.insert_thread(&thread("t2", "user:a", "Rust questions")).await.unwrap();
+    b.store.insert_thread(&thread("t3", "user:b", "Lisbon too")).await.unwrap();
+    assert_eq!(b.store.append_message(&message("m1", "t1", None, "user", "hi")).await.unwrap(), 1);
+    let mut m2 = message("m2", "t1", Some("m1"), "assistant", "Hello 100%_sure");
+    m2.tool_calls = Some("[]".into());
+    m2.persona = Some("assistant".into());
+    assert_eq!(b.store.append_message(&m2).await.unwrap(), 2);
+    // A branch from m1.
+    assert_eq!(
+        b.store
+            .append_message(&message("m3", "t1", Some("m1"), "assistant", "Other"))
+            .await
+            .unwrap(),
+        3
+    );
+    let t1 = b.store.thread("t1").await.unwrap().unwrap();
+    assert_eq!((t1.head_id.as_deref(), t1.message_count), (Some("m3"), 3));
+    let all = b.store.thread_messages("t1").await.unwrap();
+    assert_eq!(all.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(all[1], ChatMessageRow { seq: 2, ..m2 });
+    assert!(matches!(
+        b.store.append_message(&message("m9", "nope", None, "user", "x")).await,
+        Err(StoreError::NotFound)
+    ));
+
+    // Newest activity first, only the owner's; search matches titles and message text,
+    // case-insensitively, with LIKE wildcards taken literally.
+    let ids = |v: Vec<ThreadRow>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    assert_eq!(ids(b.store.threads("user:a", None, 10).await.unwrap()), ["t1", "t2"]);
+    assert_eq!(ids(b.store.threads("user:a", Some("LISBON"), 10).await.unwrap()), ["t1"]);
+    assert_eq!(ids(b.store.threads("user:a", Some("100%_s"), 10).await.unwrap()), ["t1"]);
+    assert!(b.store.threads("user:a", Some("1000"), 10).await.unwrap().is_empty());
+    assert!(b.store.threads("user:a", Some("1%0"), 10).await.unwrap().is_empty());
+    assert_eq!(b.store.threads("user:a", None, 1).await.unwrap().len(), 1);
+
+    b.store.update_thread("t1", Some("Lisbon"), None, Some("m2"), 50).await.unwrap();
+    let t1 = b.store.thread("t1").await.unwrap().unwrap();
+    assert_eq!(
+        (t1.title.as_str(), t1.persona.as_str(), t1.head_id.as_deref()),
+        ("Lisbon", "assistant", Some("m2"))
+    );
+    assert!(matches!(
+        b.store.update_thread("zz", Some("x"), None, None, 1).await,
+        Err(StoreError::NotFound)
+    ));
+
+    let summary = ChatSummaryRow {
+        id: "s1".into(),
+        thread_id: "t1".into(),
+        upto_id: "m2".into(),
+        covered: r#"["m1","m2"]"#.into(),
+        content: "They said hi.".into(),
+        created_at_us: 60,
+    };
+    b.store.insert_summary(&summary).await.unwrap();
+    assert_eq!(b.store.summaries("t1").await.unwrap(), [summary]);
+
+    b.store.delete_thread("t1").await.unwrap();
+    assert!(b.store.thread("t1").await.unwrap().is_none());
+    assert!(b.store.thread_messages("t1").await.unwrap().is_empty());
+    assert!(b.store.summaries("t1").await.unwrap().is_empty());
+    assert!(matches!(b.store.delete_thread("t1").await, Err(StoreError::NotFound)));
 }

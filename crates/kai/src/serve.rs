@@ -96,17 +96,24 @@ pub async fn serve(
     let (config_tx, config_rx) = watch::channel(loaded);
     let limits =
         kai_server::limits::Limits::new(config.limits.requests_per_second, config.limits.burst);
+    let llm = std::sync::Arc::new(kai_runtime::llm::Llm::new(
+        &config.providers,
+        &config.personas,
+        kai.vault.clone(),
+    ));
+    let chat = std::sync::Arc::new(kai_runtime::chat::Chat::new(
+        kai.store.clone(),
+        kai.bus.clone(),
+        llm.clone(),
+    ));
     let state = AppState::new(Services {
         node: kai.clone(),
         config: config_rx,
         metrics: metrics.clone(),
         started_at: chrono::Utc::now(),
         limits,
-        llm: std::sync::Arc::new(kai_runtime::llm::Llm::new(
-            &config.providers,
-            &config.personas,
-            kai.vault.clone(),
-        )),
+        llm,
+        chat,
     });
 
     let listener = tokio::net::TcpListener::bind(addr)

@@ -4,6 +4,7 @@
 
 mod node {
     pub mod audit_cli;
+    pub mod chat;
     pub mod config;
     pub mod durability;
     pub mod harness;

@@ -293,6 +293,14 @@ pub struct PersonaEntry {
     #[serde(default)]
     pub model: String,
     pub temperature: Option<f32>,
+    /// The model's context window in tokens: chat threads summarize old turns before their
+    /// history fills three quarters of it (256 to 2,000,000).
+    #[serde(default = "default_context_tokens")]
+    pub context_tokens: u32,
+}
+
+fn default_context_tokens() -> u32 {
+    8192
 }
 
 fn valid_name(name: &str) -> bool {
@@ -448,6 +456,15 @@ impl Config {
                     message: format!("persona {:?}: temperature allowed 0 to 2", persona.name),
                 });
             }
+            if !(256..=2_000_000).contains(&persona.context_tokens) {
+                out.push(FieldError {
+                    key: "personas",
+                    message: format!(
+                        "persona {:?}: context_tokens allowed 256 to 2000000",
+                        persona.name
+                    ),
+                });
+            }
         }
     }
 
@@ -549,6 +566,7 @@ mod tests {
             providers: vec!["local".into(), "cloud".into()],
             model: String::new(),
             temperature: Some(0.2),
+            context_tokens: 8192,
         });
         let errors = c.validate();
         assert_eq!(errors.len(), 1, "{errors:?}");

@@ -73,10 +73,21 @@ pub async fn publish(
 ))]
 pub async fn list(
     State(state): State<AppState>,
+    principal: Principal,
     Query(paging): Query<Paging>,
 ) -> ApiResult<Json<EventPage>> {
     let (after, limit) = paging.get()?;
     let events = state.node.bus.read(after, limit).await?;
     let next_after = events.last().and_then(|e| e.offset).unwrap_or(after);
-    Ok(Json(EventPage { events: events.into_iter().map(Event::from).collect(), next_after }))
+    let actor = principal.actor();
+    Ok(Json(EventPage {
+        events: events.into_iter().filter(|e| visible_to(&actor, e)).map(Event::from).collect(),
+        next_after,
+    }))
+}
+
+/// Whether `actor` may see an event: events about something one principal owns (a chat
+/// thread's) carry `owner` in the payload and reach that owner only.
+pub(crate) fn visible_to(actor: &str, e: &kai_core::Envelope) -> bool {
+    e.payload.get("owner").and_then(serde_json::Value::as_str).is_none_or(|o| o == actor)
 }

@@ -21,54 +21,19 @@ use crate::error::{ApiError, ApiResult, Problem};
 
 /// Most messages accepted in one request.
 const MAX_MESSAGES: usize = 1000;
-const DAY_US: i64 = 24 * 3600 * 1_000_000;
 
 /// Refuses the call before it is made when the principal's rolling 24-hour budget is spent.
-async fn check_budget(state: &AppState, actor: &str) -> ApiResult<()> {
-    let limit = {
-        let c = state.config.borrow();
-        c.config
-            .budgets
-            .iter()
-            .find(|b| b.name == actor)
-            .map_or(c.config.spend.tokens_per_day, |b| b.tokens_per_day)
-    };
-    let has_own = state.config.borrow().config.budgets.iter().any(|b| b.name == actor);
-    if limit == 0 && !has_own {
-        return Ok(());
-    }
-    let used = state
-        .node
-        .store
-        .tokens_since(actor, chrono::Utc::now().timestamp_micros() - DAY_US)
-        .await?;
-    if used >= i64::try_from(limit).unwrap_or(i64::MAX) {
-        return Err(ApiError::BudgetExhausted(format!(
-            "the token budget of {actor} is spent: {used} of {limit} tokens in the last 24 hours; raise it in [[budgets]] or wait"
-        )));
-    }
-    Ok(())
+pub(crate) async fn check_budget(state: &AppState, actor: &str) -> ApiResult<()> {
+    let limit = kai_runtime::spend::limit_for(&state.config.borrow().config, actor);
+    kai_runtime::spend::check_budget(state.node.store.as_ref(), actor, limit).await.map_err(|e| {
+        match e {
+            kai_runtime::spend::BudgetError::Exhausted(m) => ApiError::BudgetExhausted(m),
+            kai_runtime::spend::BudgetError::Store(s) => s.into(),
+        }
+    })
 }
 
-/// Records one call's usage (after the call; a failure is logged, the answer is not lost).
-async fn record_usage(
-    store: &dyn kai_store::Store,
-    actor: &str,
-    persona: &str,
-    usage: &kai_llm::Usage,
-) {
-    let row = kai_store::UsageRow {
-        id: uuid::Uuid::now_v7().to_string(),
-        at_us: chrono::Utc::now().timestamp_micros(),
-        principal: actor.to_owned(),
-        persona: persona.to_owned(),
-        prompt_tokens: i64::try_from(usage.prompt_tokens).unwrap_or(i64::MAX),
-        completion_tokens: i64::try_from(usage.completion_tokens).unwrap_or(i64::MAX),
-    };
-    if let Err(e) = store.record_usage(&row).await {
-        tracing::error!(error = %e, "could not record LLM usage");
-    }
-}
+use kai_runtime::spend::record_usage;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct UsageQuery {
@@ -231,6 +196,8 @@ pub async fn chat(
         .into_response());
     }
     let stream = provider.stream(chat).await.map_err(kai_runtime::llm::ModelError::from)?;
+    let store = state.node.store.clone();
+    let persona_name = persona.name.clone();
     let chunk = move |delta: Value, reason: Option<&str>| {
         json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
                "choices": [{"index": 0, "delta": delta, "finish_reason": reason}]})
@@ -246,7 +213,11 @@ pub async fn chat(
     });
     let body = stream.filter_map(move |item| {
         let chunk = chunk.clone();
+        let (store, actor, persona_name) = (store.clone(), actor.clone(), persona_name.clone());
         async move {
+            if let Ok(ChatChunk::Done(done)) = &item {
+                record_usage(store.as_ref(), &actor, &persona_name, &done.usage).await;
+            }
             match item {
                 Ok(ChatChunk::Text(text)) => {
                     Some(Ok(Event::default().data(chunk(json!({"content": text}), None))))

@@ -66,6 +66,7 @@ fn same_origin(headers: &HeaderMap) -> bool {
 ))]
 pub async fn upgrade(
     State(state): State<AppState>,
+    principal: crate::auth::Principal,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> ApiResult<Response> {
@@ -75,10 +76,10 @@ pub async fn upgrade(
     Ok(ws
         .protocols(["kai"])
         .max_message_size(64 * 1024)
-        .on_upgrade(move |socket| serve(state, socket)))
+        .on_upgrade(move |socket| serve(state, principal.actor(), socket)))
 }
 
-async fn serve(state: AppState, mut socket: WebSocket) {
+async fn serve(state: AppState, actor: String, mut socket: WebSocket) {
     let (out_tx, mut out_rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
     let queued = Arc::new(AtomicUsize::new(0));
     let mut subs: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
@@ -103,7 +104,7 @@ async fn serve(state: AppState, mut socket: WebSocket) {
                     Ok(ClientOp::Subscribe { id, filter, after }) => {
                         match state.node.bus.subscribe(filter, after, DeliveryPolicy::DropSlow).await {
                             Ok(sub) => {
-                                subs.insert(id.clone(), tokio::spawn(forward(id.clone(), sub, out_tx.clone(), queued.clone())));
+                                subs.insert(id.clone(), tokio::spawn(forward(id.clone(), actor.clone(), sub, out_tx.clone(), queued.clone())));
                                 json!({"op": "subscribed", "id": id})
                             }
                             Err(e) => json!({"op": "error", "id": id, "message": e.to_string()}),
@@ -132,11 +133,15 @@ async fn serve(state: AppState, mut socket: WebSocket) {
 
 async fn forward(
     id: String,
+    actor: String,
     mut sub: kai_runtime::Subscription,
     out: mpsc::Sender<Outbound>,
     queued: Arc<AtomicUsize>,
 ) {
     while let Some(event) = sub.recv().await {
+        if !super::events::visible_to(&actor, &event) {
+            continue;
+        }
         let frame =
             json!({"op": "event", "sub": id, "event": crate::api::Event::from(event)}).to_string();
         let len = frame.len();
