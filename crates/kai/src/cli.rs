@@ -58,6 +58,26 @@ pub enum Command {
     /// Manage users (through the running node).
     #[command(subcommand)]
     User(UserCommand),
+    /// Chat with the node's personas: a REPL, or one message with its streamed reply.
+    ///
+    /// Without MESSAGE this is an interactive session (type /help there). With MESSAGE the
+    /// reply streams to stdout and kai exits; `--json` prints the stored reply instead.
+    #[command(
+        after_help = "Examples:\n  kai chat\n  kai chat --persona poet \"write a haiku about rust\"\n  echo \"/threads\" | kai chat"
+    )]
+    Chat {
+        /// Continue this thread (see /threads in the REPL) instead of starting one.
+        #[arg(long, value_name = "ID")]
+        thread: Option<String>,
+        /// The persona for a new thread, or to switch the given thread to.
+        #[arg(long, value_name = "NAME")]
+        persona: Option<String>,
+        /// The title of a new thread.
+        #[arg(long, value_name = "TITLE")]
+        title: Option<String>,
+        /// Send this message and exit.
+        message: Vec<String>,
+    },
     /// Token usage per principal and persona (yours; everyone's for admins).
     Usage {
         /// Hours back from now (1–720).

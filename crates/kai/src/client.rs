@@ -108,4 +108,75 @@ impl NodeClient {
     pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
         self.send_empty(self.http.delete(format!("{}{path}", self.base))).await
     }
+
+    pub async fn patch<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<T> {
+        self.send(self.http.patch(format!("{}{path}", self.base)).json(body)).await
+    }
+
+    /// A GET whose body is text (exports).
+    pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the node at {}", self.base))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp.text().await?);
+        }
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        bail!("the node answered {status}: {}", body["detail"].as_str().unwrap_or("no detail"))
+    }
+
+    /// POSTs with `Accept: text/event-stream` and calls `on_event(event, data)` for each
+    /// server-sent event until the stream ends.
+    pub async fn post_sse(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        mut on_event: impl FnMut(&str, serde_json::Value),
+    ) -> anyhow::Result<()> {
+        let mut resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .timeout(Duration::from_secs(3600))
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the node at {}", self.base))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            bail!("the node answered {status}: {}", body["detail"].as_str().unwrap_or("no detail"));
+        }
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(chunk) = resp.chunk().await? {
+            buf.extend_from_slice(&chunk);
+            while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = buf.drain(..end + 2).collect();
+                let block = String::from_utf8_lossy(&block);
+                let mut event = "message";
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(e) = line.strip_prefix("event:") {
+                        event = e.trim();
+                    } else if let Some(d) = line.strip_prefix("data:") {
+                        data.push_str(d.trim_start());
+                    }
+                }
+                if let Ok(value) = serde_json::from_str(&data) {
+                    on_event(event, value);
+                }
+            }
+        }
+        Ok(())
+    }
 }

@@ -2,6 +2,7 @@
 //! layers, and runs the command. Only this crate reads environment variables, configuration
 //! files and flags; libraries receive typed settings.
 
+mod chat;
 mod cli;
 mod client;
 mod commands;
@@ -141,6 +142,10 @@ async fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<i32> {
         Command::Token(cmd) => secure::token(ctx, cmd).await.map(|()| 0),
         Command::User(cmd) => secure::user(ctx, cmd).await.map(|()| 0),
         Command::Usage { hours } => secure::usage(ctx, hours).await.map(|()| 0),
+        Command::Chat { thread, persona, title, message } => {
+            let message = (!message.is_empty()).then(|| message.join(" "));
+            chat::run(ctx, chat::ChatArgs { thread, persona, title, message }).await.map(|()| 0)
+        }
         Command::Serve(_) | Command::Completions { .. } => Ok(0),
     }
 }

@@ -12,7 +12,7 @@ use crate::cli::{TokenCommand, UserCommand, VaultCommand};
 use crate::client::NodeClient;
 use crate::output::outln;
 
-fn client(ctx: &Ctx) -> anyhow::Result<NodeClient> {
+pub(crate) fn client(ctx: &Ctx) -> anyhow::Result<NodeClient> {
     NodeClient::connect(&ctx.data)?.ok_or_else(|| {
         anyhow::anyhow!(
             "no node is running on {}; start it with `kai serve`",

@@ -412,3 +412,49 @@ async fn long_threads_are_summarized_and_the_originals_kept() {
     assert!(md.contains("Summary of the conversation so far"));
     node.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kai_chat_streams_one_message_and_runs_a_piped_session() {
+    let (dir, node, upstream) = chat_node(8192).await;
+    upstream.push_chat(Reply::chunks(["Hello ", "from ", "kai."]));
+    let out = dir.run(&["chat", "--title", "CLI", "hi there"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Hello from kai.");
+
+    // A session from a pipe: commands and messages, one per line.
+    let mut child = dir
+        .kai()
+        .args(["chat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let script = "/new Poems\n/persona poet\nwrite one line\n/title Short poems\n/threads\n/persona\n/bogus\n/regen\n/export md\n/quit\nnever sent\n";
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), script.as_bytes()).unwrap();
+    drop(child.stdin.take());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("echo: write one line"), "{stdout}");
+    assert!(
+        stdout.contains("Short poems") && stdout.contains("CLI"),
+        "both threads listed: {stdout}"
+    );
+    assert!(stdout.contains("* poet"), "the thread's persona is marked: {stdout}");
+    assert!(stderr.contains("unknown command /bogus"), "{stderr}");
+    assert!(stdout.contains("# Short poems") && stdout.contains("## Assistant (poet)"), "{stdout}");
+    assert!(!stdout.contains("never sent"));
+    let sent = upstream.requests();
+    assert_eq!(sent.len(), 3, "one-shot, the message, the regeneration");
+    assert_eq!(sent[1].body["messages"][0]["content"], "Answer in verse.");
+    let threads = node.get_json("/chat/threads").await;
+    assert_eq!(threads["threads"].as_array().unwrap().len(), 2);
+
+    // Errors are clear and the exit code says so.
+    let out = dir.run(&["chat", "--thread", "thr_missing", "hello"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+    node.stop();
+}
