@@ -173,7 +173,7 @@ mod tests {
         assert!(!f.matches(&e));
         let f = EventFilter { agents: vec!["kCore:main".parse().unwrap()], ..Default::default() };
         let chat = Envelope::new(
-            "chat.message".parse().unwrap(),
+            "CHAT_MESSAGE".parse().unwrap(),
             serde_json::json!({"thread_id": "thr_1"}),
             Utc::now(),
         );

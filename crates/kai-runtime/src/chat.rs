@@ -495,7 +495,8 @@ impl Chat {
             )
             .await;
         }
-        spend::record_usage(self.store.as_ref(), actor, &persona.name, &done.usage).await;
+        let prices = self.llm.prices(&persona.name, &done.model);
+        spend::record_usage(self.store.as_ref(), actor, &persona.name, &done.usage, prices).await;
         let meta = json!({
             "model": done.model,
             "finish_reason": done.finish_reason,
@@ -573,7 +574,8 @@ impl Chat {
             Message::user(transcript),
         ]);
         let resp = provider.chat(request).await.map_err(ModelError::from)?;
-        spend::record_usage(self.store.as_ref(), actor, &persona.name, &resp.usage).await;
+        let prices = self.llm.prices(&persona.name, &resp.model);
+        spend::record_usage(self.store.as_ref(), actor, &persona.name, &resp.usage, prices).await;
         let mut ids: Vec<String> = previous
             .map(|p| serde_json::from_str::<Vec<String>>(&p.covered).unwrap_or_default())
             .unwrap_or_default();

@@ -134,4 +134,21 @@ impl Llm {
         }
         Ok((persona.clone(), Arc::new(Router::new().route(&persona.name, chain))))
     }
+
+    /// The prices (US dollars per million prompt and completion tokens) of the provider that
+    /// answered for `persona`: the one in its chain whose model is `model`, else its first.
+    pub fn prices(&self, persona: &str, model: &str) -> (f64, f64) {
+        let Some(p) = self.personas.get(persona) else { return (0.0, 0.0) };
+        let entries: Vec<&ProviderEntry> = p
+            .providers
+            .iter()
+            .filter_map(|name| self.providers.get(name))
+            .map(|s| &s.entry)
+            .collect();
+        let answered = entries
+            .iter()
+            .find(|e| !model.is_empty() && (e.chat_model == model || p.model == model))
+            .or_else(|| entries.first());
+        answered.map_or((0.0, 0.0), |e| (e.prompt_price, e.completion_price))
+    }
 }

@@ -27,8 +27,8 @@ pub use error::{StoreError, StoreResult};
 /// Meta key holding the audit writer's Merkle frontier, updated atomically with each batch.
 pub const AUDIT_FRONTIER_KEY: &str = "audit.frontier";
 pub use records::{
-    RefreshRow, SessionRow, StoreInfo, TokenRecord, UsageRow, UsageTotal, UserRow, VaultItemRow,
-    VaultVersionRow,
+    RefreshRow, SessionRow, Spent, StoreInfo, TokenRecord, UsageRow, UsageTotal, UserRow,
+    VaultItemRow, VaultVersionRow,
 };
 pub use security::{SessionStore, UsageStore, UserStore, VaultStore};
 

@@ -96,6 +96,8 @@ pub struct UsageRow {
     pub persona: String,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
+    /// What the call cost, in millionths of a US dollar.
+    pub cost_micros: i64,
 }
 
 /// Usage summed per principal and persona.
@@ -106,4 +108,13 @@ pub struct UsageTotal {
     pub calls: i64,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
+    pub cost_micros: i64,
+}
+
+/// What one principal spent in a period.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Spent {
+    /// Prompt + completion tokens.
+    pub tokens: i64,
+    pub cost_micros: i64,
 }

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use crate::StoreResult;
 use crate::records::{
-    RefreshRow, SessionRow, UsageRow, UsageTotal, UserRow, VaultItemRow, VaultVersionRow,
+    RefreshRow, SessionRow, Spent, UsageRow, UsageTotal, UserRow, VaultItemRow, VaultVersionRow,
 };
 
 /// The vault's header and sealed items. Storage only ever sees ciphertext.
@@ -91,6 +91,6 @@ pub trait UsageStore: Send + Sync {
         principal: Option<&str>,
         since_us: i64,
     ) -> StoreResult<Vec<UsageTotal>>;
-    /// Prompt + completion tokens of `principal` since `since_us`.
-    async fn tokens_since(&self, principal: &str, since_us: i64) -> StoreResult<i64>;
+    /// Tokens and cost of `principal` since `since_us`.
+    async fn spent_since(&self, principal: &str, since_us: i64) -> StoreResult<Spent>;
 }

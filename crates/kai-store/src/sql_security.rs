@@ -401,8 +401,8 @@ macro_rules! impl_security_store {
         impl $crate::UsageStore for $store {
             async fn record_usage(&self, u: &$crate::UsageRow) -> $crate::StoreResult<()> {
                 sqlx::query(
-                    "INSERT INTO llm_usage (id, at_us, principal, persona, prompt_tokens, completion_tokens) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO llm_usage (id, at_us, principal, persona, prompt_tokens, completion_tokens, cost_micros) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(&u.id)
                 .bind(u.at_us)
@@ -410,6 +410,7 @@ macro_rules! impl_security_store {
                 .bind(&u.persona)
                 .bind(u.prompt_tokens)
                 .bind(u.completion_tokens)
+                .bind(u.cost_micros)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -419,7 +420,7 @@ macro_rules! impl_security_store {
                 use sqlx::Row as _;
                 let rows = sqlx::query(
                     "SELECT principal, persona, COUNT(*) AS calls, CAST(SUM(prompt_tokens) AS BIGINT) AS p, \
-                     CAST(SUM(completion_tokens) AS BIGINT) AS c FROM llm_usage \
+                     CAST(SUM(completion_tokens) AS BIGINT) AS c, CAST(SUM(cost_micros) AS BIGINT) AS cost FROM llm_usage \
                      WHERE at_us >= $1 AND ($2 IS NULL OR principal = $2) GROUP BY principal, persona ORDER BY principal, persona",
                 )
                 .bind(since_us)
@@ -434,20 +435,26 @@ macro_rules! impl_security_store {
                             calls: r.try_get("calls")?,
                             prompt_tokens: r.try_get("p")?,
                             completion_tokens: r.try_get("c")?,
+                            cost_micros: r.try_get("cost")?,
                         })
                     })
                     .collect()
             }
 
-            async fn tokens_since(&self, principal: &str, since_us: i64) -> $crate::StoreResult<i64> {
-                let n: Option<i64> = sqlx::query_scalar(
-                    "SELECT CAST(SUM(prompt_tokens + completion_tokens) AS BIGINT) FROM llm_usage WHERE principal = $1 AND at_us >= $2",
+            async fn spent_since(&self, principal: &str, since_us: i64) -> $crate::StoreResult<$crate::Spent> {
+                use sqlx::Row as _;
+                let r = sqlx::query(
+                    "SELECT CAST(SUM(prompt_tokens + completion_tokens) AS BIGINT) AS t, CAST(SUM(cost_micros) AS BIGINT) AS c \
+                     FROM llm_usage WHERE principal = $1 AND at_us >= $2",
                 )
                 .bind(principal)
                 .bind(since_us)
                 .fetch_one(&self.pool)
                 .await?;
-                Ok(n.unwrap_or(0))
+                Ok($crate::Spent {
+                    tokens: r.try_get::<Option<i64>, _>("t")?.unwrap_or(0),
+                    cost_micros: r.try_get::<Option<i64>, _>("c")?.unwrap_or(0),
+                })
             }
         }
     };

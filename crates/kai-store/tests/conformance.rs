@@ -380,6 +380,7 @@ async fn usage_totals_and_rolling_sums(b: &Backend) {
         persona: persona.into(),
         prompt_tokens: p,
         completion_tokens: c,
+        cost_micros: p * 10 + c,
     };
     for r in [
         row("1", 10, "user:a", "x", 5, 7),
@@ -389,13 +390,14 @@ async fn usage_totals_and_rolling_sums(b: &Backend) {
     ] {
         b.store.record_usage(&r).await.unwrap();
     }
-    assert_eq!(b.store.tokens_since("user:a", 0).await.unwrap(), 16);
-    assert_eq!(b.store.tokens_since("user:a", 15).await.unwrap(), 4);
-    assert_eq!(b.store.tokens_since("user:z", 0).await.unwrap(), 0);
+    let spent = |tokens, cost_micros| kai_store::Spent { tokens, cost_micros };
+    assert_eq!(b.store.spent_since("user:a", 0).await.unwrap(), spent(16, 88));
+    assert_eq!(b.store.spent_since("user:a", 15).await.unwrap(), spent(4, 31));
+    assert_eq!(b.store.spent_since("user:z", 0).await.unwrap(), spent(0, 0));
     let all = b.store.usage_totals(None, 0).await.unwrap();
     assert_eq!(all.len(), 3);
     let ax = all.iter().find(|t| t.principal == "user:a" && t.persona == "x").unwrap();
-    assert_eq!((ax.calls, ax.prompt_tokens, ax.completion_tokens), (2, 6, 8));
+    assert_eq!((ax.calls, ax.prompt_tokens, ax.completion_tokens, ax.cost_micros), (2, 6, 8, 68));
     assert_eq!(b.store.usage_totals(Some("user:b"), 0).await.unwrap().len(), 1);
 }
 

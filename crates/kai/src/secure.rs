@@ -204,21 +204,23 @@ pub async fn usage(ctx: &Ctx, hours: u32) -> anyhow::Result<()> {
     let report: serde_json::Value = c.get(&format!("/telemetry/usage?hours={hours}")).await?;
     print(ctx, &report, |r| {
         outln!(
-            "{:<44} {:<16} {:>6} {:>10} {:>10}",
+            "{:<44} {:<16} {:>6} {:>10} {:>10} {:>10}",
             "principal",
             "persona",
             "calls",
             "prompt",
-            "completion"
+            "completion",
+            "cost $"
         );
         for t in r["totals"].as_array().into_iter().flatten() {
             outln!(
-                "{:<44} {:<16} {:>6} {:>10} {:>10}",
+                "{:<44} {:<16} {:>6} {:>10} {:>10} {:>10.4}",
                 t["principal"].as_str().unwrap_or(""),
                 t["persona"].as_str().unwrap_or(""),
                 t["calls"],
                 t["prompt_tokens"],
-                t["completion_tokens"]
+                t["completion_tokens"],
+                t["cost_usd"].as_f64().unwrap_or(0.0)
             );
         }
     })

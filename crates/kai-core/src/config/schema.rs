@@ -218,6 +218,9 @@ impl Default for LimitsConfig {
 pub struct SpendConfig {
     /// Tokens (prompt + completion) each principal may use per rolling 24 hours; 0: no limit.
     pub tokens_per_day: u64,
+    /// US dollars each principal may spend per rolling 24 hours (at the providers' configured
+    /// prices); 0: no limit.
+    pub cost_per_day: f64,
 }
 
 /// `[[budgets]]`: one principal's own budget, overriding `[spend]`.
@@ -226,8 +229,13 @@ pub struct SpendConfig {
 pub struct BudgetEntry {
     /// The principal as audit entries name it, e.g. `user:0190…` or `agent:kBridge:mail`.
     pub name: String,
-    /// Tokens per rolling 24 hours; 0 blocks every call.
-    pub tokens_per_day: u64,
+    /// Tokens per rolling 24 hours; 0 blocks every call. Unset: `[spend] tokens_per_day`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_day: Option<u64>,
+    /// US dollars per rolling 24 hours; 0 blocks every priced call. Unset: `[spend]
+    /// cost_per_day`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_per_day: Option<f64>,
 }
 
 /// Which wire protocol a provider speaks.
@@ -266,6 +274,12 @@ pub struct ProviderEntry {
     /// Requests in flight at once (1–64).
     #[serde(default = "default_provider_concurrency")]
     pub concurrency: usize,
+    /// US dollars per million prompt tokens (for cost budgets; 0: free).
+    #[serde(default)]
+    pub prompt_price: f64,
+    /// US dollars per million completion tokens.
+    #[serde(default)]
+    pub completion_price: f64,
 }
 
 fn default_provider_timeout() -> u64 {
@@ -426,6 +440,47 @@ impl Config {
                     message: format!("provider {:?}: allowed: timeout_secs 1 to 600, max_retries 0 to 10, concurrency 1 to 64", p.name),
                 });
             }
+            let price_ok = |x: f64| x.is_finite() && (0.0..=1_000_000.0).contains(&x);
+            if !price_ok(p.prompt_price) || !price_ok(p.completion_price) {
+                out.push(FieldError {
+                    key: "providers",
+                    message: format!("provider {:?}: prompt_price and completion_price are US dollars per million tokens, 0 to 1000000", p.name),
+                });
+            }
+        }
+        let dollars_ok = |x: f64| x.is_finite() && (0.0..=1_000_000_000.0).contains(&x);
+        if !dollars_ok(self.spend.cost_per_day) {
+            out.push(FieldError {
+                key: "spend.cost_per_day",
+                message: "US dollars, 0 to 1000000000 (0: no limit)".into(),
+            });
+        }
+        let mut budgets = std::collections::BTreeSet::new();
+        for b in &self.budgets {
+            if b.name.is_empty() || !budgets.insert(b.name.as_str()) {
+                out.push(FieldError {
+                    key: "budgets",
+                    message: format!("budget name {:?} is empty or repeated", b.name),
+                });
+            }
+            if b.tokens_per_day.is_none() && b.cost_per_day.is_none() {
+                out.push(FieldError {
+                    key: "budgets",
+                    message: format!(
+                        "budget {:?} sets neither tokens_per_day nor cost_per_day",
+                        b.name
+                    ),
+                });
+            }
+            if b.cost_per_day.is_some_and(|c| !dollars_ok(c)) {
+                out.push(FieldError {
+                    key: "budgets",
+                    message: format!(
+                        "budget {:?}: cost_per_day is US dollars, 0 to 1000000000",
+                        b.name
+                    ),
+                });
+            }
         }
         let mut personas = std::collections::BTreeSet::new();
         for persona in &self.personas {
@@ -558,6 +613,8 @@ mod tests {
             timeout_secs: 120,
             max_retries: 3,
             concurrency: 4,
+            prompt_price: 0.0,
+            completion_price: 0.0,
         });
         c.personas.push(PersonaEntry {
             name: "assistant".into(),

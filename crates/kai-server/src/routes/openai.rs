@@ -63,7 +63,7 @@ pub async fn usage(
         state.node.store.usage_totals((!everyone).then_some(actor.as_str()), since).await?;
     let rows: Vec<Value> = totals
         .into_iter()
-        .map(|t| json!({"principal": t.principal, "persona": t.persona, "calls": t.calls, "prompt_tokens": t.prompt_tokens, "completion_tokens": t.completion_tokens}))
+        .map(|t| json!({"principal": t.principal, "persona": t.persona, "calls": t.calls, "prompt_tokens": t.prompt_tokens, "completion_tokens": t.completion_tokens, "cost_usd": t.cost_micros as f64 / 1_000_000.0}))
         .collect();
     Ok(Json(json!({"hours": hours, "totals": rows})))
 }
@@ -187,7 +187,14 @@ pub async fn chat(
     if !req.stream {
         let resp = provider.chat(chat).await.map_err(kai_runtime::llm::ModelError::from)?;
         let usage = resp.usage;
-        record_usage(state.node.store.as_ref(), &actor, &persona.name, &usage).await;
+        record_usage(
+            state.node.store.as_ref(),
+            &actor,
+            &persona.name,
+            &usage,
+            state.llm.prices(&persona.name, &resp.model),
+        )
+        .await;
         return Ok(Json(json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": resp.message.content}, "finish_reason": finish(&resp.finish_reason)}],
@@ -198,6 +205,7 @@ pub async fn chat(
     let stream = provider.stream(chat).await.map_err(kai_runtime::llm::ModelError::from)?;
     let store = state.node.store.clone();
     let persona_name = persona.name.clone();
+    let llm = state.llm.clone();
     let chunk = move |delta: Value, reason: Option<&str>| {
         json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
                "choices": [{"index": 0, "delta": delta, "finish_reason": reason}]})
@@ -213,10 +221,12 @@ pub async fn chat(
     });
     let body = stream.filter_map(move |item| {
         let chunk = chunk.clone();
-        let (store, actor, persona_name) = (store.clone(), actor.clone(), persona_name.clone());
+        let (store, actor, persona_name, llm) =
+            (store.clone(), actor.clone(), persona_name.clone(), llm.clone());
         async move {
             if let Ok(ChatChunk::Done(done)) = &item {
-                record_usage(store.as_ref(), &actor, &persona_name, &done.usage).await;
+                let prices = llm.prices(&persona_name, &done.model);
+                record_usage(store.as_ref(), &actor, &persona_name, &done.usage, prices).await;
             }
             match item {
                 Ok(ChatChunk::Text(text)) => {
@@ -284,7 +294,14 @@ pub async fn embeddings(
     let mut embed = EmbedRequest::new(inputs);
     embed.model = Some(persona.name.clone());
     let resp = provider.embed(embed).await.map_err(kai_runtime::llm::ModelError::from)?;
-    record_usage(state.node.store.as_ref(), &actor, &persona.name, &resp.usage).await;
+    record_usage(
+        state.node.store.as_ref(),
+        &actor,
+        &persona.name,
+        &resp.usage,
+        state.llm.prices(&persona.name, &resp.model),
+    )
+    .await;
     let data: Vec<Value> = resp
         .embeddings
         .into_iter()

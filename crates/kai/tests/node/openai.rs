@@ -237,3 +237,91 @@ async fn budgets_stop_calls_and_usage_is_reported() {
     );
     node.stop();
 }
+
+/// Cost budgets: provider prices turn tokens into dollars per call; once a principal's rolling
+/// 24-hour dollars are spent, chat threads and `/v1` calls stop before reaching the provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cost_budgets_stop_calls_and_costs_are_reported() {
+    let upstream = FakeServer::start(ProviderKind::OpenAi).await.unwrap();
+    let dir = NodeDir::new().await;
+    dir.write_config(&format!(
+        r#"
+[spend]
+cost_per_day = 0.5
+
+[[providers]]
+name = "priced"
+kind = "openai"
+base_url = "{}"
+chat_model = "gpt-test"
+max_retries = 0
+prompt_price = 1000000.0
+completion_price = 1000000.0
+
+[[personas]]
+name = "assistant"
+providers = ["priced"]
+"#,
+        upstream.base_url()
+    ));
+    let node = Node::start(&dir);
+    // Idle: no task, no chat, no call, however long the node runs.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(upstream.requests().is_empty(), "an idle node calls no model");
+
+    let thread: Value = node.post_json("/chat/threads", json!({})).await.json().await.unwrap();
+    let path = format!("/chat/threads/{}/messages", thread["id"].as_str().unwrap());
+    let first = node.post_json(&path, json!({"content": "hello"})).await;
+    assert_eq!(first.status(), 200);
+    let usage = node.get_json("/telemetry/usage?hours=1").await;
+    let row = &usage["totals"][0];
+    let expected = row["prompt_tokens"].as_f64().unwrap() * 1.0
+        + row["completion_tokens"].as_f64().unwrap() * 1.0;
+    assert!(expected >= 1.0, "{usage}");
+    assert!((row["cost_usd"].as_f64().unwrap() - expected).abs() < 1e-6, "{usage}");
+
+    let calls = upstream.requests().len();
+    let resp = node.post_json(&path, json!({"content": "again"})).await;
+    assert_eq!(resp.status(), 429);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "budget_exhausted");
+    assert!(body["detail"].as_str().unwrap().contains("cost budget"), "{body}");
+    let resp = node
+        .post_json(
+            "/v1/chat/completions",
+            json!({"model": "assistant", "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await;
+    assert_eq!(resp.status(), 429);
+    assert_eq!(upstream.requests().len(), calls, "no call over budget");
+
+    // The CLI shows the cost too.
+    let out = dir.run(&["usage", "--hours", "1"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("cost $") && text.contains(&format!("{expected:.4}")), "{text}");
+    node.stop();
+}
+
+#[test]
+fn budgets_and_prices_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        "[spend]\ncost_per_day = -1.0\n[[budgets]]\nname = \"user:x\"\n[[providers]]\nname = \"p\"\nkind = \"openai\"\nprompt_price = -3.0\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kai"))
+        .args(["config", "check", file.to_str().unwrap()])
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in
+        ["spend.cost_per_day", "sets neither tokens_per_day nor cost_per_day", "prompt_price"]
+    {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+}
