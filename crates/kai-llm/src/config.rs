@@ -29,9 +29,12 @@ pub enum ProviderKind {
     Anthropic,
     /// Google Gemini (Generative Language API).
     Gemini,
+    /// The node's embedded models, run in process (crate `kai-local`); no wire protocol.
+    Local,
 }
 
 impl ProviderKind {
+    /// The kinds spoken over HTTP (every kind but [`Self::Local`]).
     pub const ALL: [Self; 4] = [Self::OpenAi, Self::Ollama, Self::Anthropic, Self::Gemini];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +43,7 @@ impl ProviderKind {
             Self::Ollama => "ollama",
             Self::Anthropic => "anthropic",
             Self::Gemini => "gemini",
+            Self::Local => "local",
         }
     }
 
@@ -51,6 +55,7 @@ impl ProviderKind {
             Self::Ollama => "http://127.0.0.1:11434",
             Self::Anthropic => "https://api.anthropic.com",
             Self::Gemini => "https://generativelanguage.googleapis.com",
+            Self::Local => "",
         }
     }
 }
@@ -225,6 +230,13 @@ pub fn build_provider(
             Arc::new(anthropic::AnthropicProvider::new(config.clone(), key)?)
         }
         ProviderKind::Gemini => Arc::new(gemini::GeminiProvider::new(config.clone(), key)?),
+        ProviderKind::Local => {
+            return Err(LlmError::Config(
+                "the local provider runs the node's embedded models; it has no URL to connect to \
+                 (the node builds it from its models directory)"
+                    .into(),
+            ));
+        }
     })
 }
 

@@ -25,6 +25,8 @@ pub enum LlmError {
     Connection { provider: String, message: String },
     #[error("{provider} did not answer within {}s", timeout.as_secs_f64())]
     Timeout { provider: String, timeout: Duration },
+    #[error("{provider}: {message}")]
+    NotInstalled { provider: String, message: String },
     #[error("{provider} does not support {what}")]
     Unsupported { provider: String, what: String },
     #[error("{provider} sent a malformed response: {message}")]
@@ -54,6 +56,7 @@ impl LlmError {
             Self::Unavailable { .. } => "unavailable",
             Self::Connection { .. } => "connection_failed",
             Self::Timeout { .. } => "timeout",
+            Self::NotInstalled { .. } => "model_not_installed",
             Self::Unsupported { .. } => "unsupported",
             Self::Protocol { .. } => "protocol",
             Self::Cancelled => "cancelled",
@@ -74,7 +77,7 @@ impl LlmError {
     /// out of quota. A request the provider judged wrong (bad request, auth, context) is not
     /// retried elsewhere: it would fail there too or hide a misconfiguration.
     pub fn should_fall_back(&self) -> bool {
-        self.is_retryable() || matches!(self, Self::Timeout { .. })
+        self.is_retryable() || matches!(self, Self::Timeout { .. } | Self::NotInstalled { .. })
     }
 
     /// The server's requested delay, for rate limits.
@@ -94,7 +97,8 @@ impl LlmError {
             | Self::ContextLengthExceeded { message, .. }
             | Self::Unavailable { message, .. }
             | Self::Connection { message, .. }
-            | Self::Protocol { message, .. } => Some(message),
+            | Self::Protocol { message, .. }
+            | Self::NotInstalled { message, .. } => Some(message),
             Self::Timeout { .. } | Self::Unsupported { .. } | Self::Cancelled | Self::Config(_) => {
                 None
             }
@@ -129,6 +133,7 @@ mod tests {
             LlmError::Unavailable { provider: p(), status: Some(503), message: m() },
             LlmError::Connection { provider: p(), message: m() },
             LlmError::Timeout { provider: p(), timeout: Duration::from_secs(1) },
+            LlmError::NotInstalled { provider: p(), message: m() },
             LlmError::Unsupported { provider: p(), what: m() },
             LlmError::Protocol { provider: p(), message: m() },
             LlmError::Cancelled,

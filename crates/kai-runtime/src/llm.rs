@@ -1,12 +1,14 @@
 //! The node's language models: the configured `[[providers]]` (API keys read from the vault,
-//! never from configuration) and `[[personas]]`, each a system prompt plus a fallback chain of
-//! providers. Providers are built on first use, so a key stored after start is picked up; a
-//! changed key needs a restart.
+//! never from configuration), the built-in `local` provider (the embedded models, handed in by the
+//! binary) and `[[personas]]`, each a system prompt plus a fallback chain of providers. With no
+//! personas configured, one built-in persona, [`DEFAULT_PERSONA`], answers with the local models.
+//! Providers are built on first use, so a key stored after start is picked up; a changed key
+//! needs a restart.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kai_core::config::{PersonaEntry, ProviderEntry, ProviderKindName};
+use kai_core::config::{LOCAL_PROVIDER, PersonaEntry, ProviderEntry, ProviderKindName};
 use kai_llm::{LlmError, Provider, ProviderConfig, ProviderKind, Router, Target};
 use secrecy::SecretString;
 use tokio::sync::OnceCell;
@@ -23,6 +25,10 @@ pub enum ModelError {
         "provider {provider:?} needs the vault secret {secret:?}: store it with `kai vault set {secret}`"
     )]
     MissingKey { provider: String, secret: String },
+    #[error(
+        "the embedded models are not part of this kai build (built without the `local-models` feature); configure a [[providers]] entry and a persona that uses it"
+    )]
+    NoLocalModels,
     #[error(transparent)]
     Vault(#[from] VaultError),
     #[error(transparent)]
@@ -34,6 +40,7 @@ impl ModelError {
         match self {
             Self::UnknownPersona(_) => "not_found",
             Self::MissingKey { .. } => "provider_key_missing",
+            Self::NoLocalModels => "model_not_installed",
             Self::Vault(e) => e.code(),
             Self::Llm(e) => e.code(),
         }
@@ -45,11 +52,29 @@ struct ProviderSlot {
     built: OnceCell<Arc<dyn Provider>>,
 }
 
+/// The persona that exists when the configuration defines none: the embedded chat model.
+pub const DEFAULT_PERSONA: &str = "assistant";
+
 /// Providers and personas.
 pub struct Llm {
     providers: BTreeMap<String, ProviderSlot>,
+    /// The embedded models, when this build has them.
+    local: Option<Arc<dyn Provider>>,
     personas: BTreeMap<String, PersonaEntry>,
     vault: Arc<Vault>,
+}
+
+/// The built-in persona: the local models with their own (ChatML) default system prompt.
+fn default_persona() -> PersonaEntry {
+    PersonaEntry {
+        name: DEFAULT_PERSONA.to_owned(),
+        description: "the embedded local model (no network needed)".to_owned(),
+        system_prompt: String::new(),
+        providers: vec![LOCAL_PROVIDER.to_owned()],
+        model: String::new(),
+        temperature: None,
+        context_tokens: 4096,
+    }
 }
 
 fn kind(k: ProviderKindName) -> ProviderKind {
@@ -66,16 +91,25 @@ fn non_empty(s: &str) -> Option<String> {
 }
 
 impl Llm {
-    /// The configured providers and personas (validated by the configuration already).
-    pub fn new(providers: &[ProviderEntry], personas: &[PersonaEntry], vault: Arc<Vault>) -> Self {
+    /// The configured providers and personas (validated by the configuration already), and the
+    /// embedded models' provider if this build has one.
+    pub fn new(
+        providers: &[ProviderEntry],
+        personas: &[PersonaEntry],
+        local: Option<Arc<dyn Provider>>,
+        vault: Arc<Vault>,
+    ) -> Self {
+        let personas: Vec<PersonaEntry> =
+            if personas.is_empty() { vec![default_persona()] } else { personas.to_vec() };
         Self {
+            local,
             providers: providers
                 .iter()
                 .map(|p| {
                     (p.name.clone(), ProviderSlot { entry: p.clone(), built: OnceCell::new() })
                 })
                 .collect(),
-            personas: personas.iter().map(|p| (p.name.clone(), p.clone())).collect(),
+            personas: personas.into_iter().map(|p| (p.name.clone(), p)).collect(),
             vault,
         }
     }
@@ -85,7 +119,11 @@ impl Llm {
         self.personas.values()
     }
 
-    async fn provider(&self, name: &str) -> Result<Arc<dyn Provider>, ModelError> {
+    /// The provider called `name` (`local` for the embedded models).
+    pub async fn provider(&self, name: &str) -> Result<Arc<dyn Provider>, ModelError> {
+        if name == LOCAL_PROVIDER {
+            return self.local.clone().ok_or(ModelError::NoLocalModels);
+        }
         let slot =
             self.providers.get(name).ok_or_else(|| ModelError::UnknownPersona(name.to_owned()))?;
         slot.built

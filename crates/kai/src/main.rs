@@ -8,6 +8,8 @@ mod client;
 mod commands;
 mod init;
 mod logging;
+#[cfg(feature = "local-models")]
+mod models;
 mod node;
 mod output;
 mod paths;
@@ -18,6 +20,8 @@ mod settings;
 use clap::{CommandFactory as _, Parser as _};
 use kai_core::config::ConfigError;
 
+#[cfg(feature = "local-models")]
+use crate::cli::ModelsCommand;
 use crate::cli::{AuditCommand, Cli, Command, ConfigCommand, IdentityCommand, InitArgs, Shell};
 use crate::output::outln;
 use crate::paths::{ConfigPaths, DataDir};
@@ -142,6 +146,16 @@ async fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<i32> {
         Command::Token(cmd) => secure::token(ctx, cmd).await.map(|()| 0),
         Command::User(cmd) => secure::user(ctx, cmd).await.map(|()| 0),
         Command::Usage { hours } => secure::usage(ctx, hours).await.map(|()| 0),
+        #[cfg(feature = "local-models")]
+        Command::Models(ModelsCommand::Install { names, from_wheel, index_url, force }) => {
+            models::install(ctx, &names, &from_wheel, &index_url, force).await.map(|()| 0)
+        }
+        #[cfg(feature = "local-models")]
+        Command::Models(ModelsCommand::List) => models::list(ctx).map(|()| 0),
+        #[cfg(not(feature = "local-models"))]
+        Command::Models(_) => anyhow::bail!(
+            "this kai was built without the embedded models (cargo feature `local-models`)"
+        ),
         Command::Chat { thread, persona, title, message } => {
             let message = (!message.is_empty()).then(|| message.join(" "));
             chat::run(ctx, chat::ChatArgs { thread, persona, title, message }).await.map(|()| 0)

@@ -99,6 +99,7 @@ pub async fn serve(
     let llm = std::sync::Arc::new(kai_runtime::llm::Llm::new(
         &config.providers,
         &config.personas,
+        local_models(&config, &data, &tracker),
         kai.vault.clone(),
     ));
     let chat = std::sync::Arc::new(kai_runtime::chat::Chat::new(
@@ -287,4 +288,38 @@ impl Reloader {
             }
         }
     }
+}
+
+/// The embedded models as the provider `local`, loading in the background when asked to.
+#[cfg(feature = "local-models")]
+fn local_models(
+    config: &kai_core::config::Config,
+    data: &crate::paths::DataDir,
+    tracker: &TaskTracker,
+) -> Option<std::sync::Arc<dyn kai_llm::Provider>> {
+    let dir = crate::models::model_dir(config, data);
+    if !kai_local::catalog::ALL.iter().any(|m| dir.is_installed(m)) {
+        tracing::warn!(
+            dir = %dir.path().display(),
+            "the embedded models are not installed; the local provider will answer with an error until `kai models install` is run"
+        );
+    }
+    let mut settings = kai_local::LocalSettings::new(dir);
+    settings.chat_concurrency = config.models.chat_concurrency;
+    settings.embed_concurrency = config.models.embed_concurrency;
+    let local = std::sync::Arc::new(kai_local::LocalProvider::new(settings));
+    if config.models.preload {
+        let preloading = local.clone();
+        tracker.spawn(async move { preloading.preload().await });
+    }
+    Some(local)
+}
+
+#[cfg(not(feature = "local-models"))]
+fn local_models(
+    _: &kai_core::config::Config,
+    _: &crate::paths::DataDir,
+    _: &TaskTracker,
+) -> Option<std::sync::Arc<dyn kai_llm::Provider>> {
+    None
 }

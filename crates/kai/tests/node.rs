@@ -8,6 +8,7 @@ mod node {
     pub mod config;
     pub mod durability;
     pub mod harness;
+    pub mod local;
     pub mod openai;
     pub mod security;
     pub mod server;

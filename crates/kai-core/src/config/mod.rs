@@ -13,7 +13,7 @@ pub use layers::{
     ConfigError, Layer, LoadedConfig, Problem, Source, env_layer, load, parse_scalar,
 };
 pub use schema::{
-    AuditConfig, BudgetEntry, BusBackend, BusConfig, Config, LimitsConfig, LogConfig, LogFormat,
-    LogLevel, MetricsConfig, NodeConfig, PersonaEntry, ProviderEntry, ProviderKindName,
-    ServerConfig, StorageConfig,
+    AuditConfig, BudgetEntry, BusBackend, BusConfig, Config, LOCAL_PROVIDER, LimitsConfig,
+    LogConfig, LogFormat, LogLevel, MetricsConfig, ModelsConfig, NodeConfig, PersonaEntry,
+    ProviderEntry, ProviderKindName, ServerConfig, StorageConfig,
 };

@@ -24,7 +24,34 @@ pub struct Config {
     pub spend: SpendConfig,
     /// `[[budgets]]`: budgets for named principals (`user:ID`, `token:ID`, `agent:kClass:name`).
     pub budgets: Vec<BudgetEntry>,
+    /// `[models]`: the embedded local models (provider `local`).
+    pub models: ModelsConfig,
 }
+
+/// `[models]`: where the embedded models' weights are and how they run. They are the provider
+/// named `local`, which needs no `[[providers]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsConfig {
+    /// Directory `kai models install` writes to; empty: `<data dir>/models`.
+    pub dir: String,
+    /// Load the installed models when the node starts, so the first request does not wait
+    /// (off by default: they add ~300 MB of memory, which an idle node should not hold).
+    pub preload: bool,
+    /// Local generations at once (1–16); more queue.
+    pub chat_concurrency: usize,
+    /// Local embedding batches at once (1–16).
+    pub embed_concurrency: usize,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self { dir: String::new(), preload: false, chat_concurrency: 1, embed_concurrency: 1 }
+    }
+}
+
+/// The provider name of the embedded models; always defined, never in `[[providers]]`.
+pub const LOCAL_PROVIDER: &str = "local";
 
 /// `[node]`: who this node is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -412,7 +439,23 @@ impl Config {
 
     fn validate_llm(&self, out: &mut Vec<FieldError>) {
         let mut seen = std::collections::BTreeSet::new();
+        seen.insert(LOCAL_PROVIDER);
+        if !(1..=16).contains(&self.models.chat_concurrency)
+            || !(1..=16).contains(&self.models.embed_concurrency)
+        {
+            out.push(FieldError {
+                key: "models",
+                message: "chat_concurrency and embed_concurrency: allowed 1 to 16".into(),
+            });
+        }
         for p in &self.providers {
+            if p.name == LOCAL_PROVIDER {
+                out.push(FieldError {
+                    key: "providers",
+                    message: "the provider name \"local\" is the embedded models' (configure them under [models])".into(),
+                });
+                continue;
+            }
             if !valid_name(&p.name) || !seen.insert(p.name.as_str()) {
                 out.push(FieldError {
                     key: "providers",
@@ -548,6 +591,7 @@ impl Config {
         check(self.limits != new.limits, "limits");
         check(self.providers != new.providers, "providers");
         check(self.personas != new.personas, "personas");
+        check(self.models != new.models, "models");
         keys
     }
 }

@@ -138,13 +138,20 @@ impl std::fmt::Debug for FakeServer {
 }
 
 impl FakeServer {
-    /// Starts a fake `kind` provider on `127.0.0.1` with an OS-assigned port.
+    /// Starts a fake `kind` provider on `127.0.0.1` with an OS-assigned port. `Local` has no
+    /// wire format and cannot be faked (an `Unsupported` I/O error).
     pub async fn start(kind: ProviderKind) -> std::io::Result<Self> {
         let dialect: &'static dyn Dialect = match kind {
             ProviderKind::OpenAi => &openai::OpenAi,
             ProviderKind::Ollama => &ollama::Ollama,
             ProviderKind::Anthropic => &anthropic::Anthropic,
             ProviderKind::Gemini => &gemini::Gemini,
+            ProviderKind::Local => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "the local provider runs in process; there is no server to fake",
+                ));
+            }
         };
         let shared = Arc::new(Shared {
             dialect,

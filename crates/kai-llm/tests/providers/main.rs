@@ -63,6 +63,7 @@ pub fn auth_header(kind: ProviderKind) -> (&'static str, String) {
         ProviderKind::OpenAi | ProviderKind::Ollama => ("authorization", format!("Bearer {KEY}")),
         ProviderKind::Anthropic => ("x-api-key", KEY.to_owned()),
         ProviderKind::Gemini => ("x-goog-api-key", KEY.to_owned()),
+        ProviderKind::Local => unreachable!("the local provider is not an HTTP adapter"),
     }
 }
 
@@ -97,5 +98,6 @@ pub fn truncated_stream(kind: ProviderKind) -> kai_llm::fake::Reply {
             "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hel\"}],\"role\":\"model\"}}]}\r\n\r\n\
              data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"lo\"}],\"role\":\"model\"}}]}\r\n\r\n",
         ),
+        ProviderKind::Local => unreachable!("the local provider is not an HTTP adapter"),
     }
 }

@@ -1,7 +1,8 @@
 //! The OpenAI-compatible surface: `GET /v1/models` (the node's personas), `POST
-//! /v1/chat/completions` (streaming and not) and `POST /v1/embeddings`, so any OpenAI client can
-//! talk to the node with an API token. Personas add their system prompt and route to their
-//! provider chain; every call is audited before it runs.
+//! /v1/chat/completions` (streaming and not, with tool calling) and `POST /v1/embeddings`, so any
+//! OpenAI client can talk to the node with an API token. Personas add their system prompt and
+//! route to their provider chain; every call is audited before it runs. The wire shapes are in
+//! `wire`.
 
 use std::convert::Infallible;
 
@@ -14,6 +15,10 @@ use kai_llm::{ChatChunk, ChatRequest, EmbedRequest, FinishReason, Message};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+mod wire;
+
+pub use self::wire::{ChatCompletionRequest, WireMessage};
+use self::wire::{assistant_message, to_message, to_stop, to_tool_choice, to_tools};
 use super::audit;
 use crate::AppState;
 use crate::auth::Principal;
@@ -76,9 +81,18 @@ impl From<kai_runtime::llm::ModelError> for ApiError {
             M::MissingKey { .. } => {
                 Self::Unavailable { code: "provider_key_missing", detail: e.to_string() }
             }
+            M::NoLocalModels => {
+                Self::Unavailable { code: "model_not_installed", detail: e.to_string() }
+            }
             M::Vault(v) => v.into(),
             M::Llm(l) => match l.code() {
-                "bad_request" | "context_length_exceeded" => Self::BadRequest(l.to_string()),
+                "bad_request" | "context_length_exceeded" | "unsupported" => {
+                    Self::BadRequest(l.to_string())
+                }
+                // Says which model is missing and the command that installs it.
+                "model_not_installed" => {
+                    Self::Unavailable { code: "model_not_installed", detail: l.to_string() }
+                }
                 _ => Self::Unavailable {
                     code: "provider_unavailable",
                     detail: format!("the model provider failed: {}", l.code()),
@@ -86,26 +100,6 @@ impl From<kai_runtime::llm::ModelError> for ApiError {
             },
         }
     }
-}
-
-/// A chat message as OpenAI clients send it (text content).
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct WireMessage {
-    pub role: String,
-    #[serde(default)]
-    pub content: Option<String>,
-}
-
-/// The subset of OpenAI's chat request the node honours; other fields are accepted and ignored.
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct ChatCompletionRequest {
-    /// A persona name from `GET /v1/models`.
-    pub model: String,
-    pub messages: Vec<WireMessage>,
-    #[serde(default)]
-    pub stream: bool,
-    pub temperature: Option<f32>,
-    pub max_tokens: Option<u32>,
 }
 
 fn finish(reason: &FinishReason) -> &'static str {
@@ -149,30 +143,32 @@ pub async fn chat(
     if req.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
         return Err(ApiError::BadRequest("temperature is 0 to 2".into()));
     }
+    if req.top_p.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
+        return Err(ApiError::BadRequest("top_p is 0 to 1".into()));
+    }
+    let tools = to_tools(req.tools)?;
+    let tool_choice = to_tool_choice(req.tool_choice)?;
+    let stop = to_stop(req.stop)?;
+    let mut messages = Vec::with_capacity(req.messages.len() + 1);
+    messages.push(Message::system(String::new()));
+    for m in req.messages {
+        messages.push(to_message(m)?);
+    }
     let (persona, provider) = state.llm.persona(&req.model).await?;
     let actor = principal.actor();
     check_budget(&state, &actor).await?;
-    let mut messages = Vec::with_capacity(req.messages.len() + 1);
-    if !persona.system_prompt.is_empty() {
-        messages.push(Message::system(persona.system_prompt.clone()));
+    if persona.system_prompt.is_empty() {
+        messages.remove(0);
+    } else {
+        messages[0].content.clone_from(&persona.system_prompt);
     }
-    for m in req.messages {
-        let content = m.content.unwrap_or_default();
-        messages.push(match m.role.as_str() {
-            "system" | "developer" => Message::system(content),
-            "user" => Message::user(content),
-            "assistant" => Message::assistant(content),
-            other => {
-                return Err(ApiError::BadRequest(format!(
-                    "message role {other:?} is not supported; use system, user or assistant"
-                )));
-            }
-        });
-    }
-    let mut chat = ChatRequest::new(messages);
+    let mut chat = ChatRequest::new(messages).with_tools(tools);
+    chat.tool_choice = tool_choice;
     chat.model = Some(persona.name.clone());
     chat.params.temperature = req.temperature.or(persona.temperature);
-    chat.params.max_tokens = req.max_tokens;
+    chat.params.top_p = req.top_p;
+    chat.params.max_tokens = req.max_completion_tokens.or(req.max_tokens);
+    chat.params.stop = stop;
     audit(
         &state,
         &principal.actor(),
@@ -197,7 +193,7 @@ pub async fn chat(
         .await;
         return Ok(Json(json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": resp.message.content}, "finish_reason": finish(&resp.finish_reason)}],
+            "choices": [{"index": 0, "message": assistant_message(&resp.message), "finish_reason": finish(&resp.finish_reason)}],
             "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens, "total_tokens": usage.prompt_tokens + usage.completion_tokens},
         }))
         .into_response());
@@ -235,7 +231,18 @@ pub async fn chat(
                 Ok(ChatChunk::Done(done)) => Some(Ok(
                     Event::default().data(chunk(json!({}), Some(finish(&done.finish_reason))))
                 )),
-                Ok(_) => None,
+                Ok(ChatChunk::ToolCallDelta(d)) => {
+                    let mut call =
+                        json!({"index": d.index, "function": {"arguments": d.arguments}});
+                    if let Some(id) = d.id {
+                        call["id"] = json!(id);
+                        call["type"] = json!("function");
+                    }
+                    if let Some(name) = d.name {
+                        call["function"]["name"] = json!(name);
+                    }
+                    Some(Ok(Event::default().data(chunk(json!({"tool_calls": [call]}), None))))
+                }
                 Err(e) => {
                     tracing::warn!(code = e.code(), "model stream failed");
                     Some(Ok(Event::default()

@@ -3,7 +3,7 @@
 //! injected from the vault), the same as an SSE stream, embeddings, and the errors around them.
 
 use kai_llm::ProviderKind;
-use kai_llm::fake::FakeServer;
+use kai_llm::fake::{FakeServer, FakeToolCall, Reply};
 use serde_json::{Value, json};
 
 use super::harness::{Node, NodeDir};
@@ -171,7 +171,7 @@ async fn official_openai_python_client() {
         eprintln!("python3 `openai` not installed: run scripts/test.sh, which installs it");
         return;
     }
-    let (_dir, node, _upstream) = node_with_persona().await;
+    let (_dir, node, upstream) = node_with_persona().await;
     let put = node
         .http
         .put(node.url("/vault/secrets/upstream%2Fapi-key"))
@@ -195,7 +195,84 @@ async fn official_openai_python_client() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // Tool calling the way OpenAI's client does it: a call, a streamed call, then the result.
+    let call = || {
+        Reply::ToolCalls(vec![FakeToolCall::new(
+            "call_w1",
+            "get_weather",
+            &json!({"city": "Lisbon"}),
+        )])
+    };
+    upstream.push_chat(call());
+    upstream.push_chat(call());
+    upstream.push_chat(Reply::text("Sunny, 21 °C."));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai_tools.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(node.url("/v1"))
+        .arg(&node.token)
+        .arg("assistant")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = upstream.requests().last().unwrap().body.clone();
+    assert_eq!(last["tools"][0]["function"]["name"], "get_weather", "{last}");
+    let sent = last["messages"].as_array().unwrap();
+    let assistant = sent.iter().find(|m| m["role"] == "assistant").unwrap();
+    assert_eq!(assistant["tool_calls"][0]["id"], "call_w1", "{last}");
+    let tool = sent.iter().find(|m| m["role"] == "tool").unwrap();
+    assert_eq!(tool["tool_call_id"], "call_w1");
+    assert!(tool["content"].as_str().unwrap().contains("sunny"));
     node.stop();
+}
+
+/// Malformed tool definitions, tool messages and stop lists are refused before any call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tool_requests_are_refused_with_problems() {
+    let (_dir, node, upstream) = node_with_persona().await;
+    let user = json!({"role": "user", "content": "x"});
+    for (body, needle) in [
+        (
+            json!({"model": "assistant", "messages": [user], "tools": [{"type": "function", "function": {"name": "bad name!"}}]}),
+            "tool name",
+        ),
+        (
+            json!({"model": "assistant", "messages": [user], "tools": [{"type": "retrieval", "function": {"name": "f"}}]}),
+            "function",
+        ),
+        (
+            json!({"model": "assistant", "messages": [user], "tool_choice": "sometimes"}),
+            "tool_choice",
+        ),
+        (
+            json!({"model": "assistant", "messages": [user, {"role": "tool", "content": "r"}]}),
+            "tool_call_id",
+        ),
+        (
+            json!({"model": "assistant", "messages": [{"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{oops"}}]}]}),
+            "not JSON",
+        ),
+        (
+            json!({"model": "assistant", "messages": [user], "stop": ["a", "b", "c", "d", "e"]}),
+            "stop",
+        ),
+        (
+            json!({"model": "assistant", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),
+            "text content",
+        ),
+    ] {
+        let resp = node.post_json("/v1/chat/completions", body).await;
+        assert_eq!(resp.status(), 400);
+        let problem: Value = resp.json().await.unwrap();
+        assert!(problem["detail"].as_str().unwrap().contains(needle), "{needle}: {problem}");
+    }
+    assert!(upstream.requests().is_empty(), "nothing reached the provider");
 }
 
 /// A spent budget stops calls before they reach the provider, with a clear error; nothing calls
