@@ -648,7 +648,7 @@ mod tests {
     fn personas_must_name_defined_providers() {
         let mut c = Config::default();
         c.providers.push(ProviderEntry {
-            name: "local".into(),
+            name: "llamacpp".into(),
             kind: ProviderKindName::Openai,
             base_url: "http://127.0.0.1:8080/v1".into(),
             key_secret: String::new(),
@@ -664,16 +664,20 @@ mod tests {
             name: "assistant".into(),
             description: String::new(),
             system_prompt: "Be brief.".into(),
-            providers: vec!["local".into(), "cloud".into()],
+            providers: vec!["llamacpp".into(), "local".into(), "cloud".into()],
             model: String::new(),
             temperature: Some(0.2),
             context_tokens: 8192,
         });
         let errors = c.validate();
-        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors.len(), 1, "the built-in `local` is defined: {errors:?}");
         assert!(errors[0].message.contains("\"cloud\""));
         c.personas[0].providers.pop();
         assert!(c.validate().is_empty());
+        // `local` is reserved for the embedded models.
+        c.providers[0].name = "local".into();
+        let errors = c.validate();
+        assert!(errors.iter().any(|e| e.message.contains("embedded models")), "{errors:?}");
     }
 
     #[test]
