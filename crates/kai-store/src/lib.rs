@@ -13,7 +13,9 @@ mod security;
 mod sql;
 mod sql_chat;
 mod sql_security;
+mod sql_tasks;
 mod sqlite;
+mod tasks;
 
 use std::sync::Arc;
 
@@ -31,6 +33,10 @@ pub use records::{
     VaultItemRow, VaultVersionRow,
 };
 pub use security::{SessionStore, UsageStore, UserStore, VaultStore};
+pub use tasks::{
+    AgentMessageRow, AgentRow, PlanRow, QuestionRow, StepRow, TaskFilter, TaskRow, TaskStore,
+    TaskUsage, WebhookRow, WorkflowRow,
+};
 
 /// The signed audit log's storage. Appends are atomic: all entries and the checkpoint of a
 /// call commit together or not at all.
@@ -102,6 +108,7 @@ pub trait Store:
     + SessionStore
     + UsageStore
     + ChatStore
+    + TaskStore
 {
     /// Round trip to the database; `Err` when it is unreachable.
     async fn ping(&self) -> StoreResult<()>;

@@ -14,6 +14,13 @@ use kai_store::{
     RefreshRow, SessionRow, Store, StoreError, TokenRecord, UserRow, VaultItemRow, VaultVersionRow,
 };
 
+#[path = "conformance/tasks.rs"]
+mod tasks;
+use tasks::{
+    agents_and_lifecycle_compare_and_set, questions_messages_workflows_webhooks_triggers,
+    tasks_plans_and_steps,
+};
+
 /// A store on one backend plus whatever must be cleaned up after.
 struct Backend {
     store: Arc<dyn Store>,
@@ -100,6 +107,9 @@ on_both_backends!(
     sessions_and_single_use_refresh_tokens,
     usage_totals_and_rolling_sums,
     chat_threads_messages_and_search,
+    agents_and_lifecycle_compare_and_set,
+    tasks_plans_and_steps,
+    questions_messages_workflows_webhooks_triggers,
 );
 
 fn log(n: u64, id: &Identity) -> (Vec<Entry>, Vec<Checkpoint>) {

@@ -1,0 +1,615 @@
+//! SQL for agents, tasks, plans and steps, shared by both backends like `sql.rs`.
+
+macro_rules! impl_task_store {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            fn agent_from_row(r: &<$db as sqlx::Database>::Row) -> $crate::StoreResult<$crate::AgentRow> {
+                use sqlx::Row as _;
+                Ok($crate::AgentRow {
+                    id: r.try_get("id")?,
+                    definition: r.try_get("definition")?,
+                    staged: r.try_get("staged")?,
+                    state: r.try_get("state")?,
+                    builtin: r.try_get::<i64, _>("builtin")? != 0,
+                    did: r.try_get("did")?,
+                    created_at_us: r.try_get("created_at_us")?,
+                    updated_at_us: r.try_get("updated_at_us")?,
+                })
+            }
+
+            fn task_from_row(r: &<$db as sqlx::Database>::Row) -> $crate::StoreResult<$crate::TaskRow> {
+                use sqlx::Row as _;
+                Ok($crate::TaskRow {
+                    id: r.try_get("id")?,
+                    owner: r.try_get("owner")?,
+                    goal: r.try_get("goal")?,
+                    status: r.try_get("status")?,
+                    source: r.try_get("source")?,
+                    workflow: r.try_get("workflow")?,
+                    budget: r.try_get("budget")?,
+                    used_steps: r.try_get("used_steps")?,
+                    used_tool_calls: r.try_get("used_tool_calls")?,
+                    used_tokens: r.try_get("used_tokens")?,
+                    used_cost_micros: r.try_get("used_cost_micros")?,
+                    result: r.try_get("result")?,
+                    error: r.try_get("error")?,
+                    plan_version: r.try_get("plan_version")?,
+                    parent_id: r.try_get("parent_id")?,
+                    depth: r.try_get("depth")?,
+                    idempotency_key: r.try_get("idempotency_key")?,
+                    created_at_us: r.try_get("created_at_us")?,
+                    updated_at_us: r.try_get("updated_at_us")?,
+                    finished_at_us: r.try_get("finished_at_us")?,
+                })
+            }
+
+            fn plan_from_row(r: &<$db as sqlx::Database>::Row) -> $crate::StoreResult<$crate::PlanRow> {
+                use sqlx::Row as _;
+                Ok($crate::PlanRow {
+                    task_id: r.try_get("task_id")?,
+                    version: r.try_get("version")?,
+                    graph: r.try_get("graph")?,
+                    status: r.try_get("status")?,
+                    checked: r.try_get("checked")?,
+                    author: r.try_get("author")?,
+                    created_at_us: r.try_get("created_at_us")?,
+                })
+            }
+
+            fn step_from_row(r: &<$db as sqlx::Database>::Row) -> $crate::StoreResult<$crate::StepRow> {
+                use sqlx::Row as _;
+                Ok($crate::StepRow {
+                    task_id: r.try_get("task_id")?,
+                    step_id: r.try_get("step_id")?,
+                    plan_version: r.try_get("plan_version")?,
+                    agent: r.try_get("agent")?,
+                    status: r.try_get("status")?,
+                    attempts: r.try_get("attempts")?,
+                    output: r.try_get("output")?,
+                    feedback: r.try_get("feedback")?,
+                    error: r.try_get("error")?,
+                    tokens: r.try_get("tokens")?,
+                    tool_calls: r.try_get("tool_calls")?,
+                    started_at_us: r.try_get("started_at_us")?,
+                    finished_at_us: r.try_get("finished_at_us")?,
+                })
+            }
+
+            fn question_from_row(r: &<$db as sqlx::Database>::Row) -> $crate::StoreResult<$crate::QuestionRow> {
+                use sqlx::Row as _;
+                Ok($crate::QuestionRow {
+                    id: r.try_get("id")?,
+                    task_id: r.try_get("task_id")?,
+                    step_id: r.try_get("step_id")?,
+                    question: r.try_get("question")?,
+                    answer: r.try_get("answer")?,
+                    asked_at_us: r.try_get("asked_at_us")?,
+                    answered_at_us: r.try_get("answered_at_us")?,
+                    answered_by: r.try_get("answered_by")?,
+                })
+            }
+
+            fn message_row(r: &<$db as sqlx::Database>::Row) -> $crate::StoreResult<$crate::AgentMessageRow> {
+                use sqlx::Row as _;
+                Ok($crate::AgentMessageRow {
+                    id: r.try_get("id")?,
+                    from_agent: r.try_get("from_agent")?,
+                    to_agent: r.try_get("to_agent")?,
+                    task_id: r.try_get("task_id")?,
+                    payload: r.try_get("payload")?,
+                    status: r.try_get("status")?,
+                    created_at_us: r.try_get("created_at_us")?,
+                    delivered_at_us: r.try_get("delivered_at_us")?,
+                })
+            }
+
+            fn workflow_from_row(r: &<$db as sqlx::Database>::Row) -> $crate::StoreResult<$crate::WorkflowRow> {
+                use sqlx::Row as _;
+                Ok($crate::WorkflowRow {
+                    name: r.try_get("name")?,
+                    version: r.try_get("version")?,
+                    definition: r.try_get("definition")?,
+                    author: r.try_get("author")?,
+                    created_at_us: r.try_get("created_at_us")?,
+                })
+            }
+
+            fn webhook_from_row(r: &<$db as sqlx::Database>::Row) -> $crate::StoreResult<$crate::WebhookRow> {
+                use sqlx::Row as _;
+                Ok($crate::WebhookRow {
+                    name: r.try_get("name")?,
+                    secret_name: r.try_get("secret_name")?,
+                    target: r.try_get("target")?,
+                    created_at_us: r.try_get("created_at_us")?,
+                })
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::TaskStore for $store {
+            async fn insert_agent(&self, a: &$crate::AgentRow) -> $crate::StoreResult<()> {
+                let done = sqlx::query(
+                    "INSERT INTO agents (id, definition, staged, state, builtin, did, created_at_us, updated_at_us) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT (id) DO UPDATE SET definition = excluded.definition, updated_at_us = excluded.updated_at_us \
+                     WHERE agents.builtin = 1 AND excluded.builtin = 1",
+                )
+                .bind(&a.id)
+                .bind(&a.definition)
+                .bind(&a.staged)
+                .bind(&a.state)
+                .bind(i64::from(a.builtin))
+                .bind(&a.did)
+                .bind(a.created_at_us)
+                .bind(a.updated_at_us)
+                .execute(&self.pool)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::Conflict(format!("agent {} already exists", a.id)));
+                }
+                Ok(())
+            }
+
+            async fn agent(&self, id: &str) -> $crate::StoreResult<Option<$crate::AgentRow>> {
+                let row = sqlx::query("SELECT * FROM agents WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+                row.as_ref().map(Self::agent_from_row).transpose()
+            }
+
+            async fn agents(&self) -> $crate::StoreResult<Vec<$crate::AgentRow>> {
+                let rows = sqlx::query("SELECT * FROM agents ORDER BY id").fetch_all(&self.pool).await?;
+                rows.iter().map(Self::agent_from_row).collect()
+            }
+
+            async fn transition_agent(
+                &self,
+                id: &str,
+                expected: &str,
+                state: &str,
+                definition: Option<&str>,
+                staged: Option<Option<&str>>,
+                at_us: i64,
+            ) -> $crate::StoreResult<()> {
+                let (set_staged, staged) = match staged {
+                    Some(s) => (1i64, s),
+                    None => (0i64, None),
+                };
+                let done = sqlx::query(
+                    "UPDATE agents SET state = $3, definition = COALESCE($4, definition), \
+                     staged = CASE WHEN $5 = 1 THEN $6 ELSE staged END, updated_at_us = $7 \
+                     WHERE id = $1 AND state = $2",
+                )
+                .bind(id)
+                .bind(expected)
+                .bind(state)
+                .bind(definition)
+                .bind(set_staged)
+                .bind(staged)
+                .bind(at_us)
+                .execute(&self.pool)
+                .await?;
+                if done.rows_affected() == 1 {
+                    return Ok(());
+                }
+                match self.agent(id).await? {
+                    None => Err($crate::StoreError::NotFound),
+                    Some(a) => Err($crate::StoreError::Conflict(format!("agent {id} is {}, not {expected}", a.state))),
+                }
+            }
+
+            async fn insert_task(&self, t: &$crate::TaskRow) -> $crate::StoreResult<$crate::TaskRow> {
+                let inserted = sqlx::query(
+                    "INSERT INTO tasks (id, owner, goal, status, source, workflow, budget, result, error, plan_version, \
+                     parent_id, depth, idempotency_key, created_at_us, updated_at_us) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT DO NOTHING",
+                )
+                .bind(&t.id)
+                .bind(&t.owner)
+                .bind(&t.goal)
+                .bind(&t.status)
+                .bind(&t.source)
+                .bind(&t.workflow)
+                .bind(&t.budget)
+                .bind(&t.result)
+                .bind(&t.error)
+                .bind(t.plan_version)
+                .bind(&t.parent_id)
+                .bind(t.depth)
+                .bind(&t.idempotency_key)
+                .bind(t.created_at_us)
+                .bind(t.updated_at_us)
+                .execute(&self.pool)
+                .await?;
+                if inserted.rows_affected() == 1 {
+                    return self.task(&t.id).await?.ok_or($crate::StoreError::NotFound);
+                }
+                let existing = match &t.idempotency_key {
+                    Some(k) => sqlx::query("SELECT * FROM tasks WHERE idempotency_key = $1").bind(k).fetch_optional(&self.pool).await?,
+                    None => None,
+                };
+                match existing {
+                    Some(row) => Self::task_from_row(&row),
+                    None => Err($crate::StoreError::Conflict(format!("task {} already exists", t.id))),
+                }
+            }
+
+            async fn task(&self, id: &str) -> $crate::StoreResult<Option<$crate::TaskRow>> {
+                let row = sqlx::query("SELECT * FROM tasks WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+                row.as_ref().map(Self::task_from_row).transpose()
+            }
+
+            async fn tasks(&self, f: &$crate::TaskFilter) -> $crate::StoreResult<Vec<$crate::TaskRow>> {
+                let rows = sqlx::query(
+                    "SELECT * FROM tasks WHERE ($1 IS NULL OR owner = $1) AND ($2 IS NULL OR status = $2) \
+                     AND ($3 IS NULL OR created_at_us < $3) ORDER BY created_at_us DESC, id DESC LIMIT $4",
+                )
+                .bind(&f.owner)
+                .bind(&f.status)
+                .bind(f.before_us)
+                .bind(i64::from(f.limit.clamp(1, 1000)))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(Self::task_from_row).collect()
+            }
+
+            async fn set_task_status(
+                &self,
+                id: &str,
+                status: &str,
+                result: Option<&str>,
+                error: Option<&str>,
+                final_states: &[&str],
+                at_us: i64,
+            ) -> $crate::StoreResult<bool> {
+                // Compare-and-set on the status read, retried if another writer moved it meanwhile.
+                for _ in 0..16 {
+                    let current = self.task(id).await?.ok_or($crate::StoreError::NotFound)?;
+                    if final_states.contains(&current.status.as_str()) {
+                        return Ok(false);
+                    }
+                    let finished = final_states.contains(&status).then_some(at_us);
+                    let done = sqlx::query(
+                        "UPDATE tasks SET status = $2, result = COALESCE($3, result), error = COALESCE($4, error), \
+                         finished_at_us = COALESCE($5, finished_at_us), updated_at_us = $6 WHERE id = $1 AND status = $7",
+                    )
+                    .bind(id)
+                    .bind(status)
+                    .bind(result)
+                    .bind(error)
+                    .bind(finished)
+                    .bind(at_us)
+                    .bind(&current.status)
+                    .execute(&self.pool)
+                    .await?;
+                    if done.rows_affected() == 1 {
+                        return Ok(true);
+                    }
+                }
+                Err($crate::StoreError::Conflict(format!("task {id} keeps changing; try again")))
+            }
+
+            async fn add_task_usage(&self, id: &str, u: $crate::TaskUsage, at_us: i64) -> $crate::StoreResult<$crate::TaskRow> {
+                let row = sqlx::query(
+                    "UPDATE tasks SET used_steps = used_steps + $2, used_tool_calls = used_tool_calls + $3, \
+                     used_tokens = used_tokens + $4, used_cost_micros = used_cost_micros + $5, updated_at_us = $6 \
+                     WHERE id = $1 RETURNING *",
+                )
+                .bind(id)
+                .bind(u.steps)
+                .bind(u.tool_calls)
+                .bind(u.tokens)
+                .bind(u.cost_micros)
+                .bind(at_us)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.as_ref().map(Self::task_from_row).transpose()?.ok_or($crate::StoreError::NotFound)
+            }
+
+            async fn insert_plan(&self, p: &$crate::PlanRow) -> $crate::StoreResult<()> {
+                let done = sqlx::query(
+                    "INSERT INTO plans (task_id, version, graph, status, checked, author, created_at_us) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                )
+                .bind(&p.task_id)
+                .bind(p.version)
+                .bind(&p.graph)
+                .bind(&p.status)
+                .bind(&p.checked)
+                .bind(&p.author)
+                .bind(p.created_at_us)
+                .execute(&self.pool)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::Conflict(format!("plan version {} exists", p.version)));
+                }
+                Ok(())
+            }
+
+            async fn plan(&self, task_id: &str, version: i64) -> $crate::StoreResult<Option<$crate::PlanRow>> {
+                let row = sqlx::query("SELECT * FROM plans WHERE task_id = $1 AND version = $2")
+                    .bind(task_id)
+                    .bind(version)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(Self::plan_from_row).transpose()
+            }
+
+            async fn plans(&self, task_id: &str) -> $crate::StoreResult<Vec<$crate::PlanRow>> {
+                let rows = sqlx::query("SELECT * FROM plans WHERE task_id = $1 ORDER BY version")
+                    .bind(task_id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(Self::plan_from_row).collect()
+            }
+
+            async fn approve_plan(&self, task_id: &str, version: i64, steps: &[$crate::StepRow], at_us: i64) -> $crate::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query("UPDATE plans SET status = 'approved' WHERE task_id = $1 AND version = $2 AND status = 'proposed'")
+                    .bind(task_id)
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::StoreError::Conflict(format!("plan version {version} is not awaiting approval")));
+                }
+                sqlx::query("UPDATE plans SET status = 'superseded' WHERE task_id = $1 AND version <> $2 AND status IN ('proposed', 'approved')")
+                    .bind(task_id)
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("UPDATE tasks SET plan_version = $2, updated_at_us = $3 WHERE id = $1")
+                    .bind(task_id)
+                    .bind(version)
+                    .bind(at_us)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM steps WHERE task_id = $1").bind(task_id).execute(&mut *tx).await?;
+                for s in steps {
+                    sqlx::query(
+                        "INSERT INTO steps (task_id, step_id, plan_version, agent, status, attempts, tokens, tool_calls) \
+                         VALUES ($1, $2, $3, $4, $5, 0, 0, 0)",
+                    )
+                    .bind(&s.task_id)
+                    .bind(&s.step_id)
+                    .bind(s.plan_version)
+                    .bind(&s.agent)
+                    .bind(&s.status)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn set_plan_status(&self, task_id: &str, version: i64, status: &str) -> $crate::StoreResult<()> {
+                let done = sqlx::query("UPDATE plans SET status = $3 WHERE task_id = $1 AND version = $2")
+                    .bind(task_id)
+                    .bind(version)
+                    .bind(status)
+                    .execute(&self.pool)
+                    .await?;
+                if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn step(&self, task_id: &str, step_id: &str) -> $crate::StoreResult<Option<$crate::StepRow>> {
+                let row = sqlx::query("SELECT * FROM steps WHERE task_id = $1 AND step_id = $2")
+                    .bind(task_id)
+                    .bind(step_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map(Self::step_from_row).transpose()
+            }
+
+            async fn steps(&self, task_id: &str) -> $crate::StoreResult<Vec<$crate::StepRow>> {
+                let rows = sqlx::query("SELECT * FROM steps WHERE task_id = $1 ORDER BY step_id")
+                    .bind(task_id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(Self::step_from_row).collect()
+            }
+
+            async fn update_step(&self, s: &$crate::StepRow) -> $crate::StoreResult<()> {
+                let done = sqlx::query(
+                    "UPDATE steps SET status = $3, attempts = $4, output = $5, feedback = $6, error = $7, tokens = $8, \
+                     tool_calls = $9, started_at_us = $10, finished_at_us = $11 WHERE task_id = $1 AND step_id = $2",
+                )
+                .bind(&s.task_id)
+                .bind(&s.step_id)
+                .bind(&s.status)
+                .bind(s.attempts)
+                .bind(&s.output)
+                .bind(&s.feedback)
+                .bind(&s.error)
+                .bind(s.tokens)
+                .bind(s.tool_calls)
+                .bind(s.started_at_us)
+                .bind(s.finished_at_us)
+                .execute(&self.pool)
+                .await?;
+                if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn insert_question(&self, q: &$crate::QuestionRow) -> $crate::StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO task_questions (id, task_id, step_id, question, asked_at_us) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(&q.id)
+                .bind(&q.task_id)
+                .bind(&q.step_id)
+                .bind(&q.question)
+                .bind(q.asked_at_us)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn question(&self, id: &str) -> $crate::StoreResult<Option<$crate::QuestionRow>> {
+                let row = sqlx::query("SELECT * FROM task_questions WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+                row.as_ref().map(Self::question_from_row).transpose()
+            }
+
+            async fn questions(&self, task_id: &str) -> $crate::StoreResult<Vec<$crate::QuestionRow>> {
+                let rows = sqlx::query("SELECT * FROM task_questions WHERE task_id = $1 ORDER BY asked_at_us, id")
+                    .bind(task_id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map(Self::question_from_row).collect()
+            }
+
+            async fn answer_question(&self, id: &str, answer: &str, by: &str, at_us: i64) -> $crate::StoreResult<()> {
+                let done = sqlx::query(
+                    "UPDATE task_questions SET answer = $2, answered_by = $3, answered_at_us = $4 WHERE id = $1 AND answer IS NULL",
+                )
+                .bind(id)
+                .bind(answer)
+                .bind(by)
+                .bind(at_us)
+                .execute(&self.pool)
+                .await?;
+                if done.rows_affected() == 1 {
+                    return Ok(());
+                }
+                match self.question(id).await? {
+                    None => Err($crate::StoreError::NotFound),
+                    Some(_) => Err($crate::StoreError::Conflict("that question is already answered".into())),
+                }
+            }
+
+            async fn insert_agent_message(&self, m: &$crate::AgentMessageRow) -> $crate::StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO agent_messages (id, from_agent, to_agent, task_id, payload, status, created_at_us) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                )
+                .bind(&m.id)
+                .bind(&m.from_agent)
+                .bind(&m.to_agent)
+                .bind(&m.task_id)
+                .bind(&m.payload)
+                .bind(&m.status)
+                .bind(m.created_at_us)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn queued_messages(&self, agent: &str, limit: u32) -> $crate::StoreResult<Vec<$crate::AgentMessageRow>> {
+                let rows = sqlx::query(
+                    "SELECT * FROM agent_messages WHERE to_agent = $1 AND status = 'queued' ORDER BY created_at_us, id LIMIT $2",
+                )
+                .bind(agent)
+                .bind(i64::from(limit.clamp(1, 1000)))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(Self::message_row).collect()
+            }
+
+            async fn mark_delivered(&self, id: &str, at_us: i64) -> $crate::StoreResult<()> {
+                sqlx::query("UPDATE agent_messages SET status = 'delivered', delivered_at_us = $2 WHERE id = $1 AND status = 'queued'")
+                    .bind(id)
+                    .bind(at_us)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn insert_workflow(&self, name: &str, definition: &str, author: &str, at_us: i64) -> $crate::StoreResult<i64> {
+                for _ in 0..5 {
+                    let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM workflows WHERE name = $1")
+                        .bind(name)
+                        .fetch_one(&self.pool)
+                        .await?;
+                    let done = sqlx::query(
+                        "INSERT INTO workflows (name, version, definition, author, created_at_us) VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(name)
+                    .bind(next)
+                    .bind(definition)
+                    .bind(author)
+                    .bind(at_us)
+                    .execute(&self.pool)
+                    .await?;
+                    if done.rows_affected() == 1 {
+                        return Ok(next);
+                    }
+                }
+                Err($crate::StoreError::Conflict(format!("workflow {name} is being saved concurrently; try again")))
+            }
+
+            async fn workflow(&self, name: &str, version: Option<i64>) -> $crate::StoreResult<Option<$crate::WorkflowRow>> {
+                let row = sqlx::query(
+                    "SELECT * FROM workflows WHERE name = $1 AND ($2 IS NULL OR version = $2) ORDER BY version DESC LIMIT 1",
+                )
+                .bind(name)
+                .bind(version)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.as_ref().map(Self::workflow_from_row).transpose()
+            }
+
+            async fn workflows(&self) -> $crate::StoreResult<Vec<$crate::WorkflowRow>> {
+                let rows = sqlx::query(
+                    "SELECT w.* FROM workflows w WHERE version = (SELECT MAX(version) FROM workflows v WHERE v.name = w.name) ORDER BY name",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map(Self::workflow_from_row).collect()
+            }
+
+            async fn upsert_webhook(&self, w: &$crate::WebhookRow) -> $crate::StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO webhooks (name, secret_name, target, created_at_us) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (name) DO UPDATE SET secret_name = excluded.secret_name, target = excluded.target",
+                )
+                .bind(&w.name)
+                .bind(&w.secret_name)
+                .bind(&w.target)
+                .bind(w.created_at_us)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn webhook(&self, name: &str) -> $crate::StoreResult<Option<$crate::WebhookRow>> {
+                let row = sqlx::query("SELECT * FROM webhooks WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
+                row.as_ref().map(Self::webhook_from_row).transpose()
+            }
+
+            async fn webhooks(&self) -> $crate::StoreResult<Vec<$crate::WebhookRow>> {
+                let rows = sqlx::query("SELECT * FROM webhooks ORDER BY name").fetch_all(&self.pool).await?;
+                rows.iter().map(Self::webhook_from_row).collect()
+            }
+
+            async fn delete_webhook(&self, name: &str) -> $crate::StoreResult<()> {
+                let done = sqlx::query("DELETE FROM webhooks WHERE name = $1").bind(name).execute(&self.pool).await?;
+                if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn trigger_last_fired(&self, id: &str) -> $crate::StoreResult<Option<i64>> {
+                Ok(sqlx::query_scalar("SELECT last_fired_us FROM trigger_state WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
+            async fn mark_trigger_fired(&self, id: &str, expected: Option<i64>, at_us: i64) -> $crate::StoreResult<bool> {
+                let done = match expected {
+                    None => sqlx::query("INSERT INTO trigger_state (id, last_fired_us) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                        .bind(id)
+                        .bind(at_us)
+                        .execute(&self.pool)
+                        .await?,
+                    Some(prev) => sqlx::query("UPDATE trigger_state SET last_fired_us = $3 WHERE id = $1 AND last_fired_us = $2")
+                        .bind(id)
+                        .bind(prev)
+                        .bind(at_us)
+                        .execute(&self.pool)
+                        .await?,
+                };
+                Ok(done.rows_affected() == 1)
+            }
+        }
+    };
+}
+
+pub(crate) use impl_task_store;

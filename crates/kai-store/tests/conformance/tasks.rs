@@ -1,0 +1,233 @@
+//! Agents, tasks, plans, steps, questions, messages, workflows, webhooks and triggers.
+
+use kai_store::{
+    AgentMessageRow, AgentRow, PlanRow, QuestionRow, StepRow, StoreError, TaskFilter, TaskRow,
+    TaskUsage, WebhookRow,
+};
+
+use super::Backend;
+
+fn agent(id: &str, builtin: bool) -> AgentRow {
+    AgentRow {
+        id: id.into(),
+        definition: format!("{{\"name\":\"{id}\"}}"),
+        staged: None,
+        state: "created".into(),
+        builtin,
+        did: "did:key:z6Mk".into(),
+        created_at_us: 1,
+        updated_at_us: 1,
+    }
+}
+
+pub fn task(id: &str, key: Option<&str>) -> TaskRow {
+    TaskRow {
+        id: id.into(),
+        owner: "user:a".into(),
+        goal: "write a haiku".into(),
+        status: "planning".into(),
+        source: "api".into(),
+        workflow: None,
+        budget: "{}".into(),
+        used_steps: 0,
+        used_tool_calls: 0,
+        used_tokens: 0,
+        used_cost_micros: 0,
+        result: None,
+        error: None,
+        plan_version: 0,
+        parent_id: None,
+        depth: 0,
+        idempotency_key: key.map(str::to_owned),
+        created_at_us: 10,
+        updated_at_us: 10,
+        finished_at_us: None,
+    }
+}
+
+fn step(task: &str, id: &str) -> StepRow {
+    StepRow {
+        task_id: task.into(),
+        step_id: id.into(),
+        plan_version: 1,
+        agent: "kExecutor:default".into(),
+        status: "pending".into(),
+        attempts: 0,
+        output: None,
+        feedback: None,
+        error: None,
+        tokens: 0,
+        tool_calls: 0,
+        started_at_us: None,
+        finished_at_us: None,
+    }
+}
+
+pub async fn agents_and_lifecycle_compare_and_set(b: &Backend) {
+    let s = &b.store;
+    s.insert_agent(&agent("kPlanner:default", true)).await.unwrap();
+    s.insert_agent(&agent("kPlanner:default", true)).await.unwrap();
+    s.insert_agent(&agent("kExecutor:web", false)).await.unwrap();
+    assert!(matches!(
+        s.insert_agent(&agent("kExecutor:web", false)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.agents().await.unwrap().len(), 2);
+
+    s.transition_agent("kExecutor:web", "created", "initialized", None, None, 5).await.unwrap();
+    let err = s.transition_agent("kExecutor:web", "created", "initialized", None, None, 6).await;
+    assert!(matches!(err, Err(StoreError::Conflict(m)) if m.contains("initialized")));
+    s.transition_agent(
+        "kExecutor:web",
+        "initialized",
+        "modified",
+        None,
+        Some(Some("{\"v\":2}")),
+        7,
+    )
+    .await
+    .unwrap();
+    let a = s.agent("kExecutor:web").await.unwrap().unwrap();
+    assert_eq!((a.state.as_str(), a.staged.as_deref()), ("modified", Some("{\"v\":2}")));
+    s.transition_agent("kExecutor:web", "modified", "active", Some("{\"v\":2}"), Some(None), 8)
+        .await
+        .unwrap();
+    let a = s.agent("kExecutor:web").await.unwrap().unwrap();
+    assert_eq!((a.definition.as_str(), a.staged, a.updated_at_us), ("{\"v\":2}", None, 8));
+    assert!(matches!(
+        s.transition_agent("kNope:x", "created", "active", None, None, 9).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+pub async fn tasks_plans_and_steps(b: &Backend) {
+    let s = &b.store;
+    let t = s.insert_task(&task("task_1", Some("client-key"))).await.unwrap();
+    assert_eq!(t.status, "planning");
+    let again = s.insert_task(&task("task_2", Some("client-key"))).await.unwrap();
+    assert_eq!(again.id, "task_1", "the idempotency key returns the first task");
+    s.insert_task(&task("task_3", None)).await.unwrap();
+    let mine = s
+        .tasks(&TaskFilter { owner: Some("user:a".into()), limit: 10, ..TaskFilter::default() })
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 2);
+
+    let finals = ["succeeded", "failed", "cancelled"];
+    assert!(s.set_task_status("task_1", "running", None, None, &finals, 20).await.unwrap());
+    assert!(
+        s.set_task_status("task_1", "succeeded", Some("done"), None, &finals, 30).await.unwrap()
+    );
+    assert!(
+        !s.set_task_status("task_1", "cancelled", None, None, &finals, 40).await.unwrap(),
+        "final is final"
+    );
+    let t = s.task("task_1").await.unwrap().unwrap();
+    assert_eq!(
+        (t.status.as_str(), t.result.as_deref(), t.finished_at_us),
+        ("succeeded", Some("done"), Some(30))
+    );
+
+    let u = TaskUsage { steps: 1, tool_calls: 2, tokens: 30, cost_micros: 4 };
+    s.add_task_usage("task_3", u, 50).await.unwrap();
+    let t = s.add_task_usage("task_3", u, 51).await.unwrap();
+    assert_eq!((t.used_steps, t.used_tool_calls, t.used_tokens, t.used_cost_micros), (2, 4, 60, 8));
+
+    let plan = |v| PlanRow {
+        task_id: "task_3".into(),
+        version: v,
+        graph: "{\"steps\":[]}".into(),
+        status: "proposed".into(),
+        checked: "{}".into(),
+        author: "kPlanner:default".into(),
+        created_at_us: 60,
+    };
+    s.insert_plan(&plan(1)).await.unwrap();
+    assert!(matches!(s.insert_plan(&plan(1)).await, Err(StoreError::Conflict(_))));
+    s.insert_plan(&plan(2)).await.unwrap();
+    s.approve_plan("task_3", 2, &[step("task_3", "a"), step("task_3", "b")], 70).await.unwrap();
+    assert!(matches!(s.approve_plan("task_3", 2, &[], 71).await, Err(StoreError::Conflict(_))));
+    let plans = s.plans("task_3").await.unwrap();
+    assert_eq!(
+        plans.iter().map(|p| p.status.as_str()).collect::<Vec<_>>(),
+        ["superseded", "approved"]
+    );
+    assert_eq!(s.task("task_3").await.unwrap().unwrap().plan_version, 2);
+
+    let mut a = s.step("task_3", "a").await.unwrap().unwrap();
+    a.status = "succeeded".into();
+    a.output = Some("a haiku".into());
+    a.attempts = 1;
+    a.finished_at_us = Some(80);
+    s.update_step(&a).await.unwrap();
+    assert_eq!(s.steps("task_3").await.unwrap()[0], a);
+    assert!(matches!(s.update_step(&step("task_3", "zz")).await, Err(StoreError::NotFound)));
+}
+
+pub async fn questions_messages_workflows_webhooks_triggers(b: &Backend) {
+    let s = &b.store;
+    s.insert_task(&task("task_q", None)).await.unwrap();
+    let q = QuestionRow {
+        id: "q1".into(),
+        task_id: "task_q".into(),
+        step_id: "a".into(),
+        question: "Which city?".into(),
+        answer: None,
+        asked_at_us: 1,
+        answered_at_us: None,
+        answered_by: None,
+    };
+    s.insert_question(&q).await.unwrap();
+    s.answer_question("q1", "Lisbon", "user:a", 2).await.unwrap();
+    assert!(matches!(
+        s.answer_question("q1", "Porto", "user:a", 3).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.questions("task_q").await.unwrap()[0].answer.as_deref(), Some("Lisbon"));
+
+    for (i, to) in ["kMemory:default", "kMemory:default", "kBridge:mail"].iter().enumerate() {
+        s.insert_agent_message(&AgentMessageRow {
+            id: format!("m{i}"),
+            from_agent: "kCore:default".into(),
+            to_agent: (*to).into(),
+            task_id: None,
+            payload: "{}".into(),
+            status: "queued".into(),
+            created_at_us: i as i64,
+            delivered_at_us: None,
+        })
+        .await
+        .unwrap();
+    }
+    let queued = s.queued_messages("kMemory:default", 10).await.unwrap();
+    assert_eq!(queued.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["m0", "m1"]);
+    s.mark_delivered("m0", 9).await.unwrap();
+    assert_eq!(s.queued_messages("kMemory:default", 10).await.unwrap().len(), 1);
+
+    assert_eq!(s.insert_workflow("digest", "steps: []", "user:a", 1).await.unwrap(), 1);
+    assert_eq!(s.insert_workflow("digest", "steps: [x]", "user:a", 2).await.unwrap(), 2);
+    assert_eq!(s.workflow("digest", None).await.unwrap().unwrap().definition, "steps: [x]");
+    assert_eq!(s.workflow("digest", Some(1)).await.unwrap().unwrap().definition, "steps: []");
+    assert_eq!(s.workflows().await.unwrap().len(), 1);
+
+    let hook = WebhookRow {
+        name: "gh".into(),
+        secret_name: "webhook/gh".into(),
+        target: "{}".into(),
+        created_at_us: 1,
+    };
+    s.upsert_webhook(&hook).await.unwrap();
+    s.upsert_webhook(&WebhookRow { target: "{\"workflow\":\"digest\"}".into(), ..hook.clone() })
+        .await
+        .unwrap();
+    assert_eq!(s.webhook("gh").await.unwrap().unwrap().target, "{\"workflow\":\"digest\"}");
+    s.delete_webhook("gh").await.unwrap();
+    assert!(s.webhooks().await.unwrap().is_empty());
+
+    assert_eq!(s.trigger_last_fired("t1").await.unwrap(), None);
+    assert!(s.mark_trigger_fired("t1", None, 100).await.unwrap());
+    assert!(!s.mark_trigger_fired("t1", None, 100).await.unwrap(), "a second process loses");
+    assert!(s.mark_trigger_fired("t1", Some(100), 200).await.unwrap());
+    assert!(!s.mark_trigger_fired("t1", Some(100), 300).await.unwrap());
+    assert_eq!(s.trigger_last_fired("t1").await.unwrap(), Some(200));
+}
