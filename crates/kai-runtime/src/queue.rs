@@ -21,7 +21,7 @@ use kai_core::queue::{EffectKey, QueueName};
 use kai_store::Store;
 use kai_store::queue::{
     CancelCounts, CancelOutcome, Completion, EffectFinish, EffectStart, Enqueued, Job, Lease,
-    NewJob, QueueError, QueueResult, Retry,
+    LimitScope, NewJob, QueueError, QueueResult, Retry,
 };
 use serde_json::Value;
 use tokio::sync::watch;
@@ -210,6 +210,11 @@ impl JobContext {
         self.lease
     }
 
+    /// The store (to read other jobs, e.g. the results of a step's dependencies).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
     /// Fires when the run should stop: the job was cancelled, its lease was lost, or the pool
     /// is shutting down. A handler that ignores it is dropped after the stop grace (or at
     /// once when the lease is lost).
@@ -293,5 +298,17 @@ impl Queue {
         let job = self.store.retry_job(id, now_us()).await?;
         self.wake();
         Ok(job)
+    }
+
+    /// Sets or removes a concurrency limit; pools look again at once (a raised limit may
+    /// admit waiting jobs).
+    pub async fn set_concurrency_limit(
+        &self,
+        scope: &LimitScope,
+        max_running: Option<u32>,
+    ) -> QueueResult<()> {
+        self.store.set_concurrency_limit(scope, max_running).await?;
+        self.wake();
+        Ok(())
     }
 }

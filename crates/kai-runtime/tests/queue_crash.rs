@@ -68,7 +68,7 @@ impl JobHandler for AppendEffect {
             .effect_once(&key, |attempt| async move {
                 if let EffectAttempt::Unknown { .. } = attempt {
                     // Reconcile with the target by the key: did the dead run's append land?
-                    let seen = lines(&file).iter().any(|l| *l == line);
+                    let seen = lines(&file).contains(&line);
                     println!("reconciled {n} seen={seen}");
                     if seen {
                         return Ok(json!({"n": n, "reconciled": true}));

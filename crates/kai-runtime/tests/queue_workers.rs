@@ -83,6 +83,7 @@ on_both_backends!(
     panics_fail_the_attempt,
     effects_run_once_across_attempts,
     pools_respect_concurrency_limits,
+    unrecordable_completion_fails_for_good,
 );
 
 /// A successful run's result.
@@ -481,4 +482,32 @@ async fn pools_respect_concurrency_limits(store: Arc<dyn Store>) {
     assert!(peak.load(Ordering::SeqCst) <= 2, "peak {} > limit 2", peak.load(Ordering::SeqCst));
     p1.stop().await;
     p2.stop().await;
+}
+
+async fn unrecordable_completion_fails_for_good(store: Arc<dyn Store>) {
+    let queue = Queue::new(store.clone());
+    let key: kai_core::queue::IdempotencyKey = "next-step".parse().unwrap();
+    queue
+        .enqueue(&NewJob::new(q("other"), json!("taken")).with_idempotency_key(key.clone()))
+        .await
+        .unwrap();
+    // The handler's follow-up reuses that key for different work: the completion is refused.
+    let k = key.clone();
+    let (pool, stats) = start(
+        &queue,
+        settings("work"),
+        handler(move |_ctx: JobContext| {
+            let k = k.clone();
+            async move {
+                let next = NewJob::new(q("work"), json!("different")).with_idempotency_key(k);
+                Ok(Completion { result: json!(1), enqueue: vec![next], ..Completion::default() })
+            }
+        }),
+    );
+    let id = queue.enqueue(&NewJob::new(q("work"), json!(1))).await.unwrap().job.id;
+    until(&stats, "the dead letter", |s| s.dead() == 1).await;
+    let j = store.job(id).await.unwrap().unwrap();
+    assert_eq!((j.state, j.attempts), (JobState::Dead, 1), "not re-run: it cannot succeed");
+    assert!(j.last_error.unwrap().contains("idempotency_conflict"));
+    pool.stop().await;
 }

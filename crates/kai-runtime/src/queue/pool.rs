@@ -355,10 +355,24 @@ async fn record(shared: &Shared, lease: &kai_store::queue::Lease, end: End) -> &
             })
         }
         End::Finished(Ok(Ok(completion)), _) => {
-            with_retries(|| store.complete_job(lease, &completion, now_us())).await.map(|_| {
-                stats.bump(&stats.succeeded);
-                "succeeded"
-            })
+            match with_retries(|| store.complete_job(lease, &completion, now_us())).await {
+                Ok(_) => {
+                    stats.bump(&stats.succeeded);
+                    Ok("succeeded")
+                }
+                // The store refuses this completion as it is (a follow-up's idempotency key
+                // conflicts, a result is too large): running the job again cannot help.
+                Err(
+                    e @ (QueueError::IdempotencyConflict { .. }
+                    | QueueError::LimitExceeded { .. }
+                    | QueueError::Invalid(_)),
+                ) => {
+                    let error =
+                        format!("the job's result could not be recorded: {e} ({})", e.code());
+                    fail(shared, lease, Failure { error, retry: Retry::Never }).await
+                }
+                Err(e) => Err(e),
+            }
         }
         End::Finished(Ok(Err(e)), _) => {
             fail(shared, lease, Failure { error: e.message, retry: e.retry }).await
