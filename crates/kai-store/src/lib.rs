@@ -17,6 +17,7 @@ mod sql;
 mod sql_chat;
 mod sql_queue;
 mod sql_queue_ops;
+mod sql_queue_rows;
 mod sql_security;
 mod sqlite;
 

@@ -13,288 +13,7 @@
 //! Everything that is a decision (admission, retry schedule) is pure code in
 //! `kai_core::queue`; this module only moves rows.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
-use kai_core::ids::{JobId, TaskId};
-use kai_core::queue::{self as q, JobState, RetryPolicy};
-
-use crate::StoreError;
-use crate::queue::{
-    ClaimRequest, FailOutcome, Failure, Job, LimitScope, NewJob, QueueError, QueueResult, Retry,
-};
-
-/// Columns of `queue_jobs` in the order [`RawJob`] reads them.
-pub(crate) const JOB_COLUMNS: &str = "id, queue, state, priority, payload, result, last_error, parent_id, \
-    idempotency_key, concurrency_key, attempts, max_attempts, backoff_initial_ms, backoff_max_ms, run_at_us, \
-    lease_id, lease_until_us, worker, cancel_requested, created_at_us, updated_at_us, started_at_us, finished_at_us";
-
-/// Most expired leases one claim takes back (the rest wait for the next claim).
-pub(crate) const REAP_BATCH: i64 = 256;
-/// Most queues one claim may name.
-pub(crate) const MAX_CLAIM_QUEUES: usize = 32;
-/// Longest worker name.
-pub(crate) const MAX_WORKER_NAME: usize = 128;
-/// The error a job gets when its lease ran out.
-pub(crate) const LEASE_EXPIRED: &str =
-    "lease expired: the worker stopped heartbeating (crashed, stalled or lost the database)";
-
-pub(crate) fn duration_us(d: Duration) -> i64 {
-    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
-}
-
-fn duration_ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-fn corrupt(what: &str) -> QueueError {
-    QueueError::Store(StoreError::Corrupt(format!("queue job: {what}")))
-}
-
-fn u32_of(v: i64, what: &str) -> QueueResult<u32> {
-    u32::try_from(v).map_err(|_| corrupt(what))
-}
-
-pub(crate) fn json_of(text: &str, what: &str) -> QueueResult<serde_json::Value> {
-    serde_json::from_str(text).map_err(|_| corrupt(what))
-}
-
-/// A `queue_jobs` row as stored.
-pub(crate) struct RawJob {
-    pub id: String,
-    pub queue: String,
-    pub state: String,
-    pub priority: i64,
-    pub payload: String,
-    pub result: Option<String>,
-    pub last_error: Option<String>,
-    pub parent_id: Option<String>,
-    pub idempotency_key: Option<String>,
-    pub concurrency_key: Option<String>,
-    pub attempts: i64,
-    pub max_attempts: i64,
-    pub backoff_initial_ms: i64,
-    pub backoff_max_ms: i64,
-    pub run_at_us: i64,
-    pub lease_until_us: Option<i64>,
-    pub worker: Option<String>,
-    pub cancel_requested: bool,
-    pub created_at_us: i64,
-    pub updated_at_us: i64,
-    pub started_at_us: Option<i64>,
-    pub finished_at_us: Option<i64>,
-}
-
-impl RawJob {
-    pub(crate) fn into_job(self) -> QueueResult<Job> {
-        let ms =
-            |v: i64, what| u64::try_from(v).map(Duration::from_millis).map_err(|_| corrupt(what));
-        Ok(Job {
-            id: self.id.parse().map_err(|_| corrupt("bad id"))?,
-            queue: self.queue.parse().map_err(|_| corrupt("bad queue"))?,
-            state: self.state.parse().map_err(|_| corrupt("bad state"))?,
-            priority: i32::try_from(self.priority).map_err(|_| corrupt("bad priority"))?,
-            payload: json_of(&self.payload, "bad payload")?,
-            result: self.result.as_deref().map(|r| json_of(r, "bad result")).transpose()?,
-            last_error: self.last_error,
-            parent: self
-                .parent_id
-                .map(|p| p.parse::<TaskId>())
-                .transpose()
-                .map_err(|_| corrupt("bad parent"))?,
-            idempotency_key: self
-                .idempotency_key
-                .map(|k| k.parse())
-                .transpose()
-                .map_err(|_| corrupt("bad idempotency key"))?,
-            concurrency_key: self
-                .concurrency_key
-                .map(|k| k.parse())
-                .transpose()
-                .map_err(|_| corrupt("bad concurrency key"))?,
-            attempts: u32_of(self.attempts, "bad attempts")?,
-            retry: RetryPolicy {
-                max_attempts: u32_of(self.max_attempts, "bad max_attempts")?,
-                initial: ms(self.backoff_initial_ms, "bad backoff")?,
-                max_delay: ms(self.backoff_max_ms, "bad backoff")?,
-            },
-            run_at_us: self.run_at_us,
-            worker: self.worker,
-            lease_until_us: self.lease_until_us,
-            cancel_requested: self.cancel_requested,
-            created_at_us: self.created_at_us,
-            updated_at_us: self.updated_at_us,
-            started_at_us: self.started_at_us,
-            finished_at_us: self.finished_at_us,
-        })
-    }
-}
-
-/// A [`NewJob`] checked and turned into column values.
-pub(crate) struct PreparedJob {
-    pub id: String,
-    pub queue: String,
-    pub priority: i64,
-    pub payload: String,
-    pub parent_id: Option<String>,
-    pub idempotency_key: Option<String>,
-    pub concurrency_key: Option<String>,
-    pub max_attempts: i64,
-    pub backoff_initial_ms: i64,
-    pub backoff_max_ms: i64,
-    pub run_at_us: i64,
-}
-
-/// Checks bounds and serializes a new job.
-pub(crate) fn prepare(job: &NewJob, now_us: i64) -> QueueResult<PreparedJob> {
-    let payload = serde_json::to_string(&job.payload)
-        .map_err(|e| QueueError::Invalid(format!("payload is not JSON: {e}")))?;
-    if payload.len() > q::MAX_PAYLOAD_BYTES {
-        return Err(QueueError::LimitExceeded {
-            what: "job payload (bytes)",
-            limit: q::MAX_PAYLOAD_BYTES,
-        });
-    }
-    job.retry.validate().map_err(|e| QueueError::Invalid(e.to_string()))?;
-    Ok(PreparedJob {
-        id: JobId::new().to_string(),
-        queue: job.queue.as_str().to_owned(),
-        priority: i64::from(job.priority),
-        payload,
-        parent_id: job.parent.map(|p| p.to_string()),
-        idempotency_key: job.idempotency_key.as_ref().map(|k| k.as_str().to_owned()),
-        concurrency_key: job.concurrency_key.as_ref().map(|k| k.as_str().to_owned()),
-        max_attempts: i64::from(job.retry.max_attempts),
-        backoff_initial_ms: duration_ms(job.retry.initial),
-        backoff_max_ms: duration_ms(job.retry.max_delay),
-        run_at_us: job.run_at_us.unwrap_or(now_us),
-    })
-}
-
-pub(crate) fn check_batch(len: usize) -> QueueResult<()> {
-    if len > q::MAX_BATCH {
-        return Err(QueueError::LimitExceeded { what: "jobs in one batch", limit: q::MAX_BATCH });
-    }
-    Ok(())
-}
-
-/// True if `existing` (found by idempotency key) describes the same work as `new`.
-pub(crate) fn same_work(existing: &Job, new: &NewJob) -> bool {
-    existing.queue == new.queue
-        && existing.payload == new.payload
-        && existing.parent == new.parent
-        && existing.concurrency_key == new.concurrency_key
-}
-
-pub(crate) fn check_claim(req: &ClaimRequest) -> QueueResult<()> {
-    if req.queues.is_empty() || req.queues.len() > MAX_CLAIM_QUEUES {
-        return Err(QueueError::Invalid(format!("a claim names 1 to {MAX_CLAIM_QUEUES} queues")));
-    }
-    if req.max == 0 || req.max > q::MAX_CLAIM {
-        return Err(QueueError::Invalid(format!("a claim takes 1 to {} jobs", q::MAX_CLAIM)));
-    }
-    check_lease(req.lease)?;
-    if req.worker.len() > MAX_WORKER_NAME || req.worker.chars().any(char::is_control) {
-        return Err(QueueError::Invalid(format!(
-            "worker name must be at most {MAX_WORKER_NAME} bytes without control characters"
-        )));
-    }
-    Ok(())
-}
-
-pub(crate) fn check_lease(lease: Duration) -> QueueResult<()> {
-    if lease < q::MIN_LEASE || lease > q::MAX_LEASE {
-        return Err(QueueError::Invalid(format!(
-            "a lease lasts {} ms to {} s",
-            q::MIN_LEASE.as_millis(),
-            q::MAX_LEASE.as_secs()
-        )));
-    }
-    Ok(())
-}
-
-/// Serializes a job or effect result within its bound.
-pub(crate) fn result_text(v: &serde_json::Value) -> QueueResult<String> {
-    let text = serde_json::to_string(v)
-        .map_err(|e| QueueError::Invalid(format!("result is not JSON: {e}")))?;
-    if text.len() > q::MAX_RESULT_BYTES {
-        return Err(QueueError::LimitExceeded {
-            what: "job or effect result (bytes)",
-            limit: q::MAX_RESULT_BYTES,
-        });
-    }
-    Ok(text)
-}
-
-pub(crate) fn check_list_limit(limit: u32) -> QueueResult<i64> {
-    if limit == 0 || limit > q::MAX_LIST {
-        return Err(QueueError::Invalid(format!("list limit must be 1 to {}", q::MAX_LIST)));
-    }
-    Ok(i64::from(limit))
-}
-
-/// The stored name of a limit scope.
-pub(crate) fn scope_name(scope: &LimitScope) -> String {
-    match scope {
-        LimitScope::Global => "global".to_owned(),
-        LimitScope::Key(k) => format!("key:{k}"),
-    }
-}
-
-pub(crate) fn scope_of(name: &str) -> QueueResult<LimitScope> {
-    match name.split_once(':') {
-        None if name == "global" => Ok(LimitScope::Global),
-        Some(("key", k)) => k.parse().map(LimitScope::Key).map_err(|_| corrupt("bad limit scope")),
-        _ => Err(corrupt("bad limit scope")),
-    }
-}
-
-/// How many more jobs may start per stored scope, given the limits and the running counts.
-pub(crate) fn free_slots(
-    limits: &[(String, i64)],
-    running: &BTreeMap<String, i64>,
-) -> (Option<u64>, BTreeMap<String, u64>) {
-    let mut global = None;
-    let mut keys = BTreeMap::new();
-    for (scope, max) in limits {
-        let used = running.get(scope).copied().unwrap_or(0);
-        let free = u64::try_from(max.saturating_sub(used)).unwrap_or(0);
-        match scope.strip_prefix("key:") {
-            Some(k) => {
-                keys.insert(k.to_owned(), free);
-            }
-            None => global = Some(free),
-        }
-    }
-    (global, keys)
-}
-
-/// What a failed attempt leads to: the new state, when it runs next, and the outcome.
-pub(crate) fn fail_decision(
-    attempts: u32,
-    policy: &RetryPolicy,
-    cancel_requested: bool,
-    failure: &Failure,
-    now_us: i64,
-    jitter_sample: f64,
-) -> (JobState, FailOutcome) {
-    if cancel_requested {
-        return (JobState::Cancelled, FailOutcome::Cancelled);
-    }
-    let delay = match failure.retry {
-        Retry::Never => None,
-        _ if !policy.allows_another(attempts) => None,
-        Retry::Policy => Some(policy.delay(attempts, jitter_sample)),
-        Retry::After(d) => Some(d.min(RetryPolicy::MAX_DELAY)),
-    };
-    match delay {
-        Some(d) => (
-            JobState::Queued,
-            FailOutcome::Retrying { run_at_us: now_us.saturating_add(duration_us(d)) },
-        ),
-        None => (JobState::Dead, FailOutcome::Dead),
-    }
-}
+pub(crate) use crate::sql_queue_rows::*;
 
 macro_rules! impl_queue_store {
     ($store:ty, $db:ty, begin: $begin:literal, skip_locked: $skip_locked:literal, for_update: $for_update:literal, for_share: $for_share:literal) => {
@@ -492,6 +211,82 @@ macro_rules! impl_queue_store {
                 Ok($crate::sql_queue::free_slots(&limits, &running))
             }
 
+            /// The claim: reap expired leases, pick candidates in order, admit them under the
+            /// concurrency limits, take them under one new lease — one transaction.
+            async fn queue_claim(
+                &self,
+                req: &$crate::queue::ClaimRequest,
+                now_us: i64,
+            ) -> $crate::queue::QueueResult<Vec<$crate::queue::ClaimedJob>> {
+                use sqlx::Row as _;
+                $crate::sql_queue::check_claim(req)?;
+                let queues: Vec<String> = req.queues.iter().map(|q| q.as_str().to_owned()).collect();
+                let lease_until_us = now_us.saturating_add($crate::sql_queue::duration_us(req.lease));
+                let max = usize::try_from(req.max).unwrap_or(usize::MAX);
+                let mut tx = self.pool.begin_with($begin).await?;
+                Self::queue_reap(&mut tx, &queues, now_us).await?;
+                let any_limits: bool = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM queue_limits")
+                    .fetch_one(&mut *tx)
+                    .await?
+                    > 0;
+                // With limits, look further than `max`: some candidates may be held back.
+                let scan = if any_limits { (req.max * 4 + 16).min(1024) } else { req.max };
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT id, concurrency_key FROM queue_jobs WHERE state = 'queued' AND run_at_us <= ",
+                );
+                qb.push_bind(now_us).push(" AND queue");
+                Self::queue_push_in(&mut qb, queues.iter().cloned());
+                qb.push(" ORDER BY priority DESC, run_at_us, id LIMIT ").push_bind(i64::from(scan));
+                qb.push($skip_locked);
+                let rows = qb.build().fetch_all(&mut *tx).await?;
+                let mut candidates: Vec<(String, Option<String>)> = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    candidates.push((r.try_get("id")?, r.try_get("concurrency_key")?));
+                }
+                let admitted: Vec<usize> = if any_limits && !candidates.is_empty() {
+                    let keys = candidates.iter().filter_map(|(_, k)| k.clone()).collect();
+                    let (global, per_key) = Self::queue_free_slots(&mut tx, keys).await?;
+                    kai_core::queue::admit(candidates.iter().map(|(_, k)| k.as_deref()), max, global, &per_key)
+                } else {
+                    (0..candidates.len().min(max)).collect()
+                };
+                if admitted.is_empty() {
+                    tx.commit().await?;
+                    return Ok(Vec::new());
+                }
+                let token = kai_core::ids::LeaseId::new();
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "UPDATE queue_jobs SET state = 'running', attempts = attempts + 1, cancel_requested = FALSE, lease_id = ",
+                );
+                qb.push_bind(token.to_string())
+                    .push(", lease_until_us = ")
+                    .push_bind(lease_until_us)
+                    .push(", worker = ")
+                    .push_bind(req.worker.clone())
+                    .push(", started_at_us = ")
+                    .push_bind(now_us)
+                    .push(", updated_at_us = ")
+                    .push_bind(now_us)
+                    .push(" WHERE state = 'queued' AND id");
+                Self::queue_push_in(&mut qb, admitted.iter().map(|&i| candidates[i].0.clone()));
+                qb.push(" RETURNING ").push($crate::sql_queue::JOB_COLUMNS);
+                let mut claimed = std::collections::HashMap::new();
+                for row in qb.build().fetch_all(&mut *tx).await? {
+                    let job = Self::queue_job_from_row(&row)?;
+                    claimed.insert(job.id.to_string(), job);
+                }
+                tx.commit().await?;
+                Ok(admitted
+                    .iter()
+                    .filter_map(|&i| claimed.remove(&candidates[i].0))
+                    .map(|job| $crate::queue::ClaimedJob {
+                        lease: $crate::queue::Lease { job: job.id, token },
+                        job,
+                        lease_until_us,
+                    })
+                    .collect())
+                        }
+
             async fn queue_effect_upsert(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 key: &kai_core::queue::EffectKey,
@@ -526,42 +321,3 @@ macro_rules! impl_queue_store {
 }
 
 pub(crate) use impl_queue_store;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scopes_round_trip() {
-        for s in [LimitScope::Global, LimitScope::Key("kExecutor:web".parse().unwrap())] {
-            assert_eq!(scope_of(&scope_name(&s)).unwrap(), s);
-        }
-        assert!(scope_of("nope").is_err());
-    }
-
-    #[test]
-    fn free_slots_subtract_running() {
-        let limits =
-            vec![("global".to_owned(), 5), ("key:a".to_owned(), 2), ("key:b".to_owned(), 1)];
-        let running = BTreeMap::from([("global".to_owned(), 4), ("key:a".to_owned(), 3)]);
-        let (g, k) = free_slots(&limits, &running);
-        assert_eq!(g, Some(1));
-        assert_eq!(k, BTreeMap::from([("a".to_owned(), 0), ("b".to_owned(), 1)]));
-    }
-
-    #[test]
-    fn failures_retry_then_die() {
-        let p = RetryPolicy { max_attempts: 3, ..RetryPolicy::default() };
-        let f = |retry| Failure { error: "x".into(), retry };
-        let (s, o) = fail_decision(1, &p, false, &f(Retry::Policy), 0, 0.0);
-        assert_eq!((s, o), (JobState::Queued, FailOutcome::Retrying { run_at_us: 1_000_000 }));
-        let (s, _) = fail_decision(3, &p, false, &f(Retry::Policy), 0, 0.0);
-        assert_eq!(s, JobState::Dead);
-        let (s, _) = fail_decision(1, &p, false, &f(Retry::Never), 0, 0.0);
-        assert_eq!(s, JobState::Dead);
-        let (_, o) = fail_decision(1, &p, false, &f(Retry::After(Duration::from_secs(7))), 5, 0.0);
-        assert_eq!(o, FailOutcome::Retrying { run_at_us: 7_000_005 });
-        let (s, _) = fail_decision(1, &p, true, &f(Retry::Policy), 0, 0.0);
-        assert_eq!(s, JobState::Cancelled);
-    }
-}

@@ -29,73 +29,7 @@ macro_rules! impl_queue_ops {
                 req: &$crate::queue::ClaimRequest,
                 now_us: i64,
             ) -> $crate::queue::QueueResult<Vec<$crate::queue::ClaimedJob>> {
-                use sqlx::Row as _;
-                $crate::sql_queue::check_claim(req)?;
-                let queues: Vec<String> = req.queues.iter().map(|q| q.as_str().to_owned()).collect();
-                let lease_until_us = now_us.saturating_add($crate::sql_queue::duration_us(req.lease));
-                let max = usize::try_from(req.max).unwrap_or(usize::MAX);
-                let mut tx = self.pool.begin_with($begin).await?;
-                Self::queue_reap(&mut tx, &queues, now_us).await?;
-                let any_limits: bool = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM queue_limits")
-                    .fetch_one(&mut *tx)
-                    .await?
-                    > 0;
-                // With limits, look further than `max`: some candidates may be held back.
-                let scan = if any_limits { (req.max * 4 + 16).min(1024) } else { req.max };
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT id, concurrency_key FROM queue_jobs WHERE state = 'queued' AND run_at_us <= ",
-                );
-                qb.push_bind(now_us).push(" AND queue");
-                Self::queue_push_in(&mut qb, queues.iter().cloned());
-                qb.push(" ORDER BY priority DESC, run_at_us, id LIMIT ").push_bind(i64::from(scan));
-                qb.push($skip_locked);
-                let rows = qb.build().fetch_all(&mut *tx).await?;
-                let mut candidates: Vec<(String, Option<String>)> = Vec::with_capacity(rows.len());
-                for r in &rows {
-                    candidates.push((r.try_get("id")?, r.try_get("concurrency_key")?));
-                }
-                let admitted: Vec<usize> = if any_limits && !candidates.is_empty() {
-                    let keys = candidates.iter().filter_map(|(_, k)| k.clone()).collect();
-                    let (global, per_key) = Self::queue_free_slots(&mut tx, keys).await?;
-                    kai_core::queue::admit(candidates.iter().map(|(_, k)| k.as_deref()), max, global, &per_key)
-                } else {
-                    (0..candidates.len().min(max)).collect()
-                };
-                if admitted.is_empty() {
-                    tx.commit().await?;
-                    return Ok(Vec::new());
-                }
-                let token = kai_core::ids::LeaseId::new();
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "UPDATE queue_jobs SET state = 'running', attempts = attempts + 1, cancel_requested = FALSE, lease_id = ",
-                );
-                qb.push_bind(token.to_string())
-                    .push(", lease_until_us = ")
-                    .push_bind(lease_until_us)
-                    .push(", worker = ")
-                    .push_bind(req.worker.clone())
-                    .push(", started_at_us = ")
-                    .push_bind(now_us)
-                    .push(", updated_at_us = ")
-                    .push_bind(now_us)
-                    .push(" WHERE state = 'queued' AND id");
-                Self::queue_push_in(&mut qb, admitted.iter().map(|&i| candidates[i].0.clone()));
-                qb.push(" RETURNING ").push($crate::sql_queue::JOB_COLUMNS);
-                let mut claimed = std::collections::HashMap::new();
-                for row in qb.build().fetch_all(&mut *tx).await? {
-                    let job = Self::queue_job_from_row(&row)?;
-                    claimed.insert(job.id.to_string(), job);
-                }
-                tx.commit().await?;
-                Ok(admitted
-                    .iter()
-                    .filter_map(|&i| claimed.remove(&candidates[i].0))
-                    .map(|job| $crate::queue::ClaimedJob {
-                        lease: $crate::queue::Lease { job: job.id, token },
-                        job,
-                        lease_until_us,
-                    })
-                    .collect())
+                self.queue_claim(req, now_us).await
             }
 
             async fn heartbeat(

@@ -158,7 +158,7 @@ async fn claim_order_priority_then_age(b: &Backend) {
         (JobState::Running, 1, T0 + secs(3600))
     );
     assert_eq!(c.job.worker.as_deref(), Some("test-worker"));
-    assert!(got.iter().all(|c| c.lease.token == c.lease.token), "one claim, one token");
+    assert!(got.iter().all(|g| g.lease.token == c.lease.token), "one claim, one token");
     assert!(s.claim(&claim("work", 10, LEASE), T0).await.unwrap().is_empty());
     let got = s.claim(&claim("work", 10, LEASE), T0 + secs(60)).await.unwrap();
     assert_eq!(got.iter().map(|c| c.job.id).collect::<Vec<_>>(), [later]);
@@ -602,7 +602,7 @@ async fn concurrent_claimers_never_exceed_limits(b: &Backend) {
         t.await.unwrap();
     }
     assert_eq!(done.load(Ordering::SeqCst), 180, "every job ran");
-    let peak = peak.lock().unwrap();
+    let peak = peak.lock().unwrap().clone();
     for (k, l) in keys.iter().zip(limits) {
         assert!(peak[*k] <= l, "{k}: peak {} > limit {l}", peak[*k]);
     }
