@@ -69,7 +69,11 @@ macro_rules! impl_queue_store {
                     .map(|j| $crate::sql_queue::prepare(j, now_us))
                     .collect::<Result<Vec<_>, _>>()?;
                 let mut created = std::collections::HashMap::new();
-                for chunk in prepared.chunks(200) {
+                // Insert in idempotency-key order: concurrent batches sharing keys then take the
+                // unique-index locks in the same order and cannot deadlock (PostgreSQL).
+                let mut ordered: Vec<&$crate::sql_queue::PreparedJob> = prepared.iter().collect();
+                ordered.sort_by(|a, b| a.idempotency_key.cmp(&b.idempotency_key));
+                for chunk in ordered.chunks(200) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO queue_jobs (id, queue, state, priority, payload, parent_id, idempotency_key, \
                          concurrency_key, attempts, max_attempts, backoff_initial_ms, backoff_max_ms, run_at_us, \

@@ -19,6 +19,7 @@ on_both_backends!(
     enqueue_inspect_and_bounds,
     idempotent_enqueue,
     concurrent_idempotent_enqueue_makes_one_job,
+    concurrent_overlapping_batches_neither_deadlock_nor_duplicate,
     claim_order_priority_then_age,
     leases_expire_and_redeliver,
     heartbeat_extends_the_lease,
@@ -131,6 +132,46 @@ async fn concurrent_idempotent_enqueue_makes_one_job(b: &Backend) {
         created += usize::from(e.created);
     }
     assert_eq!((ids.len(), created), (1, 1));
+}
+
+/// Batches sharing keys in opposite orders, at once, round after round: no deadlock, one job
+/// per key.
+async fn concurrent_overlapping_batches_neither_deadlock_nor_duplicate(b: &Backend) {
+    for round in 0..10 {
+        let tasks: Vec<_> = (0..8)
+            .map(|t| {
+                let s = b.store.clone();
+                tokio::spawn(async move {
+                    let mut ns: Vec<i64> = (0..200).collect();
+                    if t % 2 == 1 {
+                        ns.reverse();
+                    }
+                    ns.rotate_left((t * 29) % 200);
+                    let batch: Vec<NewJob> = ns
+                        .iter()
+                        .map(|n| {
+                            job("work", *n)
+                                .with_idempotency_key(format!("r{round}-k{n}").parse().unwrap())
+                        })
+                        .collect();
+                    s.enqueue_batch(&batch, T0).await.unwrap()
+                })
+            })
+            .collect();
+        let mut ids: HashMap<i64, kai_core::ids::JobId> = HashMap::new();
+        for t in tasks {
+            for e in t.await.unwrap() {
+                let n = e.job.payload["n"].as_i64().unwrap();
+                assert_eq!(
+                    *ids.entry(n).or_insert(e.job.id),
+                    e.job.id,
+                    "key k{n} resolved to one job"
+                );
+            }
+        }
+        assert_eq!(ids.len(), 200);
+    }
+    assert_eq!(b.store.job_counts(&CountFilter::default()).await.unwrap().total(), 2000);
 }
 
 async fn claim_order_priority_then_age(b: &Backend) {
