@@ -50,3 +50,12 @@ uuid_id!(
     /// Identifies an API token.
     TokenId
 );
+uuid_id!(
+    /// Identifies one job of the durable queue (one unit of work, e.g. a step of a task).
+    JobId
+);
+uuid_id!(
+    /// Identifies one claim of a job: the fencing token a worker presents with every
+    /// heartbeat, completion or failure. A new claim of the same job gets a new one.
+    LeaseId
+);

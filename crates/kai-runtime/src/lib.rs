@@ -1,5 +1,6 @@
 //! Services of the kai node that sit between the HTTP surface and storage: the audit log
-//! writer, the event bus (in-process and NATS JetStream), identity key files and metric names.
+//! writer, the event bus (in-process and NATS JetStream), identity key files, metric names and
+//! the durable queue's worker pool.
 //!
 //! Architecture invariants: services see `Arc<dyn Store>` and `Arc<dyn EventBus>`, never a
 //! concrete backend; every spawned task belongs to the caller's `TaskTracker` and stops on its
@@ -13,6 +14,7 @@ pub mod identity;
 pub mod llm;
 pub mod metrics;
 pub mod node;
+pub mod queue;
 pub mod spend;
 pub mod users;
 pub mod vault;

@@ -16,3 +16,10 @@ pub const BUS_SUBSCRIBERS_DROPPED: &str = "kai_bus_subscribers_dropped_total";
 pub const HTTP_REQUESTS: &str = "kai_http_requests_total";
 /// HTTP request latency in seconds (histogram, labels `method`, `route`).
 pub const HTTP_LATENCY: &str = "kai_http_request_duration_seconds";
+/// Jobs claimed by this node's worker pools (counter, label `queue`).
+pub const QUEUE_JOBS_CLAIMED: &str = "kai_queue_jobs_claimed_total";
+/// Job runs that ended (counter, labels `queue`, `outcome`: succeeded, retrying, dead,
+/// cancelled, released, lease_lost, unrecorded).
+pub const QUEUE_JOBS_FINISHED: &str = "kai_queue_jobs_finished_total";
+/// How long a job run took, claim to recorded outcome, in seconds (histogram).
+pub const QUEUE_JOB_SECONDS: &str = "kai_queue_job_duration_seconds";

@@ -1,17 +1,23 @@
 //! Storage of the kai node: the traits services persist through, and their SQLite
 //! (embedded default, WAL, `synchronous=FULL`) and PostgreSQL implementations on sqlx.
 //!
-//! Both backends share one SQL body (`sql.rs`) and differ only in connection set-up and
-//! migration files (`migrations/sqlite`, `migrations/postgres`), applied at open.
+//! Both backends share one SQL body (`sql.rs`, `sql_chat.rs`, `sql_security.rs`,
+//! `sql_queue*.rs`) and differ only in connection set-up, a few SQL fragments (the queue's
+//! locking) and migration files (`migrations/sqlite`, `migrations/postgres`), applied at open.
+//! The durable task queue ([`QueueStore`], in `queue.rs`) is a store concern too.
 //! A write that returns `Ok` is committed and durable: callers may acknowledge it.
 
 mod chat;
 mod error;
 mod postgres;
+pub mod queue;
 mod records;
 mod security;
 mod sql;
 mod sql_chat;
+mod sql_queue;
+mod sql_queue_ops;
+mod sql_queue_rows;
 mod sql_security;
 mod sql_tasks;
 mod sqlite;
@@ -25,6 +31,7 @@ use kai_crypto::audit::{Checkpoint, Entry};
 
 pub use chat::{ChatMessageRow, ChatStore, ChatSummaryRow, ThreadRow};
 pub use error::{StoreError, StoreResult};
+pub use queue::{QueueError, QueueResult, QueueStore};
 
 /// Meta key holding the audit writer's Merkle frontier, updated atomically with each batch.
 pub const AUDIT_FRONTIER_KEY: &str = "audit.frontier";
@@ -109,6 +116,7 @@ pub trait Store:
     + UsageStore
     + ChatStore
     + TaskStore
+    + QueueStore
 {
     /// Round trip to the database; `Err` when it is unreachable.
     async fn ping(&self) -> StoreResult<()>;
