@@ -6,6 +6,7 @@
 //! concrete backend; every spawned task belongs to the caller's `TaskTracker` and stops on its
 //! `CancellationToken`; nothing here reads environment variables or configuration files.
 
+pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod bus;
@@ -18,6 +19,9 @@ pub mod queue;
 pub mod spend;
 pub mod users;
 pub mod vault;
+
+#[cfg(test)]
+mod testkit;
 
 pub use audit::{AuditError, AuditLog, AuditSettings};
 pub use bus::{BusError, DeliveryPolicy, EventBus, Subscription};
