@@ -11,5 +11,6 @@ mod node {
     pub mod openai;
     pub mod security;
     pub mod server;
+    pub mod ui;
     pub mod ws;
 }
