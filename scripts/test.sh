@@ -34,4 +34,6 @@ echo "== dashboard in Chromium (web/tests/e2e.test.mjs; screenshots in target/sc
 bash scripts/browser.sh
 cargo build --workspace --all-features --bin kai --example fake-llm
 export KAI_SCREENSHOTS="${KAI_SCREENSHOTS:-$PWD/target/screenshots}"
-(cd web/tests && node --test --test-reporter=spec e2e.test.mjs)
+(cd web/tests && node --test --test-reporter=spec unit.test.mjs e2e.test.mjs)
+echo "== dashboard in Chromium on PostgreSQL"
+(cd web/tests && KAI_TEST_DATABASE=postgres KAI_SCREENSHOTS="$KAI_SCREENSHOTS/postgres" node --test --test-reporter=spec e2e.test.mjs)

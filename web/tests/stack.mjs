@@ -4,7 +4,7 @@
 // file, so it starts sealed. Binaries come from the cargo target dir ($KAI_BIN and
 // $FAKE_LLM_BIN override).
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync, existsSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -68,7 +68,7 @@ export async function startStack(opts = {}) {
   const dir = mkdtempSync(path.join(tmpdir(), 'kai-web-'));
   mkdirSync(path.join(dir, 'etc'));
   const configFile = path.join(dir, 'config.toml');
-  const config = `[node]
+  let config = `[node]
 name = "e2e"
 [[providers]]
 name = "fake"
@@ -87,6 +87,18 @@ name = "terse"
 description = "Another persona on the same fake"
 providers = ["fake"]
 `;
+  // KAI_TEST_DATABASE=postgres: a schema of its own on the test server (like the Rust harness).
+  let storage = '';
+  let dropSchema = () => {};
+  if (process.env.KAI_TEST_DATABASE === 'postgres') {
+    const pg = process.env.KAI_TEST_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/test';
+    const schema = `kai_tweb_${process.pid}_${Date.now()}`;
+    const made = spawnSync('psql', [pg, '-qc', `CREATE SCHEMA ${schema}`], { encoding: 'utf8' });
+    if (made.status !== 0) throw new Error(`cannot create schema ${schema}: ${made.stderr}`);
+    storage = `[storage]\nurl = "${pg}?options[search_path]=${schema}"\n`;
+    dropSchema = () => spawnSync('psql', [pg, '-qc', `DROP SCHEMA IF EXISTS ${schema} CASCADE`]);
+  }
+  config = storage + config;
   writeFileSync(configFile, config);
   const env = {
     PATH: process.env.PATH,
@@ -132,6 +144,7 @@ providers = ["fake"]
       kai.kill('SIGTERM');
       await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
       fake.stop();
+      dropSchema();
       if (!process.env.KAI_KEEP_DIR) rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -4,6 +4,7 @@
 // unlock page. Streaming replies (server-sent events over POST) are parsed here too.
 
 import { session } from './session.js';
+import { sseParser } from './sse.js';
 
 export class ApiError extends Error {
   constructor(status, problem) {
@@ -90,37 +91,13 @@ export async function stream(path, body, onEvent, { signal } = {}) {
     return;
   }
   const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = '';
+  const parser = sseParser(onEvent);
   for (;;) {
     const { value, done } = await reader.read();
     if (done) break;
-    buf += value;
-    let cut;
-    while ((cut = buf.search(/\r?\n\r?\n/)) >= 0) {
-      const frame = buf.slice(0, cut);
-      buf = buf.slice(cut).replace(/^\r?\n\r?\n/, '');
-      dispatch(frame, onEvent);
-    }
+    parser.push(value);
   }
-  if (buf.trim()) dispatch(buf, onEvent);
-}
-
-function dispatch(frame, onEvent) {
-  let name = 'message';
-  const data = [];
-  for (const line of frame.split(/\r?\n/)) {
-    if (line.startsWith(':')) continue;
-    const i = line.indexOf(':');
-    const key = i < 0 ? line : line.slice(0, i);
-    const val = i < 0 ? '' : line.slice(i + 1).replace(/^ /, '');
-    if (key === 'event') name = val;
-    else if (key === 'data') data.push(val);
-  }
-  if (!data.length) return;
-  const text = data.join('\n');
-  let parsed = text;
-  try { parsed = JSON.parse(text); } catch { /* plain text */ }
-  onEvent(name, parsed);
+  parser.end();
 }
 
 /** Saves a response body as a file (for exports). */

@@ -10,7 +10,7 @@ import { errorBox, table, loading } from '../lib/ui.js';
  * `{a: {b: 1}}` → [['a.b', 1]]; lists of named tables by name, as provenance names them
  * (`providers[openai].kind`).
  */
-function flatten(value, key = '', out = []) {
+export function flatten(value, key = '', out = []) {
   const named = Array.isArray(value) && value.length && value.every((x) => x && typeof x === 'object' && 'name' in x);
   if (named) {
     for (const item of value) flatten(item, `${key}[${item.name}]`, out);
@@ -23,7 +23,7 @@ function flatten(value, key = '', out = []) {
 }
 
 /** The layer that set `key` or its nearest ancestor (`a.b[c].d` → `a.b[c]` → `a.b` → `a`). */
-function sourceOf(sources, key) {
+export function sourceOf(sources, key) {
   for (let k = key; k; k = k.replace(/(\.[^.[\]]*|\[[^\]]*\])$/, '')) {
     if (sources[k]) return sources[k];
     if (!/[.[]/.test(k)) break;
