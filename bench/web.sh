@@ -11,9 +11,10 @@ cd "$(dirname "$0")/.."
 SECS=${1:-10}
 bash scripts/browser.sh
 cargo build --release -q -p kai -p hello-axum -p kai-bench
-cargo build --release -q -p kai-llm --example fake-llm --features fake-servers
+# The fake model only answers the page benchmark's (idle) chat setup; any build of it will do.
+[ -n "${FAKE_LLM_BIN:-}" ] || cargo build --release -q -p kai-llm --example fake-llm --features fake-servers
 T=${CARGO_TARGET_DIR:-target}/release
-ulimit -n 65536
+ulimit -n "$(ulimit -Hn)"
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 out() { echo "$@" >&2; }
@@ -40,7 +41,7 @@ RUNS_JSON="$WORK/fanout.jsonl"
 : > "$RUNS_JSON"
 # subscribers rate: the literal target (1,000 × 10k events/s), 10k deliveries/s in aggregate,
 # and the points in between that show where delivery stops keeping up.
-for cfg in "1000 10" "1000 100" "1000 300" "1000 1000" "1000 10000" "10 10000"; do
+for cfg in "1000 10" "1000 100" "1000 1000" "1000 10000" "10 10000"; do
   set -- $cfg
   for target in kai ceiling; do
     if [ $target = kai ]; then URL=http://127.0.0.1:17481; else URL=http://127.0.0.1:17482; fi

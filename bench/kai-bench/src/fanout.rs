@@ -4,7 +4,8 @@
 //! `BENCH_FANOUT` events, then publishes RATE events per second for SECS seconds with
 //! `POST URL/events` (each payload carries its send time), and reports the delivery latency —
 //! from the publisher sending the event to a subscriber having read it — over every delivery
-//! (p50/p99/p99.9/max), the publish rate reached, how many deliveries arrived, and how many
+//! (p50/p99/p99.9/max; it includes the publish request itself, whose own round trip is reported
+//! as `publish_ms`), the publish rate reached, how many deliveries arrived, and how many
 //! clients the server closed as too slow (1013). The same driver runs against a kai node and
 //! against the bare-axum ceiling (`hello-axum ws`), which speaks the same frames.
 //!
@@ -162,13 +163,16 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
                     failed.fetch_add(1, Ordering::Relaxed)
                 };
                 drop(permit);
+                (base.elapsed().as_micros() as u64).saturating_sub(t) as u32
             }));
             sent += 1;
         }
     }
+    let mut publish_us = Vec::with_capacity(publishers.len());
     for p in publishers {
-        p.await?;
+        publish_us.push(p.await?);
     }
+    publish_us.sort_unstable();
     let publish_secs = start.elapsed().as_secs_f64();
     let published = published.load(Ordering::Relaxed);
 
@@ -211,6 +215,10 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
             "deliveries_per_sec": got as f64 / publish_secs,
             "closed_too_slow": too_slow,
             "client_errors": errors,
+            "publish_ms": {
+                "p50": percentile(&publish_us, 0.50),
+                "p99": percentile(&publish_us, 0.99),
+            },
             "latency_ms": {
                 "p50": percentile(&latencies, 0.50),
                 "p99": percentile(&latencies, 0.99),
