@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: the whole workspace with all features on SQLite (the storage suite also runs
-# on PostgreSQL and the bus suite on NATS), then the node-level suite again on PostgreSQL.
+# on PostgreSQL and the bus suite on NATS), then the node-level suite again on PostgreSQL, then
+# the dashboard end to end in Chromium (web/tests; installs chromium and playwright-core first).
 # Usage: scripts/test.sh [extra nextest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,3 +40,10 @@ echo "== all tests (node-level suite on SQLite)"
 run "$@"
 echo "== node-level suite on PostgreSQL"
 KAI_TEST_DATABASE=postgres run --test node "$@"
+echo "== dashboard in Chromium (web/tests/e2e.test.mjs; screenshots in target/screenshots)"
+bash scripts/browser.sh
+cargo build --workspace --all-features --bin kai --example fake-llm
+export KAI_SCREENSHOTS="${KAI_SCREENSHOTS:-$PWD/target/screenshots}"
+(cd web/tests && node --test --test-reporter=spec unit.test.mjs e2e.test.mjs)
+echo "== dashboard in Chromium on PostgreSQL"
+(cd web/tests && KAI_TEST_DATABASE=postgres KAI_SCREENSHOTS="$KAI_SCREENSHOTS/postgres" node --test --test-reporter=spec e2e.test.mjs)

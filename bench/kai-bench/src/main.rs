@@ -5,6 +5,10 @@
 //! `kai-bench audit-append DATA_DIR ENTRIES CONCURRENCY`: appends ENTRIES signed, durable audit
 //! entries through the node's real audit writer (group commit) from CONCURRENCY tasks, on a
 //! data directory made by `kai init`, and prints the throughput as JSON.
+//!
+//! `kai-bench ws-fanout URL TOKEN SUBSCRIBERS RATE SECS`: WebSocket fan-out (see `fanout.rs`).
+
+mod fanout;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +25,9 @@ mod llm;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("ws-fanout") {
+        return fanout::run(&args[2..]).await;
+    }
     if let [_, cmd, kai, requests, tokens] = args.as_slice()
         && cmd == "llm-overhead"
     {

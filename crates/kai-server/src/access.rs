@@ -30,6 +30,9 @@ pub fn rule(method: &Method, path: &str) -> Option<Access> {
     let m = method.as_str();
     Some(match (m, path) {
         ("GET", "/health" | "/ready" | "/openapi.json" | "/vault/status") => Public,
+        // The dashboard's static files (the router matches `/ui/{*path}`; OpenAPI names it
+        // `/ui/{path}`). Its data calls go through the API routes below.
+        ("GET", "/" | "/ui/{path}" | "/ui/{*path}") => Public,
         ("POST", "/vault/unlock" | "/auth/login" | "/auth/refresh") => Public,
         ("GET", "/metrics" | "/system/info") => Need(System, Read),
         ("GET", "/system/config") => Need(System, Admin),

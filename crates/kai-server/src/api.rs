@@ -41,6 +41,27 @@ pub struct SystemConfig {
     pub config: serde_json::Value,
     /// Dotted key → the layer that set it.
     pub sources: std::collections::BTreeMap<String, String>,
+    /// What was wrong with the last configuration edit the node rejected (it kept running on
+    /// the configuration above); empty once a valid edit is applied.
+    pub problems: Vec<ConfigProblem>,
+    pub rejected_at: Option<DateTime<Utc>>,
+    /// Changed keys that take effect after a restart.
+    pub pending_restart: Vec<String>,
+}
+
+/// One validation problem: where (file, variable or flag), which key, what is allowed.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConfigProblem {
+    pub source: String,
+    /// Dotted key; empty for a whole-file problem such as a syntax error.
+    pub key: String,
+    pub message: String,
+}
+
+impl From<&kai_core::config::Problem> for ConfigProblem {
+    fn from(p: &kai_core::config::Problem) -> Self {
+        Self { source: p.source.to_string(), key: p.key.clone(), message: p.message.clone() }
+    }
 }
 
 /// A new event to publish.
@@ -113,6 +134,18 @@ impl Paging {
         }
         Ok((self.after.unwrap_or(0), limit))
     }
+}
+
+/// `GET /events`: a page after an offset, or the newest events.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct EventQuery {
+    /// Return events after this offset (default 0).
+    pub after: Option<u64>,
+    /// At most this many events (1–1000, default 100).
+    pub limit: Option<u32>,
+    /// Instead: the newest `tail` events (1–1000), oldest first; `next_after` is then where a
+    /// live subscription continues. Not with `after` or `limit`.
+    pub tail: Option<u32>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

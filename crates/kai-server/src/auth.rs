@@ -86,11 +86,15 @@ impl FromRequestParts<AppState> for Principal {
 /// The bearer token: the `Authorization` header, or (for browser WebSockets, which cannot set
 /// headers) a `kai.token.<token>` entry in `Sec-WebSocket-Protocol`.
 fn bearer(parts: &Parts) -> Option<&str> {
-    if let Some(h) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+    bearer_in(&parts.headers)
+}
+
+/// [`bearer`] on a header map (the WebSocket route re-checks the credential it was opened with).
+pub(crate) fn bearer_in(headers: &axum::http::HeaderMap) -> Option<&str> {
+    if let Some(h) = headers.get(axum::http::header::AUTHORIZATION) {
         return h.to_str().ok().and_then(|h| h.strip_prefix("Bearer "));
     }
-    parts
-        .headers
+    headers
         .get(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.split(',').map(str::trim).find_map(|p| p.strip_prefix("kai.token.")))

@@ -47,6 +47,17 @@ pub struct Services {
     pub llm: Arc<kai_runtime::llm::Llm>,
     /// Chat threads.
     pub chat: Arc<kai_runtime::chat::Chat>,
+    /// The last rejected configuration edit and keys waiting for a restart.
+    pub config_status: watch::Receiver<ConfigStatus>,
+}
+
+/// How the live configuration's reloads went: the problems of the last rejected edit (cleared
+/// by the next accepted one) and the changed keys that take effect only after a restart.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConfigStatus {
+    pub rejected_at: Option<DateTime<Utc>>,
+    pub problems: Vec<kai_core::config::Problem>,
+    pub pending_restart: Vec<String>,
 }
 
 /// Shared handler state (cheap to clone).
@@ -71,6 +82,7 @@ impl Deref for AppState {
 #[openapi(
     info(title = "kai node API", description = "REST API of a kai personal AI node. Errors are application/problem+json."),
     modifiers(&BearerAuth),
+    paths(routes::ui::index, routes::ui::asset),
     tags(
         (name = "system", description = "Health, readiness, metrics, node information and identity"),
         (name = "events", description = "The event bus and its persisted log"),
@@ -80,6 +92,7 @@ impl Deref for AppState {
         (name = "tokens", description = "API tokens"),
         (name = "vault", description = "The encrypted vault: secrets and named keys"),
         (name = "openai", description = "OpenAI-compatible models, chat completions and embeddings"),
+        (name = "ui", description = "The embedded web dashboard (static files; its data calls use the API)"),
     )
 )]
 struct ApiDoc;
@@ -157,6 +170,8 @@ pub fn app(state: AppState) -> Router {
             let doc = doc.clone();
             async move { axum::Json(doc.as_ref().clone()) }
         }))
+        .route("/", axum::routing::get(routes::ui::index))
+        .route("/ui/{*path}", axum::routing::get(routes::ui::asset))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authorize))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))

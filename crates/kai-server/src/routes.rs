@@ -8,6 +8,7 @@ pub mod events;
 pub mod openai;
 pub mod system;
 pub mod tokens;
+pub mod ui;
 pub mod users;
 pub mod vault;
 pub mod ws;

@@ -27,6 +27,8 @@ struct Reloader {
     ctx: Ctx,
     flags: Vec<(String, String, String)>,
     config: watch::Sender<LoadedConfig>,
+    /// What `/system/config` reports about reloads.
+    status: watch::Sender<kai_server::ConfigStatus>,
     audit_settings: watch::Sender<kai_runtime::AuditSettings>,
     node: Arc<kai_runtime::node::Node>,
     log: LogHandle,
@@ -94,6 +96,7 @@ pub async fn serve(
         ),
     }
     let (config_tx, config_rx) = watch::channel(loaded);
+    let (status_tx, status_rx) = watch::channel(kai_server::ConfigStatus::default());
     let limits =
         kai_server::limits::Limits::new(config.limits.requests_per_second, config.limits.burst);
     let llm = std::sync::Arc::new(kai_runtime::llm::Llm::new(
@@ -115,6 +118,7 @@ pub async fn serve(
         limits,
         llm,
         chat,
+        config_status: status_rx,
     });
 
     let listener = tokio::net::TcpListener::bind(addr)
@@ -143,6 +147,7 @@ pub async fn serve(
         ctx: ctx.clone(),
         flags,
         config: config_tx,
+        status: status_tx,
         audit_settings: audit_tx,
         node: kai.clone(),
         log,
@@ -244,6 +249,10 @@ impl Reloader {
         match result {
             Err(e) => {
                 tracing::error!(error = %e, "configuration change rejected; the running configuration stays in force");
+                self.status.send_modify(|s| {
+                    s.rejected_at = Some(chrono::Utc::now());
+                    s.problems.clone_from(&e.problems);
+                });
                 let problems = serde_json::to_value(&e.problems).unwrap_or_default();
                 if let Some(audit) = audit {
                     let details = serde_json::json!({"problems": problems});
@@ -254,6 +263,13 @@ impl Reloader {
             }
             Ok(new) => {
                 let old = self.config.borrow().config.clone();
+                // A valid file again: the rejection no longer stands.
+                self.status.send_if_modified(|s| {
+                    let had = s.rejected_at.is_some();
+                    s.rejected_at = None;
+                    s.problems.clear();
+                    had
+                });
                 if new.config == old {
                     return;
                 }
@@ -280,6 +296,9 @@ impl Reloader {
                 let _ = self.audit_settings.send(node::audit_settings(&running));
                 self.config
                     .send_replace(LoadedConfig { config: running, provenance: new.provenance });
+                self.status.send_modify(|s| {
+                    s.pending_restart = pending.iter().map(|k| (*k).to_owned()).collect();
+                });
                 if pending.is_empty() {
                     tracing::info!("configuration reloaded");
                 } else {

@@ -12,5 +12,6 @@ mod node {
     pub mod openai;
     pub mod security;
     pub mod server;
+    pub mod ui;
     pub mod ws;
 }

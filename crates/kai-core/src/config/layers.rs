@@ -198,11 +198,12 @@ pub fn load(layers: Vec<Layer>) -> Result<LoadedConfig, ConfigError> {
     for layer in layers {
         merge_table(&mut merged, layer.table, &layer.source, "", &mut provenance);
     }
-    let config: Config = match serde_path_to_error::deserialize(Value::Table(merged)) {
+    let merged = Value::Table(merged);
+    let config: Config = match serde_path_to_error::deserialize(merged.clone()) {
         Ok(c) => c,
         Err(e) => {
             let key = e.path().to_string();
-            let key = if key == "." { String::new() } else { key };
+            let key = if key == "." { String::new() } else { named_path(&merged, &key) };
             let message = e.into_inner().to_string();
             return Err(ConfigError::one(source_of(&provenance, &key), key, message));
         }
@@ -221,6 +222,31 @@ pub fn load(layers: Vec<Layer>) -> Result<LoadedConfig, ConfigError> {
     } else {
         Err(ConfigError { problems })
     }
+}
+
+/// Rewrites list indices in an error path into the names provenance uses:
+/// `personas[1].bogus` → `personas[terse].bogus` (when item 1 is named `terse`).
+fn named_path(root: &Value, path: &str) -> String {
+    let mut out = Vec::new();
+    let mut at = Some(root);
+    for segment in path.split('.') {
+        let (key, index) = match segment.split_once('[') {
+            Some((k, rest)) => (k, rest.strip_suffix(']').and_then(|i| i.parse::<usize>().ok())),
+            None => (segment, None),
+        };
+        at = at.and_then(|v| v.get(key));
+        match index {
+            Some(i) => {
+                at = at.and_then(|v| v.get(i));
+                match at.and_then(name_of) {
+                    Some(name) => out.push(format!("{key}[{name}]")),
+                    None => out.push(segment.to_owned()),
+                }
+            }
+            None => out.push(segment.to_owned()),
+        }
+    }
+    out.join(".")
 }
 
 fn join(prefix: &str, key: &str) -> String {

@@ -8,7 +8,7 @@ use kai_core::Envelope;
 use kai_crypto::audit::Outcome;
 
 use crate::AppState;
-use crate::api::{Event, EventPage, Paging, PublishEvent};
+use crate::api::{Event, EventPage, EventQuery, Paging, PublishEvent};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, Problem};
 
@@ -65,8 +65,8 @@ pub async fn publish(
     }
 }
 
-/// Events after an offset, oldest first.
-#[utoipa::path(get, path = "/events", tag = "events", security(("bearer" = [])), params(Paging), responses(
+/// Events after an offset, oldest first; or (`tail`) the newest ones.
+#[utoipa::path(get, path = "/events", tag = "events", security(("bearer" = [])), params(EventQuery), responses(
     (status = 200, body = EventPage),
     (status = 400, body = Problem, content_type = "application/problem+json"),
     (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -74,11 +74,28 @@ pub async fn publish(
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
-    Query(paging): Query<Paging>,
+    Query(q): Query<EventQuery>,
 ) -> ApiResult<Json<EventPage>> {
-    let (after, limit) = paging.get()?;
+    let (after, limit, end) = match q.tail {
+        None => {
+            let (after, limit) = Paging { after: q.after, limit: q.limit }.get()?;
+            (after, limit, None)
+        }
+        Some(_) if q.after.is_some() || q.limit.is_some() => {
+            return Err(ApiError::BadRequest("give either tail, or after and limit".into()));
+        }
+        Some(tail) if !(1..=1000).contains(&tail) => {
+            return Err(ApiError::BadRequest(format!(
+                "tail {tail} is out of range; allowed: 1 to 1000"
+            )));
+        }
+        Some(tail) => {
+            let last = state.node.bus.last_offset().await?;
+            (last.saturating_sub(u64::from(tail)), tail, Some(last))
+        }
+    };
     let events = state.node.bus.read(after, limit).await?;
-    let next_after = events.last().and_then(|e| e.offset).unwrap_or(after);
+    let next_after = events.last().and_then(|e| e.offset).or(end).unwrap_or(after);
     let actor = principal.actor();
     Ok(Json(EventPage {
         events: events.into_iter().filter(|e| visible_to(&actor, e)).map(Event::from).collect(),

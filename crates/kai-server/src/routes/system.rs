@@ -77,7 +77,8 @@ pub async fn info(State(state): State<AppState>) -> ApiResult<Json<SystemInfo>> 
     }))
 }
 
-/// The effective configuration with secrets redacted, and where each key came from.
+/// The effective configuration with secrets redacted, where each key came from, the problems
+/// of the last rejected edit and the keys waiting for a restart.
 #[utoipa::path(get, path = "/system/config", tag = "system", security(("bearer" = [])), responses(
     (status = 200, body = SystemConfig),
     (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -85,9 +86,13 @@ pub async fn info(State(state): State<AppState>) -> ApiResult<Json<SystemInfo>> 
 ))]
 pub async fn config(State(state): State<AppState>) -> ApiResult<Json<SystemConfig>> {
     let loaded = state.config.borrow().clone();
+    let status = state.config_status.borrow().clone();
     Ok(Json(SystemConfig {
         config: redacted(&loaded.config),
         sources: loaded.provenance.iter().map(|(k, v)| (k.clone(), v.to_string())).collect(),
+        problems: status.problems.iter().map(Into::into).collect(),
+        rejected_at: status.rejected_at,
+        pending_restart: status.pending_restart,
     }))
 }
 

@@ -101,6 +101,16 @@ async fn hot_reload_applies_valid_changes_and_rejects_invalid_ones() {
     })
     .await;
     assert_eq!(node_name(&node).await, "two");
+    // …and shown by /system/config (the dashboard's settings page) until a valid edit.
+    let cfg = node.get_json("/system/config").await;
+    let problems = cfg["problems"].as_array().unwrap();
+    assert!(
+        problems.iter().any(|p| p["key"].as_str().unwrap().starts_with("node")
+            && p["source"].as_str().unwrap().starts_with("user file")
+            && p["message"].as_str().unwrap().contains("bogus")),
+        "{cfg}"
+    );
+    assert!(cfg["rejected_at"].is_string());
     let log = std::fs::read_to_string(dir.log_file()).unwrap();
     assert!(
         log.contains("configuration change rejected") && log.contains("bogus"),
@@ -115,6 +125,9 @@ async fn hot_reload_applies_valid_changes_and_rejects_invalid_ones() {
     .await;
     let cfg = node.get_json("/system/config").await;
     assert_eq!(cfg["config"]["bus"]["subscriber_queue"], 1024, "the bus needs a restart");
+    assert_eq!(cfg["problems"], serde_json::json!([]), "a valid edit clears the rejection");
+    assert!(cfg["rejected_at"].is_null());
+    assert_eq!(cfg["pending_restart"], serde_json::json!(["bus"]));
     let entries = node.get_json("/audit/entries?limit=1000").await;
     let last = entries["entries"]
         .as_array()

@@ -67,6 +67,8 @@ async fn every_route_requires_authentication() {
                 "/vault/unlock",
                 "/auth/login",
                 "/auth/refresh",
+                "/",
+                "/ui/{path}",
             ]
             .contains(&path.as_str());
             let method: reqwest::Method = method.to_uppercase().parse().unwrap();
@@ -94,8 +96,17 @@ async fn every_route_requires_authentication() {
     assert!(checked >= 27, "{checked}");
     // Every non-public operation declares bearer security in the document.
     for (path, item) in doc["paths"].as_object().unwrap() {
-        if ["/health", "/ready", "/vault/status", "/vault/unlock", "/auth/login", "/auth/refresh"]
-            .contains(&path.as_str())
+        if [
+            "/health",
+            "/ready",
+            "/vault/status",
+            "/vault/unlock",
+            "/auth/login",
+            "/auth/refresh",
+            "/",
+            "/ui/{path}",
+        ]
+        .contains(&path.as_str())
         {
             continue;
         }

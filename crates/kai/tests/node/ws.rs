@@ -160,3 +160,100 @@ async fn a_client_that_never_reads_is_closed_and_the_node_stays_responsive() {
     assert!(events < 1001);
     node.stop();
 }
+
+/// Reads frames until the server closes; returns the close code.
+async fn close_code(ws: &mut Ws) -> Option<u16> {
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(30), ws.next())
+            .await
+            .expect("closed within 30 s")
+        {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_start_at_the_log_end_and_credentials_stay_checked() {
+    let dir = NodeDir::new().await;
+    let node = Node::start(&dir);
+    publish(&node, "BEFORE", 1).await;
+    let last = publish(&node, "BEFORE", 2).await;
+
+    // A browser session (access JWT as subprotocol): `subscribed` names where it starts.
+    let login = node
+        .http
+        .post(node.url("/auth/login"))
+        .json(&json!({"username": "owner", "password": super::harness::OWNER_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let access = login.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    let mut ws =
+        connect(&node, Some(("sec-websocket-protocol", format!("kai, kai.token.{access}"))))
+            .await
+            .unwrap();
+    ws.send(Message::Text(json!({"op": "subscribe", "id": "live"}).to_string().into()))
+        .await
+        .unwrap();
+    let reply = next_json(&mut ws).await;
+    assert_eq!((reply["op"].as_str(), reply["after"].as_u64()), (Some("subscribed"), Some(last)));
+    let next = publish(&node, "AFTER", 3).await;
+    assert_eq!(next_json(&mut ws).await["event"]["offset"], next);
+    // Logging out ends the stream: 4401, so the client refreshes and reconnects.
+    let out = node.http.post(node.url("/auth/logout")).bearer_auth(&access).send().await.unwrap();
+    assert_eq!(out.status(), 204);
+    assert_eq!(close_code(&mut ws).await, Some(4401), "a logged-out session is closed");
+
+    // An API token: revoking it closes its streams too.
+    let created = node
+        .post_json("/tokens", json!({"name": "ws", "role": "member"}))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    let token = created["token"].as_str().unwrap().to_owned();
+    let mut ws = connect(&node, Some(("authorization", format!("Bearer {token}")))).await.unwrap();
+    ws.send(Message::Text(json!({"op": "subscribe", "id": "t"}).to_string().into())).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["op"], "subscribed");
+    let id = created["info"]["id"].as_str().unwrap();
+    let revoked =
+        node.http.delete(node.url(&format!("/tokens/{id}"))).bearer_auth(&node.token).send();
+    assert_eq!(revoked.await.unwrap().status(), 204);
+    assert_eq!(close_code(&mut ws).await, Some(4401), "a revoked token is closed");
+
+    // Sealing the vault closes every stream with 4503.
+    let mut ws =
+        connect(&node, Some(("authorization", format!("Bearer {}", node.token)))).await.unwrap();
+    ws.send(Message::Text(json!({"op": "subscribe", "id": "s"}).to_string().into())).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["op"], "subscribed");
+    assert_eq!(node.post_json("/vault/seal", json!({})).await.status(), 204);
+    assert_eq!(close_code(&mut ws).await, Some(4503), "sealing closes the stream");
+    node.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_tail_gives_the_newest_and_where_to_continue() {
+    let dir = NodeDir::new().await;
+    let node = Node::start(&dir);
+    let mut offsets = Vec::new();
+    for n in 0..5 {
+        offsets.push(publish(&node, "TAILED", n).await);
+    }
+    let page = node.get_json("/events?tail=3").await;
+    let got: Vec<u64> =
+        page["events"].as_array().unwrap().iter().map(|e| e["offset"].as_u64().unwrap()).collect();
+    assert_eq!(got, offsets[2..].to_vec(), "the newest three, oldest first");
+    assert_eq!(page["next_after"], offsets[4]);
+    for bad in
+        ["/events?tail=0", "/events?tail=1001", "/events?tail=3&after=1", "/events?tail=2&limit=5"]
+    {
+        let resp = node.get(bad).await;
+        assert_eq!(resp.status(), 400, "{bad}");
+        assert_eq!(resp.json::<Value>().await.unwrap()["code"], "bad_request");
+    }
+    node.stop();
+}

@@ -167,6 +167,15 @@ fn unknown_key_names_file_key_and_allowed_keys() {
 }
 
 #[test]
+fn a_bad_key_in_a_named_list_names_the_item_and_its_file() {
+    let text = "[[personas]]\nname = \"a\"\nproviders = []\n[[personas]]\nname = \"terse\"\nproviders = []\nbogus = 1\n";
+    let p = only_problem(load(vec![file(user(), text)]).unwrap_err());
+    assert_eq!(p.key, "personas[terse].bogus");
+    assert_eq!(p.source, user(), "found through the item's provenance");
+    assert!(p.message.contains("unknown field `bogus`"), "{}", p.message);
+}
+
+#[test]
 fn unknown_section_is_rejected() {
     let p = only_problem(load(vec![file(sys(), "[serverr]\nlisten = \"x\"")]).unwrap_err());
     assert_eq!(p.source, sys());
