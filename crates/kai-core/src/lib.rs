@@ -10,6 +10,7 @@ pub mod agent_id;
 pub mod config;
 pub mod event;
 pub mod ids;
+pub mod library;
 pub mod policy;
 pub mod secret_policy;
 
