@@ -7,11 +7,13 @@
 
 mod chat;
 mod error;
+mod library;
 mod postgres;
 mod records;
 mod security;
 mod sql;
 mod sql_chat;
+mod sql_library;
 mod sql_security;
 mod sqlite;
 
@@ -23,6 +25,10 @@ use kai_crypto::audit::{Checkpoint, Entry};
 
 pub use chat::{ChatMessageRow, ChatStore, ChatSummaryRow, ThreadRow};
 pub use error::{StoreError, StoreResult};
+pub use library::{
+    ArtifactQuery, ArtifactRow, ArtifactStore, DeletedArtifact, NoteRow, PromptQuery, PromptRenderRow,
+    PromptRow, PromptStore, PromptVersionRow, SearchDocRow, ShareRow,
+};
 
 /// Meta key holding the audit writer's Merkle frontier, updated atomically with each batch.
 pub const AUDIT_FRONTIER_KEY: &str = "audit.frontier";
@@ -102,6 +108,8 @@ pub trait Store:
     + SessionStore
     + UsageStore
     + ChatStore
+    + PromptStore
+    + ArtifactStore
 {
     /// Round trip to the database; `Err` when it is unreachable.
     async fn ping(&self) -> StoreResult<()>;
