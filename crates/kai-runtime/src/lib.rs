@@ -5,6 +5,7 @@
 //! concrete backend; every spawned task belongs to the caller's `TaskTracker` and stops on its
 //! `CancellationToken`; nothing here reads environment variables or configuration files.
 
+pub mod artifacts;
 pub mod audit;
 pub mod auth;
 pub mod bus;
@@ -13,6 +14,7 @@ pub mod identity;
 pub mod llm;
 pub mod metrics;
 pub mod node;
+pub mod prompts;
 pub mod spend;
 pub mod users;
 pub mod vault;
