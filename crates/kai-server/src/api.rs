@@ -178,3 +178,4 @@ pub struct Rotated {
 
 mod security;
 pub use security::*;
+pub mod library;

@@ -3,12 +3,14 @@
 //! `KAI_TEST_DATABASE=postgres` runs every test on PostgreSQL (`KAI_TEST_POSTGRES_URL`).
 
 mod node {
+    pub mod artifacts;
     pub mod audit_cli;
     pub mod chat;
     pub mod config;
     pub mod durability;
     pub mod harness;
     pub mod openai;
+    pub mod prompts;
     pub mod security;
     pub mod server;
     pub mod ws;

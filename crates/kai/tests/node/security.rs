@@ -10,8 +10,15 @@ use serde_json::{Value, json};
 
 use super::harness::{Node, NodeDir, OWNER_PASSWORD, VAULT_PASSPHRASE, exec_sql};
 
-const PUBLIC: &[&str] =
-    &["/health", "/ready", "/vault/status", "/vault/unlock", "/auth/login", "/auth/refresh"];
+const PUBLIC: &[&str] = &[
+    "/health",
+    "/ready",
+    "/vault/status",
+    "/vault/unlock",
+    "/auth/login",
+    "/auth/refresh",
+    "/share/{token}",
+];
 
 async fn token(node: &Node, role: &str, agent: Option<&str>) -> String {
     let resp = node
