@@ -165,7 +165,10 @@ fn authenticate(
         return denied("AccessDenied", "x-amz-date is not YYYYMMDDTHHMMSSZ");
     };
     if (Utc::now() - when.and_utc()).num_seconds().abs() > 15 * 60 {
-        return denied("RequestTimeTooSkewed", "the difference between the request time and the server's time is too large");
+        return denied(
+            "RequestTimeTooSkewed",
+            "the difference between the request time and the server's time is too large",
+        );
     }
     if auth.date != amz_date[..8] || auth.region != s.region || auth.service != "s3" {
         return denied("SignatureDoesNotMatch", "credential scope does not match the request");
@@ -199,12 +202,8 @@ fn authenticate(
         headers: &signed,
         payload_hash,
     };
-    let scope = sigv4::Scope {
-        access_key: &auth.access_key,
-        amz_date,
-        region: &s.region,
-        service: "s3",
-    };
+    let scope =
+        sigv4::Scope { access_key: &auth.access_key, amz_date, region: &s.region, service: "s3" };
     let expected = sigv4::signature(&input, &scope, &s.secret_key);
     if !sigv4::signatures_match(&expected, &auth.signature) {
         return denied(
@@ -252,7 +251,11 @@ async fn handle(
         return s3_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "injected failure");
     }
     if bucket != s.bucket {
-        return s3_error(StatusCode::NOT_FOUND, "NoSuchBucket", "the specified bucket does not exist");
+        return s3_error(
+            StatusCode::NOT_FOUND,
+            "NoSuchBucket",
+            "the specified bucket does not exist",
+        );
     }
     match (op, key) {
         ("PutObject", Some(key)) => put(&s, key, body, &headers),
@@ -263,17 +266,26 @@ async fn handle(
             StatusCode::NO_CONTENT.into_response()
         }
         ("ListObjectsV2", None) => list(&s, &query),
-        _ => s3_error(StatusCode::NOT_IMPLEMENTED, "NotImplemented", "the fake does not implement this operation"),
+        _ => s3_error(
+            StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            "the fake does not implement this operation",
+        ),
     }
 }
 
 fn put(s: &Shared, key: &str, body: Bytes, headers: &HeaderMap) -> Response {
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok());
     if declared.and_then(|v| v.parse::<usize>().ok()) != Some(body.len()) {
-        return s3_error(StatusCode::LENGTH_REQUIRED, "MissingContentLength", "you must provide the Content-Length HTTP header");
+        return s3_error(
+            StatusCode::LENGTH_REQUIRED,
+            "MissingContentLength",
+            "you must provide the Content-Length HTTP header",
+        );
     }
     let etag = format!("\"{}\"", &sigv4::sha256_hex(&body)[..32]);
-    s.objects().insert(key.to_owned(), Object { data: body, etag: etag.clone(), modified: Utc::now() });
+    s.objects()
+        .insert(key.to_owned(), Object { data: body, etag: etag.clone(), modified: Utc::now() });
     (StatusCode::OK, [(header::ETAG, etag)]).into_response()
 }
 
@@ -294,7 +306,11 @@ fn get(s: &Shared, key: &str, headers: &HeaderMap, head: bool) -> Response {
         .header(header::CONTENT_TYPE, "application/octet-stream");
     let built = match crate::parse_range(range, size) {
         Err(()) => {
-            return s3_error(StatusCode::RANGE_NOT_SATISFIABLE, "InvalidRange", "the requested range is not satisfiable");
+            return s3_error(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "InvalidRange",
+                "the requested range is not satisfiable",
+            );
         }
         Ok(Some(r)) => {
             let part = obj.data.slice(r.start as usize..=r.end as usize);
@@ -319,7 +335,11 @@ fn list(s: &Shared, query: &[(String, String)]) -> Response {
         Some(token) => match hex::decode(token).ok().and_then(|b| String::from_utf8(b).ok()) {
             Some(k) => Some(k),
             None => {
-                return s3_error(StatusCode::BAD_REQUEST, "InvalidArgument", "the continuation token provided is incorrect");
+                return s3_error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidArgument",
+                    "the continuation token provided is incorrect",
+                );
             }
         },
         None => q("start-after").map(str::to_owned),
@@ -327,7 +347,9 @@ fn list(s: &Shared, query: &[(String, String)]) -> Response {
     let objects = s.objects();
     let matching: Vec<(&String, &Object)> = objects
         .iter()
-        .filter(|(k, _)| k.starts_with(prefix) && after.as_ref().is_none_or(|a| k.as_str() > a.as_str()))
+        .filter(|(k, _)| {
+            k.starts_with(prefix) && after.as_ref().is_none_or(|a| k.as_str() > a.as_str())
+        })
         .collect();
     let page = &matching[..matching.len().min(max_keys)];
     let truncated = matching.len() > page.len();
@@ -347,7 +369,10 @@ fn list(s: &Shared, query: &[(String, String)]) -> Response {
         ));
     }
     if truncated && let Some((last, _)) = page.last() {
-        xml.push_str(&format!("<NextContinuationToken>{}</NextContinuationToken>", hex::encode(last)));
+        xml.push_str(&format!(
+            "<NextContinuationToken>{}</NextContinuationToken>",
+            hex::encode(last)
+        ));
     }
     xml.push_str("</ListBucketResult>");
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/xml")], xml).into_response()

@@ -92,7 +92,11 @@ impl BlobError {
 
 impl From<std::io::Error> for BlobError {
     fn from(e: std::io::Error) -> Self {
-        if e.kind() == std::io::ErrorKind::NotFound { Self::NotFound } else { Self::Io(e.to_string()) }
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Self::NotFound
+        } else {
+            Self::Io(e.to_string())
+        }
     }
 }
 

@@ -141,7 +141,9 @@ impl S3BlobStore {
         let auth = sigv4::authorization(&input, &scope, secret.expose_secret());
         let mut q: Vec<String> = query
             .iter()
-            .map(|(k, v)| format!("{}={}", sigv4::uri_encode(k, false), sigv4::uri_encode(v, false)))
+            .map(|(k, v)| {
+                format!("{}={}", sigv4::uri_encode(k, false), sigv4::uri_encode(v, false))
+            })
             .collect();
         q.sort();
         let mut url = format!("{}{}", self.base, sigv4::uri_encode(&path, true));
@@ -224,7 +226,8 @@ impl BlobStore for S3BlobStore {
         let extra: Vec<(String, String)> = range
             .map(|r| vec![("range".to_owned(), format!("bytes={}-{}", r.start, r.end))])
             .unwrap_or_default();
-        let resp = self.send(Method::GET, Some(&key), &[], &extra, sigv4::EMPTY_SHA256, None).await?;
+        let resp =
+            self.send(Method::GET, Some(&key), &[], &extra, sigv4::EMPTY_SHA256, None).await?;
         let expected = if range.is_some() { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
         if resp.status() != expected {
             return Err(Self::failure(resp).await);
@@ -258,8 +261,7 @@ impl BlobStore for S3BlobStore {
                 (None, Some(a)) => query.push(("start-after".to_owned(), self.key_of(&a))),
                 (None, None) => {}
             }
-            let resp =
-                self.send(Method::GET, None, &query, &[], sigv4::EMPTY_SHA256, None).await?;
+            let resp = self.send(Method::GET, None, &query, &[], sigv4::EMPTY_SHA256, None).await?;
             if !resp.status().is_success() {
                 return Err(Self::failure(resp).await);
             }

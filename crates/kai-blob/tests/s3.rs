@@ -24,7 +24,8 @@ fn store(fake: &FakeS3, secret: &str, prefix: &str) -> S3BlobStore {
         path_style: true,
         timeout: Duration::from_secs(30),
     };
-    S3BlobStore::new(settings, Arc::new(StaticSecret(SecretString::from(secret.to_owned())))).unwrap()
+    S3BlobStore::new(settings, Arc::new(StaticSecret(SecretString::from(secret.to_owned()))))
+        .unwrap()
 }
 
 async fn collect(store: &S3BlobStore, d: &kai_blob::Digest, r: Option<ByteRange>) -> Vec<u8> {
@@ -122,7 +123,8 @@ async fn bad_signatures_and_tampering_are_refused() {
         headers: &headers,
         payload_hash: &hash,
     };
-    let scope = sigv4::Scope { access_key: KEY, amz_date: &amz_date, region: "eu-west-1", service: "s3" };
+    let scope =
+        sigv4::Scope { access_key: KEY, amz_date: &amz_date, region: "eu-west-1", service: "s3" };
     let auth = sigv4::authorization(&input, &scope, SECRET);
     let send = |path: &str, body: Vec<u8>| {
         http.put(format!("{}{path}", fake.endpoint()))
@@ -153,7 +155,9 @@ async fn server_errors_surface_with_their_s3_code() {
     let s3 = store(&fake, SECRET, "");
     fake.fail_next(1);
     match s3.size(&kai_blob::Digest([1; 32])).await {
-        Err(e @ BlobError::Remote { status: 500, .. }) => assert_eq!(e.code(), "object_store_error"),
+        Err(e @ BlobError::Remote { status: 500, .. }) => {
+            assert_eq!(e.code(), "object_store_error")
+        }
         other => panic!("expected a remote error, got {other:?}"),
     }
     assert_eq!(s3.size(&kai_blob::Digest([1; 32])).await.unwrap(), None);

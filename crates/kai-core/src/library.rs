@@ -89,7 +89,9 @@ impl ArtifactName {
         }
         for segment in name.split('/') {
             match segment.trim() {
-                "" => return Err(bad(format!("the artifact name has an empty segment; {ALLOWED}"))),
+                "" => {
+                    return Err(bad(format!("the artifact name has an empty segment; {ALLOWED}")));
+                }
                 "." | ".." => {
                     return Err(bad(format!(
                         "the artifact name has a {segment:?} segment; names cannot leave their folder"

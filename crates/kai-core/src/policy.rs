@@ -204,8 +204,8 @@ mod tests {
         // Inheritance: whatever a role may do, every higher role may do too.
         let roles = [Role::Viewer, Role::Member, Role::Admin, Role::Owner];
         let all = [
-            System, Events, Audit, Vault, VaultKeys, Secrets, Users, Tokens, Account, Chat, Prompts,
-            Artifacts,
+            System, Events, Audit, Vault, VaultKeys, Secrets, Users, Tokens, Account, Chat,
+            Prompts, Artifacts,
         ];
         for r in all {
             for a in [Read, Write, Admin] {

@@ -21,7 +21,9 @@ pub mod sniff;
 use std::sync::Arc;
 
 use chrono::Utc;
-use kai_blob::{BlobError, BlobStore, ByteRange, ByteStream, Digest, Staged, Staging, StagingWriter};
+use kai_blob::{
+    BlobError, BlobStore, ByteRange, ByteStream, Digest, Staged, Staging, StagingWriter,
+};
 use kai_core::library::{ArtifactName, parse_tags};
 use kai_store::{ArtifactQuery, ArtifactRow, Store, StoreError};
 use tokio::sync::{Mutex, MutexGuard};
@@ -74,7 +76,9 @@ impl ArtifactError {
 impl From<BlobError> for ArtifactError {
     fn from(e: BlobError) -> Self {
         match e {
-            BlobError::NotFound => Self::NotFound("the artifact's contents are missing from storage".into()),
+            BlobError::NotFound => {
+                Self::NotFound("the artifact's contents are missing from storage".into())
+            }
             other => Self::Blob(other),
         }
     }
@@ -166,7 +170,12 @@ pub(crate) fn new_id(prefix: &str) -> String {
 }
 
 impl Artifacts {
-    pub fn new(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>, staging: Staging, settings: ArtifactSettings) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        blobs: Arc<dyn BlobStore>,
+        staging: Staging,
+        settings: ArtifactSettings,
+    ) -> Self {
         Self {
             store,
             blobs,
@@ -202,10 +211,18 @@ impl Artifacts {
 
     /// Stores a staged upload as the next version of `meta.name` for `owner`; an `Ok` means
     /// the bytes are durable and the row committed.
-    pub async fn commit_upload(&self, owner: &str, meta: UploadMeta, staged: Staged) -> Result<Uploaded> {
+    pub async fn commit_upload(
+        &self,
+        owner: &str,
+        meta: UploadMeta,
+        staged: Staged,
+    ) -> Result<Uploaded> {
         let content_type = Self::content_type_of(&staged, &meta.name);
         let text = if sniff::is_indexable_text(&content_type) {
-            Some(read_prefix(staged.path().to_owned(), self.settings.index_text_bytes as usize).await?)
+            Some(
+                read_prefix(staged.path().to_owned(), self.settings.index_text_bytes as usize)
+                    .await?,
+            )
         } else {
             None
         };
@@ -216,7 +233,8 @@ impl Artifacts {
             name: meta.name.as_str().to_owned(),
             version: 0,
             digest: digest.to_hex(),
-            size: i64::try_from(staged.size).map_err(|_| ArtifactError::TooLarge(i64::MAX as u64))?,
+            size: i64::try_from(staged.size)
+                .map_err(|_| ArtifactError::TooLarge(i64::MAX as u64))?,
             content_type,
             tags: meta.tags,
             task_id: meta.task_id,
@@ -256,7 +274,12 @@ impl Artifacts {
     }
 
     /// Artifacts `viewer` may see (only their own unless `all` and admin), newest first.
-    pub async fn list(&self, viewer: &Viewer, all: bool, query: ArtifactQuery<'_>) -> Result<Vec<ArtifactRow>> {
+    pub async fn list(
+        &self,
+        viewer: &Viewer,
+        all: bool,
+        query: ArtifactQuery<'_>,
+    ) -> Result<Vec<ArtifactRow>> {
         let owner = (!(all && viewer.admin)).then_some(viewer.owner.as_str());
         Ok(self.store.artifacts(&ArtifactQuery { owner, ..query }).await?)
     }
@@ -267,7 +290,12 @@ impl Artifacts {
         Ok(self.store.artifact_versions(&row.owner, &row.name).await?)
     }
 
-    pub async fn set_tags(&self, viewer: &Viewer, id: &str, tags: &[String]) -> Result<ArtifactRow> {
+    pub async fn set_tags(
+        &self,
+        viewer: &Viewer,
+        id: &str,
+        tags: &[String],
+    ) -> Result<ArtifactRow> {
         let row = self.get(viewer, id).await?;
         let tags = parse_tags(tags).map_err(|e| ArtifactError::Invalid(e.0))?;
         self.store.set_artifact_tags(id, &tags).await?;
@@ -278,7 +306,8 @@ impl Artifacts {
     /// whether the blob was deleted.
     pub async fn delete(&self, viewer: &Viewer, id: &str) -> Result<(ArtifactRow, bool)> {
         let row = self.get(viewer, id).await?;
-        let digest = Digest::parse(&row.digest).map_err(|e| ArtifactError::Store(StoreError::Corrupt(e.0)))?;
+        let digest = Digest::parse(&row.digest)
+            .map_err(|e| ArtifactError::Store(StoreError::Corrupt(e.0)))?;
         let _guard = self.lock(&digest).await;
         let gone = self.store.delete_artifact(id).await?;
         if let Some(doc) = gone.doc_id {
@@ -299,7 +328,8 @@ impl Artifacts {
         {
             return Err(ArtifactError::RangeNotSatisfiable { size });
         }
-        let digest = Digest::parse(&row.digest).map_err(|e| ArtifactError::Store(StoreError::Corrupt(e.0)))?;
+        let digest = Digest::parse(&row.digest)
+            .map_err(|e| ArtifactError::Store(StoreError::Corrupt(e.0)))?;
         self.blobs.get(&digest, range).await.map_err(|e| match e {
             BlobError::InvalidRange => ArtifactError::RangeNotSatisfiable { size },
             other => other.into(),
@@ -311,7 +341,8 @@ impl Artifacts {
         if row.size == 0 {
             return Ok(Vec::new());
         }
-        let digest = Digest::parse(&row.digest).map_err(|e| ArtifactError::Store(StoreError::Corrupt(e.0)))?;
+        let digest = Digest::parse(&row.digest)
+            .map_err(|e| ArtifactError::Store(StoreError::Corrupt(e.0)))?;
         Ok(kai_blob::fs::read_all(self.blobs.as_ref(), &digest, max).await?)
     }
 
@@ -328,33 +359,44 @@ impl Artifacts {
                 let md = preview::text_of(&self.read_head(row, preview::TEXT_PREVIEW_BYTES).await?);
                 let html = tokio::task::spawn_blocking(move || preview::markdown_html(&md))
                     .await
-                    .map_err(|e| ArtifactError::NoPreview(format!("the preview failed: {e}")))?;
+                    .map_err(|e| {
+                    ArtifactError::NoPreview(format!("the preview failed: {e}"))
+                })?;
                 Ok((kind, "text/html; charset=utf-8".into(), html.into_bytes()))
             }
             PreviewKind::Text => {
-                let text = preview::text_of(&self.read_head(row, preview::TEXT_PREVIEW_BYTES).await?);
+                let text =
+                    preview::text_of(&self.read_head(row, preview::TEXT_PREVIEW_BYTES).await?);
                 Ok((kind, "text/plain; charset=utf-8".into(), text.into_bytes()))
             }
             PreviewKind::Image => {
                 if row.size as u64 > preview::IMAGE_PREVIEW_BYTES {
-                    return Err(ArtifactError::NoPreview("the image is too large to preview; download it".into()));
+                    return Err(ArtifactError::NoPreview(
+                        "the image is too large to preview; download it".into(),
+                    ));
                 }
                 Ok((kind, row.content_type.clone(), self.read_head(row, row.size as usize).await?))
             }
-            PreviewKind::Pdf => self.pdf_preview(row).await.map(|png| (kind, "image/png".into(), png)),
+            PreviewKind::Pdf => {
+                self.pdf_preview(row).await.map(|png| (kind, "image/png".into(), png))
+            }
         }
     }
 
     #[cfg(feature = "pdf-preview")]
     async fn pdf_preview(&self, row: &ArtifactRow) -> Result<Vec<u8>> {
         if row.size as u64 > preview::PDF_PREVIEW_BYTES {
-            return Err(ArtifactError::NoPreview("the PDF is too large to preview; download it".into()));
+            return Err(ArtifactError::NoPreview(
+                "the PDF is too large to preview; download it".into(),
+            ));
         }
         let bytes = self.read_head(row, row.size as usize).await?;
         match tokio::task::spawn_blocking(move || preview::pdf_first_page_png(bytes)).await {
             Ok(Ok(png)) => Ok(png),
             Ok(Err(why)) => Err(ArtifactError::NoPreview(format!("no preview: {why}"))),
-            Err(_) => Err(ArtifactError::NoPreview("no preview: the PDF could not be rendered".into())),
+            Err(_) => {
+                Err(ArtifactError::NoPreview("no preview: the PDF could not be rendered".into()))
+            }
         }
     }
 
@@ -364,7 +406,14 @@ impl Artifacts {
     }
 
     /// Full-text search over the text artifacts and notes `viewer` may see.
-    pub async fn search(&self, viewer: &Viewer, all: bool, query: &str, kind: Option<&str>, k: usize) -> Result<Vec<TextHit>> {
+    pub async fn search(
+        &self,
+        viewer: &Viewer,
+        all: bool,
+        query: &str,
+        kind: Option<&str>,
+        k: usize,
+    ) -> Result<Vec<TextHit>> {
         let owner = (!(all && viewer.admin)).then_some(viewer.owner.as_str());
         Ok(self.index.search(self.store.as_ref(), query, owner, kind, k).await?)
     }

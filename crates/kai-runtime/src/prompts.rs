@@ -181,7 +181,8 @@ fn specs_json(specs: &[VariableSpec]) -> String {
 }
 
 fn parse_specs(json: &str) -> Result<Vec<VariableSpec>> {
-    serde_json::from_str(json).map_err(|e| PromptError::Store(StoreError::Corrupt(format!("prompt variables: {e}"))))
+    serde_json::from_str(json)
+        .map_err(|e| PromptError::Store(StoreError::Corrupt(format!("prompt variables: {e}"))))
 }
 
 /// A prompt identified by id (`prm_…`, optionally `@version`) or by reference (`name[@version]`).
@@ -193,7 +194,15 @@ enum Key {
 fn key(id_or_ref: &str) -> Result<Key> {
     if id_or_ref.starts_with("prm_") {
         let (id, v) = match id_or_ref.split_once('@') {
-            Some((id, v)) => (id, Some(v.parse::<i64>().ok().filter(|v| *v >= 1).ok_or_else(|| invalid("a version is a number from 1"))?)),
+            Some((id, v)) => (
+                id,
+                Some(
+                    v.parse::<i64>()
+                        .ok()
+                        .filter(|v| *v >= 1)
+                        .ok_or_else(|| invalid("a version is a number from 1"))?,
+                ),
+            ),
             None => (id_or_ref, None),
         };
         return Ok(Key::Id(id.to_owned(), v));
@@ -209,7 +218,10 @@ impl Prompts {
     async fn load(&self, row: PromptRow, version: Option<i64>) -> Result<Prompt> {
         let v = version.unwrap_or(row.latest_version);
         let version = self.store.prompt_version(&row.id, v).await?.ok_or_else(|| {
-            PromptError::NotFound(format!("prompt {} has no version {v} (latest is {})", row.name, row.latest_version))
+            PromptError::NotFound(format!(
+                "prompt {} has no version {v} (latest is {})",
+                row.name, row.latest_version
+            ))
         })?;
         let variables = parse_specs(&version.variables)?;
         Ok(Prompt { row, version, variables })
@@ -220,10 +232,12 @@ impl Prompts {
             Key::Id(id, _) => self.store.prompt(id).await?,
             Key::Ref(r) => self.store.prompt_by_name(r.name.as_str()).await?,
         };
-        found.ok_or_else(|| PromptError::NotFound(match k {
-            Key::Id(id, _) => format!("no prompt with id {id}"),
-            Key::Ref(r) => format!("no prompt named {}; see GET /prompts", r.name),
-        }))
+        found.ok_or_else(|| {
+            PromptError::NotFound(match k {
+                Key::Id(id, _) => format!("no prompt with id {id}"),
+                Key::Ref(r) => format!("no prompt named {}; see GET /prompts", r.name),
+            })
+        })
     }
 
     /// The prompt a reference names: `name@3` (version 3), `name` or `name@latest` (the newest),
@@ -276,14 +290,21 @@ impl Prompts {
             created_at_us: at,
         };
         self.store.insert_prompt(&row, &version).await.map_err(|e| match e {
-            StoreError::Conflict(_) => PromptError::Conflict(format!("a prompt named {name} exists; edit it to add a version")),
+            StoreError::Conflict(_) => PromptError::Conflict(format!(
+                "a prompt named {name} exists; edit it to add a version"
+            )),
             other => other.into(),
         })?;
         Ok(Prompt { row, version, variables: new.variables })
     }
 
     /// Prompts by name, or matching `text` (most used first).
-    pub async fn list(&self, text: Option<&str>, tag: Option<&str>, limit: u32) -> Result<Vec<PromptRow>> {
+    pub async fn list(
+        &self,
+        text: Option<&str>,
+        tag: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<PromptRow>> {
         Ok(self.store.prompts(&PromptQuery { text, tag, limit }).await?)
     }
 
@@ -345,7 +366,12 @@ impl Prompts {
 
     /// The difference from version `from` to version `to` (default: the one before `to`, and
     /// the latest).
-    pub async fn diff(&self, id_or_ref: &str, from: Option<i64>, to: Option<i64>) -> Result<VersionDiff> {
+    pub async fn diff(
+        &self,
+        id_or_ref: &str,
+        from: Option<i64>,
+        to: Option<i64>,
+    ) -> Result<VersionDiff> {
         let row = self.row(&key(id_or_ref)?).await?;
         let to_v = to.unwrap_or(row.latest_version);
         let from_v = from.unwrap_or((to_v - 1).max(1));
@@ -354,7 +380,11 @@ impl Prompts {
         let diff = similar::TextDiff::configure()
             .timeout(Duration::from_secs(1))
             .diff_lines(a.version.template.as_str(), b.version.template.as_str());
-        let unified = diff.unified_diff().context_radius(3).header(&a.reference(), &b.reference()).to_string();
+        let unified = diff
+            .unified_diff()
+            .context_radius(3)
+            .header(&a.reference(), &b.reference())
+            .to_string();
         let (mut insertions, mut deletions) = (0, 0);
         for change in diff.iter_all_changes() {
             match change.tag() {
@@ -364,11 +394,16 @@ impl Prompts {
             }
         }
         let ratio = diff.ratio();
-        let names = |p: &Prompt| p.variables.iter().map(|v| v.name.clone()).collect::<std::collections::BTreeSet<_>>();
+        let names = |p: &Prompt| {
+            p.variables.iter().map(|v| v.name.clone()).collect::<std::collections::BTreeSet<_>>()
+        };
         let (na, nb) = (names(&a), names(&b));
         let variables_changed = na
             .intersection(&nb)
-            .filter(|n| a.variables.iter().find(|v| &v.name == *n) != b.variables.iter().find(|v| &v.name == *n))
+            .filter(|n| {
+                a.variables.iter().find(|v| &v.name == *n)
+                    != b.variables.iter().find(|v| &v.name == *n)
+            })
             .cloned()
             .collect();
         Ok(VersionDiff {
@@ -413,13 +448,19 @@ impl Prompts {
 
     /// Renders what `reference` names with `values`, records it in the history and, when it
     /// succeeds, counts a use. Rendering runs off the async threads.
-    pub async fn render(&self, reference: &str, values: &Map<String, Value>, actor: &str) -> Result<Rendered> {
+    pub async fn render(
+        &self,
+        reference: &str,
+        values: &Map<String, Value>,
+        actor: &str,
+    ) -> Result<Rendered> {
         let prompt = self.resolve(reference).await?;
         let job = prompt.clone();
         let given = values.clone();
-        let outcome = tokio::task::spawn_blocking(move || job.render(&given))
-            .await
-            .map_err(|e| PromptError::Store(StoreError::Unavailable(format!("render task: {e}"))))?;
+        let outcome =
+            tokio::task::spawn_blocking(move || job.render(&given)).await.map_err(|e| {
+                PromptError::Store(StoreError::Unavailable(format!("render task: {e}")))
+            })?;
         let sizes: Map<String, Value> = values
             .iter()
             .map(|(k, v)| (k.clone(), Value::from(serde_json::to_vec(v).map_or(0, |b| b.len()))))
@@ -445,7 +486,11 @@ impl Prompts {
 
     /// Renders an unsaved template against its declarations (the editor's "test" button):
     /// nothing is stored.
-    pub async fn test(template: String, specs: Vec<VariableSpec>, values: Map<String, Value>) -> Result<String> {
+    pub async fn test(
+        template: String,
+        specs: Vec<VariableSpec>,
+        values: Map<String, Value>,
+    ) -> Result<String> {
         tokio::task::spawn_blocking(move || {
             check_template(&template, &specs)?;
             let bound = vars::bind(&specs, &values).map_err(PromptError::Variables)?;

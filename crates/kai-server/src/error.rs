@@ -83,7 +83,9 @@ impl ApiError {
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::BudgetExhausted(_) => (StatusCode::TOO_MANY_REQUESTS, "budget_exhausted"),
             Self::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
-            Self::RangeNotSatisfiable(_) => (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable"),
+            Self::RangeNotSatisfiable(_) => {
+                (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
+            }
             Self::ShareInvalid => (StatusCode::FORBIDDEN, "share_invalid"),
             Self::ShareRevoked => (StatusCode::GONE, "share_revoked"),
             Self::NoPreview(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "no_preview"),

@@ -147,7 +147,12 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::prompts::list, routes::prompts::create))
         .routes(routes!(routes::prompts::search))
         .routes(routes!(routes::prompts::test))
-        .routes(routes!(routes::prompts::get, routes::prompts::edit, routes::prompts::patch, routes::prompts::delete))
+        .routes(routes!(
+            routes::prompts::get,
+            routes::prompts::edit,
+            routes::prompts::patch,
+            routes::prompts::delete
+        ))
         .routes(routes!(routes::prompts::versions))
         .routes(routes!(routes::prompts::diff))
         .routes(routes!(routes::prompts::render))
@@ -158,7 +163,11 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::artifacts::upload_alias))
         .routes(routes!(routes::artifacts::list))
         .routes(routes!(routes::artifacts::search))
-        .routes(routes!(routes::artifacts::get, routes::artifacts::patch, routes::artifacts::delete))
+        .routes(routes!(
+            routes::artifacts::get,
+            routes::artifacts::patch,
+            routes::artifacts::delete
+        ))
         .routes(routes!(routes::artifacts::versions))
         .routes(routes!(routes::artifacts::preview))
         .routes(routes!(routes::artifacts::download))

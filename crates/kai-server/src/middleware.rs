@@ -87,7 +87,11 @@ fn is_upload(req: &Request) -> bool {
 pub async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let secs = {
         let config = &state.config.borrow().config;
-        if is_upload(&req) { config.artifacts.upload_timeout_secs } else { config.server.request_timeout_secs }
+        if is_upload(&req) {
+            config.artifacts.upload_timeout_secs
+        } else {
+            config.server.request_timeout_secs
+        }
     };
     match tokio::time::timeout(Duration::from_secs(secs), next.run(req)).await {
         Ok(resp) => resp,

@@ -26,8 +26,8 @@ use kai_crypto::audit::{Checkpoint, Entry};
 pub use chat::{ChatMessageRow, ChatStore, ChatSummaryRow, ThreadRow};
 pub use error::{StoreError, StoreResult};
 pub use library::{
-    ArtifactQuery, ArtifactRow, ArtifactStore, DeletedArtifact, NoteRow, PromptQuery, PromptRenderRow,
-    PromptRow, PromptStore, PromptVersionRow, SearchDocRow, ShareRow,
+    ArtifactQuery, ArtifactRow, ArtifactStore, DeletedArtifact, NoteRow, PromptQuery,
+    PromptRenderRow, PromptRow, PromptStore, PromptVersionRow, SearchDocRow, ShareRow,
 };
 
 /// Meta key holding the audit writer's Merkle frontier, updated atomically with each batch.

@@ -113,7 +113,10 @@ async fn prompts_versions_are_immutable_and_ordered(b: &Backend) {
     // Editing from a stale version is a conflict, not a silent overwrite.
     let stale = s.add_prompt_version(&version("p1", 2, "lost update")).await;
     assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
-    assert!(matches!(s.add_prompt_version(&version("nope", 2, "x")).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.add_prompt_version(&version("nope", 2, "x")).await,
+        Err(StoreError::NotFound)
+    ));
     s.add_prompt_version(&version("p1", 3, "Hey {{ who }}")).await.unwrap();
 
     let got = s.prompt_by_name("greet").await.unwrap().unwrap();
@@ -131,7 +134,9 @@ async fn prompts_versions_are_immutable_and_ordered(b: &Backend) {
 
 async fn prompt_search_tags_ratings_and_usage(b: &Backend) {
     let s = &b.store;
-    for (id, name, tags) in [("a", "alpha", &["x_y"][..]), ("b", "beta", &["xzy"]), ("c", "gamma", &[])] {
+    for (id, name, tags) in
+        [("a", "alpha", &["x_y"][..]), ("b", "beta", &["xzy"]), ("c", "gamma", &[])]
+    {
         let (p, v) = prompt(id, name, tags);
         s.insert_prompt(&p, &v).await.unwrap();
     }
@@ -139,7 +144,10 @@ async fn prompt_search_tags_ratings_and_usage(b: &Backend) {
     let all = s.prompts(&PromptQuery { limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(names(all), ["alpha", "beta", "gamma"]);
     // `_` in a tag is literal, not a LIKE wildcard.
-    let tagged = s.prompts(&PromptQuery { tag: Some("x_y"), limit: 10, ..Default::default() }).await.unwrap();
+    let tagged = s
+        .prompts(&PromptQuery { tag: Some("x_y"), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(names(tagged), ["alpha"]);
     s.set_prompt_tags("c", &["x_y".into()], 5).await.unwrap();
     assert!(matches!(s.set_prompt_tags("zz", &[], 5).await, Err(StoreError::NotFound)));
@@ -151,9 +159,15 @@ async fn prompt_search_tags_ratings_and_usage(b: &Backend) {
     }
     s.record_render(&render("a", "alpha", "user:u1", true)).await.unwrap();
     s.record_render(&render("a", "alpha", "user:u1", false)).await.unwrap();
-    let found = s.prompts(&PromptQuery { text: Some("SUMMARIZE"), limit: 10, ..Default::default() }).await.unwrap();
+    let found = s
+        .prompts(&PromptQuery { text: Some("SUMMARIZE"), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(names(found), ["gamma"]);
-    let hello = s.prompts(&PromptQuery { text: Some("hello"), limit: 10, ..Default::default() }).await.unwrap();
+    let hello = s
+        .prompts(&PromptQuery { text: Some("hello"), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(names(hello), ["alpha", "beta"], "most used first; gamma's latest has no hello");
     assert_eq!(s.prompt("a").await.unwrap().unwrap().usage_count, 1, "failed renders do not count");
 
@@ -215,34 +229,57 @@ fn artifact(id: &str, owner: &str, name: &str, digest: &str, at: i64) -> Artifac
 
 async fn artifact_versions_per_owner_and_name(b: &Backend) {
     let s = &b.store;
-    let (r1, doc) = s.insert_artifact(&artifact("a1", "user:u", "n.txt", "d1", 1), Some("one")).await.unwrap();
+    let (r1, doc) =
+        s.insert_artifact(&artifact("a1", "user:u", "n.txt", "d1", 1), Some("one")).await.unwrap();
     assert_eq!(r1.version, 1);
     assert!(doc.is_some());
-    let (r2, none) = s.insert_artifact(&artifact("a2", "user:u", "n.txt", "d2", 2), None).await.unwrap();
+    let (r2, none) =
+        s.insert_artifact(&artifact("a2", "user:u", "n.txt", "d2", 2), None).await.unwrap();
     assert_eq!((r2.version, none), (2, None));
-    let (other, _) = s.insert_artifact(&artifact("a3", "user:v", "n.txt", "d1", 3), None).await.unwrap();
+    let (other, _) =
+        s.insert_artifact(&artifact("a3", "user:v", "n.txt", "d1", 3), None).await.unwrap();
     assert_eq!(other.version, 1, "versions count per owner");
     s.insert_artifact(&artifact("a4", "user:u", "m.txt", "d3", 4), None).await.unwrap();
 
     let versions = s.artifact_versions("user:u", "n.txt").await.unwrap();
-    assert_eq!(versions.iter().map(|a| (a.id.as_str(), a.version)).collect::<Vec<_>>(), [("a1", 1), ("a2", 2)]);
+    assert_eq!(
+        versions.iter().map(|a| (a.id.as_str(), a.version)).collect::<Vec<_>>(),
+        [("a1", 1), ("a2", 2)]
+    );
     let ids = |rows: Vec<ArtifactRow>| rows.into_iter().map(|a| a.id).collect::<Vec<_>>();
     let latest = s
-        .artifacts(&ArtifactQuery { owner: Some("user:u"), latest_only: true, limit: 10, ..Default::default() })
+        .artifacts(&ArtifactQuery {
+            owner: Some("user:u"),
+            latest_only: true,
+            limit: 10,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(ids(latest), ["a4", "a2"]);
     let everyone = s.artifacts(&ArtifactQuery { limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(ids(everyone), ["a4", "a3", "a2", "a1"]);
-    let paged = s.artifacts(&ArtifactQuery { before_us: Some(3), limit: 1, ..Default::default() }).await.unwrap();
+    let paged = s
+        .artifacts(&ArtifactQuery { before_us: Some(3), limit: 1, ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(ids(paged), ["a2"]);
     s.set_artifact_tags("a1", &["final".into()]).await.unwrap();
-    let tagged = s.artifacts(&ArtifactQuery { tag: Some("final"), limit: 10, ..Default::default() }).await.unwrap();
+    let tagged = s
+        .artifacts(&ArtifactQuery { tag: Some("final"), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(ids(tagged), ["a1"]);
-    let by_task = s.artifacts(&ArtifactQuery { task_id: Some("task-1"), limit: 10, ..Default::default() }).await.unwrap();
+    let by_task = s
+        .artifacts(&ArtifactQuery { task_id: Some("task-1"), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(by_task.len(), 4);
     let got = s.artifact("a2").await.unwrap().unwrap();
-    assert_eq!((got.name.as_str(), got.tags.as_slice(), got.task_id.as_deref()), ("n.txt", &["draft".to_owned()][..], Some("task-1")));
+    assert_eq!(
+        (got.name.as_str(), got.tags.as_slice(), got.task_id.as_deref()),
+        ("n.txt", &["draft".to_owned()][..], Some("task-1"))
+    );
     assert!(s.artifact("zz").await.unwrap().is_none());
 }
 
@@ -275,7 +312,10 @@ async fn share_links_by_hash_revocation_and_cascade(b: &Backend) {
         last_used_at_us: None,
     };
     s.insert_share(&share).await.unwrap();
-    assert!(matches!(s.insert_share(&ShareRow { id: "s2".into(), ..share.clone() }).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        s.insert_share(&ShareRow { id: "s2".into(), ..share.clone() }).await,
+        Err(StoreError::Conflict(_))
+    ));
     assert_eq!(s.share_by_hash(&[7; 32]).await.unwrap().unwrap(), share);
     assert!(s.share_by_hash(&[8; 32]).await.unwrap().is_none());
     s.touch_share("s1", 15).await.unwrap();
@@ -303,20 +343,32 @@ async fn notes_and_search_documents(b: &Backend) {
         updated_at_us: 1,
     };
     let d1 = s.insert_note(&note).await.unwrap();
-    let (_, d2) = s.insert_artifact(&artifact("a1", "user:v", "r.md", "d", 2), Some("# Report")).await.unwrap();
+    let (_, d2) = s
+        .insert_artifact(&artifact("a1", "user:v", "r.md", "d", 2), Some("# Report"))
+        .await
+        .unwrap();
     assert!(d2.unwrap() > d1);
     let docs = s.search_docs(0, 10).await.unwrap();
-    assert_eq!(docs.iter().map(|d| (d.kind.as_str(), d.ref_id.as_str())).collect::<Vec<_>>(), [("note", "n1"), ("artifact", "a1")]);
+    assert_eq!(
+        docs.iter().map(|d| (d.kind.as_str(), d.ref_id.as_str())).collect::<Vec<_>>(),
+        [("note", "n1"), ("artifact", "a1")]
+    );
     assert_eq!(s.search_docs(d1, 10).await.unwrap().len(), 1);
     let updated = NoteRow { body: "eggs, milk and bread".into(), updated_at_us: 5, ..note.clone() };
     assert_eq!(s.update_note(&updated).await.unwrap(), d1, "the document keeps its id");
     let by_id = s.search_docs_by_id(&[d1, 999]).await.unwrap();
     assert_eq!(by_id.len(), 1);
-    assert_eq!((by_id[0].owner.as_str(), by_id[0].body.as_str()), ("user:u", "eggs, milk and bread"));
+    assert_eq!(
+        (by_id[0].owner.as_str(), by_id[0].body.as_str()),
+        ("user:u", "eggs, milk and bread")
+    );
     assert_eq!(s.note("n1").await.unwrap().unwrap(), updated);
     assert_eq!(s.notes(Some("user:u"), Some("home"), 10).await.unwrap().len(), 1);
     assert!(s.notes(Some("user:v"), None, 10).await.unwrap().is_empty());
-    assert!(matches!(s.update_note(&NoteRow { id: "zz".into(), ..note.clone() }).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.update_note(&NoteRow { id: "zz".into(), ..note.clone() }).await,
+        Err(StoreError::NotFound)
+    ));
     assert_eq!(s.delete_note("n1").await.unwrap(), d1);
     assert!(matches!(s.delete_note("n1").await, Err(StoreError::NotFound)));
     assert_eq!(s.search_docs(0, 10).await.unwrap().len(), 1);

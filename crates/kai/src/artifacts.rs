@@ -45,14 +45,26 @@ fn human(n: i64) -> String {
     }
 }
 
-async fn upload(ctx: &Ctx, node: &NodeClient, file: &Path, name: Option<String>, tags: &[String], task: Option<String>) -> anyhow::Result<()> {
-    let meta = tokio::fs::metadata(file).await.with_context(|| format!("cannot read {}", file.display()))?;
+async fn upload(
+    ctx: &Ctx,
+    node: &NodeClient,
+    file: &Path,
+    name: Option<String>,
+    tags: &[String],
+    task: Option<String>,
+) -> anyhow::Result<()> {
+    let meta = tokio::fs::metadata(file)
+        .await
+        .with_context(|| format!("cannot read {}", file.display()))?;
     if !meta.is_file() {
         bail!("{} is not a file", file.display());
     }
     let name = match name {
         Some(n) => n,
-        None => file.file_name().map(|n| n.to_string_lossy().into_owned()).context("the file has no name; pass --name")?,
+        None => file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .context("the file has no name; pass --name")?,
     };
     let mut path = format!("/artifact/upload?name={}", enc(&name));
     if !tags.is_empty() {
@@ -64,11 +76,12 @@ async fn upload(ctx: &Ctx, node: &NodeClient, file: &Path, name: Option<String>,
     let progress = bar(Some(meta.len()), "upload");
     let counter = progress.clone();
     let reader = tokio::fs::File::open(file).await?;
-    let stream = tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024).inspect(move |chunk| {
-        if let Ok(c) = chunk {
-            counter.inc(c.len() as u64);
-        }
-    });
+    let stream =
+        tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024).inspect(move |chunk| {
+            if let Ok(c) = chunk {
+                counter.inc(c.len() as u64);
+            }
+        });
     let resp = node
         .request(reqwest::Method::POST, &path)
         .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
@@ -91,12 +104,22 @@ async fn upload(ctx: &Ctx, node: &NodeClient, file: &Path, name: Option<String>,
         a["version"],
         human(a["size"].as_i64().unwrap_or(0)),
         a["content_type"].as_str().unwrap_or(""),
-        if done["deduplicated"].as_bool() == Some(true) { "  (contents already stored)" } else { "" }
+        if done["deduplicated"].as_bool() == Some(true) {
+            "  (contents already stored)"
+        } else {
+            ""
+        }
     );
     Ok(())
 }
 
-async fn download(ctx: &Ctx, node: &NodeClient, id: &str, output: Option<PathBuf>, force: bool) -> anyhow::Result<()> {
+async fn download(
+    ctx: &Ctx,
+    node: &NodeClient,
+    id: &str,
+    output: Option<PathBuf>,
+    force: bool,
+) -> anyhow::Result<()> {
     let meta: Value = node.get(&format!("/artifacts/{}", enc(id))).await?;
     let resp = node.request(reqwest::Method::GET, &format!("/artifact/{}", enc(id))).send().await?;
     let resp = NodeClient::check(resp).await?;
@@ -120,7 +143,10 @@ async fn download(ctx: &Ctx, node: &NodeClient, id: &str, output: Option<PathBuf
         return Ok(());
     }
     if target.exists() && !force {
-        bail!("{} exists; pass --force to overwrite it or -o to choose another path", target.display());
+        bail!(
+            "{} exists; pass --force to overwrite it or -o to choose another path",
+            target.display()
+        );
     }
     let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let tmp = tempfile::Builder::new().prefix(".kai-download-").tempfile_in(dir)?;
@@ -132,7 +158,9 @@ async fn download(ctx: &Ctx, node: &NodeClient, id: &str, output: Option<PathBuf
     }
     file.flush().await?;
     file.sync_all().await?;
-    tmp.persist(&target).map_err(|e| e.error).with_context(|| format!("cannot write {}", target.display()))?;
+    tmp.persist(&target)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write {}", target.display()))?;
     progress.finish_and_clear();
     if ctx.json {
         outln!("{}", json!({"path": target, "artifact": meta}));
@@ -145,7 +173,9 @@ async fn download(ctx: &Ctx, node: &NodeClient, id: &str, output: Option<PathBuf
 pub async fn run(ctx: &Ctx, cmd: ArtifactCommand) -> anyhow::Result<()> {
     let node = client(ctx)?;
     match cmd {
-        ArtifactCommand::Upload { file, name, tags, task } => upload(ctx, &node, &file, name, &tags, task).await?,
+        ArtifactCommand::Upload { file, name, tags, task } => {
+            upload(ctx, &node, &file, name, &tags, task).await?
+        }
         ArtifactCommand::List { name, tag, versions, all } => {
             let mut path = format!("/artifacts?versions={versions}&all={all}");
             if let Some(n) = &name {
@@ -173,19 +203,28 @@ pub async fn run(ctx: &Ctx, cmd: ArtifactCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        ArtifactCommand::Get { id, output, force } => download(ctx, &node, &id, output, force).await?,
+        ArtifactCommand::Get { id, output, force } => {
+            download(ctx, &node, &id, output, force).await?
+        }
         ArtifactCommand::Share { id, ttl, revoke } => {
             if let Some(share) = revoke {
                 node.delete(&format!("/shares/{}", enc(&share))).await?;
                 outln!("revoked {share}");
                 return Ok(());
             }
-            let made: Value = node.post(&format!("/artifacts/{}/shares", enc(&id)), &json!({"ttl_secs": ttl})).await?;
+            let made: Value = node
+                .post(&format!("/artifacts/{}/shares", enc(&id)), &json!({"ttl_secs": ttl}))
+                .await?;
             if ctx.json {
                 outln!("{}", serde_json::to_string_pretty(&made)?);
                 return Ok(());
             }
-            outln!("share {} expires {} (revoke: kai artifact share {id} --revoke {})", made["id"].as_str().unwrap_or(""), made["expires_at"].as_str().unwrap_or(""), made["id"].as_str().unwrap_or(""));
+            outln!(
+                "share {} expires {} (revoke: kai artifact share {id} --revoke {})",
+                made["id"].as_str().unwrap_or(""),
+                made["expires_at"].as_str().unwrap_or(""),
+                made["id"].as_str().unwrap_or("")
+            );
             outln!("{}{}", node.base(), made["url"].as_str().unwrap_or(""));
         }
         ArtifactCommand::Rm { id } => {

@@ -42,7 +42,10 @@ pub(crate) fn parse_var(spec: &str) -> anyhow::Result<Value> {
 /// `NAME=VALUE` → (name, value as JSON or string).
 fn parse_value(pair: &str) -> anyhow::Result<(String, Value)> {
     let (k, v) = pair.split_once('=').with_context(|| format!("-v {pair:?}: write NAME=VALUE"))?;
-    Ok((k.trim().to_owned(), serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned()))))
+    Ok((
+        k.trim().to_owned(),
+        serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_owned())),
+    ))
 }
 
 fn read_template(file: &std::path::Path) -> anyhow::Result<String> {
@@ -56,9 +59,9 @@ fn read_template(file: &std::path::Path) -> anyhow::Result<String> {
 
 /// Opens `current` in the user's editor and returns what they saved.
 fn edit_in_editor(current: &str) -> anyhow::Result<String> {
-    let editor = std::env::var("VISUAL").or_else(|_| std::env::var("EDITOR")).map_err(|_| {
-        anyhow::anyhow!("set $VISUAL or $EDITOR, or pass --file or --template")
-    })?;
+    let editor = std::env::var("VISUAL")
+        .or_else(|_| std::env::var("EDITOR"))
+        .map_err(|_| anyhow::anyhow!("set $VISUAL or $EDITOR, or pass --file or --template"))?;
     let file = tempfile::Builder::new().suffix(".j2").tempfile()?;
     std::fs::write(file.path(), current)?;
     let status = std::process::Command::new("sh")
@@ -90,7 +93,9 @@ pub async fn run(ctx: &Ctx, cmd: PromptCommand) -> anyhow::Result<()> {
                 return print_json(&Value::Array(list));
             }
             if list.is_empty() {
-                outln!("no prompts yet; create one with `kai prompt edit NAME --create --template …`");
+                outln!(
+                    "no prompts yet; create one with `kai prompt edit NAME --create --template …`"
+                );
             }
             for p in &list {
                 let rating = p["rating"].as_f64().map_or("-".to_owned(), |r| format!("{r:.1}★"));
@@ -112,24 +117,49 @@ pub async fn run(ctx: &Ctx, cmd: PromptCommand) -> anyhow::Result<()> {
                 None
             };
             if ctx.json {
-                return print_json(&json!({"prompt": p, "versions": history.map(|h| h["versions"].clone())}));
+                return print_json(
+                    &json!({"prompt": p, "versions": history.map(|h| h["versions"].clone())}),
+                );
             }
-            outln!("{}  ({})", p["version_reference"].as_str().unwrap_or(""), p["description"].as_str().unwrap_or(""));
+            outln!(
+                "{}  ({})",
+                p["version_reference"].as_str().unwrap_or(""),
+                p["description"].as_str().unwrap_or("")
+            );
             for v in p["variables"].as_array().into_iter().flatten() {
                 let default = v.get("default").map(|d| format!(" = {d}")).unwrap_or_default();
                 let req = if v["required"].as_bool() == Some(true) { " (required)" } else { "" };
-                outln!("  {{{{ {} }}}}: {}{req}{default}", v["name"].as_str().unwrap_or(""), v["type"].as_str().unwrap_or(""));
+                outln!(
+                    "  {{{{ {} }}}}: {}{req}{default}",
+                    v["name"].as_str().unwrap_or(""),
+                    v["type"].as_str().unwrap_or("")
+                );
             }
             outln!("---");
             outln!("{}", p["template"].as_str().unwrap_or(""));
             if let Some(h) = history {
                 outln!("---");
                 for v in h["versions"].as_array().into_iter().flatten() {
-                    outln!("v{:<4} {}  {}  {}", v["version"], v["created_at"].as_str().unwrap_or(""), v["author"].as_str().unwrap_or(""), v["message"].as_str().unwrap_or(""));
+                    outln!(
+                        "v{:<4} {}  {}  {}",
+                        v["version"],
+                        v["created_at"].as_str().unwrap_or(""),
+                        v["author"].as_str().unwrap_or(""),
+                        v["message"].as_str().unwrap_or("")
+                    );
                 }
             }
         }
-        PromptCommand::Edit { reference, create, file, template, vars, description, tags, message } => {
+        PromptCommand::Edit {
+            reference,
+            create,
+            file,
+            template,
+            vars,
+            description,
+            tags,
+            message,
+        } => {
             let current = node
                 .request(reqwest::Method::GET, &format!("/prompts/{}", enc(&reference)))
                 .send()
@@ -141,8 +171,9 @@ pub async fn run(ctx: &Ctx, cmd: PromptCommand) -> anyhow::Result<()> {
                 bail!("unexpected answer from the node");
             }
             let current: Value = if exists { current.json().await? } else { Value::Null };
-            let variables: Option<Vec<Value>> =
-                (!vars.is_empty()).then(|| vars.iter().map(|v| parse_var(v)).collect()).transpose()?;
+            let variables: Option<Vec<Value>> = (!vars.is_empty())
+                .then(|| vars.iter().map(|v| parse_var(v)).collect())
+                .transpose()?;
             let template = match (file, template) {
                 (Some(f), _) => Some(read_template(&f)?),
                 (None, Some(t)) => Some(t),
@@ -156,7 +187,11 @@ pub async fn run(ctx: &Ctx, cmd: PromptCommand) -> anyhow::Result<()> {
                     "message": message,
                     "base_version": current["version"],
                 });
-                node.put(&format!("/prompts/{}", enc(current["id"].as_str().unwrap_or(&reference))), &body).await?
+                node.put(
+                    &format!("/prompts/{}", enc(current["id"].as_str().unwrap_or(&reference))),
+                    &body,
+                )
+                .await?
             } else if create {
                 let body = json!({
                     "name": reference,
@@ -200,9 +235,21 @@ pub async fn run(ctx: &Ctx, cmd: PromptCommand) -> anyhow::Result<()> {
             if ctx.json {
                 return print_json(&d);
             }
-            outln!("v{} → v{}: +{} -{} lines, similarity {:.2}", d["from"], d["to"], d["insertions"], d["deletions"], d["similarity"].as_f64().unwrap_or(0.0));
-            for (what, key) in [("added", "variables_added"), ("removed", "variables_removed"), ("changed", "variables_changed")] {
-                let names: Vec<&str> = d[key].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            outln!(
+                "v{} → v{}: +{} -{} lines, similarity {:.2}",
+                d["from"],
+                d["to"],
+                d["insertions"],
+                d["deletions"],
+                d["similarity"].as_f64().unwrap_or(0.0)
+            );
+            for (what, key) in [
+                ("added", "variables_added"),
+                ("removed", "variables_removed"),
+                ("changed", "variables_changed"),
+            ] {
+                let names: Vec<&str> =
+                    d[key].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
                 if !names.is_empty() {
                     outln!("variables {what}: {}", names.join(", "));
                 }
@@ -229,7 +276,10 @@ mod tests {
 
     #[test]
     fn variable_specs_from_the_command_line() {
-        assert_eq!(super::parse_var("topic:string!").unwrap(), json!({"name": "topic", "type": "string", "required": true}));
+        assert_eq!(
+            super::parse_var("topic:string!").unwrap(),
+            json!({"name": "topic", "type": "string", "required": true})
+        );
         assert_eq!(
             super::parse_var("words:number=100").unwrap(),
             json!({"name": "words", "type": "number", "required": false, "default": 100})

@@ -114,7 +114,9 @@ pub async fn serve(
             &data.artifacts_dir(),
             kai.vault.clone(),
         )
-        .with_context(|| format!("cannot open the artifact store in {}", data.artifacts_dir().display()))?,
+        .with_context(|| {
+            format!("cannot open the artifact store in {}", data.artifacts_dir().display())
+        })?,
     );
     let state = AppState::new(Services {
         node: kai.clone(),

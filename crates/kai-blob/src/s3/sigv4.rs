@@ -94,11 +94,8 @@ pub fn canonical_request(input: &CanonicalInput<'_>) -> (String, String) {
         input.query.iter().map(|(k, v)| (uri_encode(k, false), uri_encode(v, false))).collect();
     query.sort();
     let query = query.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
-    let mut headers: Vec<(String, String)> = input
-        .headers
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), collapse_spaces(v)))
-        .collect();
+    let mut headers: Vec<(String, String)> =
+        input.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), collapse_spaces(v))).collect();
     headers.sort();
     let canonical_headers: String = headers.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
     let signed = headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(";");
@@ -295,6 +292,11 @@ mod tests {
         assert_eq!(uri_encode("a/b", false), "a%2Fb");
         assert_eq!(percent_decode("a%20b%2Fc%zz%4"), "a b/c%zz%4");
         assert!(signatures_match("abc", "abc") && !signatures_match("abc", "abd"));
-        assert!(parse_authorization("AWS4-HMAC-SHA256 Credential=a/b/c/s3/wrong,SignedHeaders=host,Signature=x").is_none());
+        assert!(
+            parse_authorization(
+                "AWS4-HMAC-SHA256 Credential=a/b/c/s3/wrong,SignedHeaders=host,Signature=x"
+            )
+            .is_none()
+        );
     }
 }

@@ -100,7 +100,13 @@ impl ArtifactsConfig {
         range(out, "artifacts.max_upload_bytes", self.max_upload_bytes, 1024, 1 << 40);
         range(out, "artifacts.upload_timeout_secs", self.upload_timeout_secs, 1, 86_400);
         range(out, "artifacts.share_max_secs", self.share_max_secs, 60, 7 * 24 * 3600);
-        range(out, "artifacts.share_default_secs", self.share_default_secs, 60, self.share_max_secs);
+        range(
+            out,
+            "artifacts.share_default_secs",
+            self.share_default_secs,
+            60,
+            self.share_max_secs,
+        );
         range(out, "artifacts.index_text_bytes", self.index_text_bytes, 1024, 16 << 20);
         if self.backend != ArtifactBackend::S3 {
             return;
@@ -113,14 +119,18 @@ impl ArtifactsConfig {
             });
         }
         let bucket_ok = (3..=63).contains(&s3.bucket.len())
-            && s3.bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+            && s3
+                .bucket
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
         if !bucket_ok {
             out.push(FieldError {
                 key: "artifacts.s3.bucket",
                 message: "3 to 63 characters of a-z, 0-9, - and .".into(),
             });
         }
-        if s3.region.is_empty() || !s3.region.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        if s3.region.is_empty() || !s3.region.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
             out.push(FieldError { key: "artifacts.s3.region", message: "e.g. us-east-1".into() });
         }
         if s3.access_key_id.is_empty() || s3.secret_key_secret.is_empty() {

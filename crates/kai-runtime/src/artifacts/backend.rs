@@ -40,7 +40,12 @@ impl SecretKeySource for VaultSecret {
 impl Artifacts {
     /// The artifact service for `config`, keeping staging files (and, on `fs`, objects) under
     /// `dir` (`<data dir>/artifacts`).
-    pub fn from_config(store: Arc<dyn Store>, config: &ArtifactsConfig, dir: &Path, vault: Arc<Vault>) -> std::io::Result<Self> {
+    pub fn from_config(
+        store: Arc<dyn Store>,
+        config: &ArtifactsConfig,
+        dir: &Path,
+        vault: Arc<Vault>,
+    ) -> std::io::Result<Self> {
         let staging = Staging::new(dir.join("tmp"))?;
         let blobs: Arc<dyn BlobStore> = match config.backend {
             ArtifactBackend::Fs => Arc::new(FsBlobStore::new(dir.join("objects"))?),
@@ -56,7 +61,10 @@ impl Artifacts {
                     timeout: Duration::from_secs(s3.timeout_secs),
                 };
                 let secret = Arc::new(VaultSecret { vault, name: s3.secret_key_secret.clone() });
-                Arc::new(S3BlobStore::new(settings, secret).map_err(|e| std::io::Error::other(e.to_string()))?)
+                Arc::new(
+                    S3BlobStore::new(settings, secret)
+                        .map_err(|e| std::io::Error::other(e.to_string()))?,
+                )
             }
         };
         let settings = ArtifactSettings {

@@ -48,14 +48,16 @@ impl TextIndex {
             return Ok(());
         }
         let params = Bm25Params::default();
-        let mut bm25 = Bm25Index::new(params).map_err(|e| kai_store::StoreError::Corrupt(e.to_string()))?;
+        let mut bm25 =
+            Bm25Index::new(params).map_err(|e| kai_store::StoreError::Corrupt(e.to_string()))?;
         let mut owners = HashMap::new();
         let mut after = 0;
         loop {
             let page = store.search_docs(after, PAGE).await?;
             for d in &page {
                 let id = d.doc_id as u64;
-                bm25.insert(id, &indexed_text(&d.title, &d.body)).map_err(|e| kai_store::StoreError::Corrupt(e.to_string()))?;
+                bm25.insert(id, &indexed_text(&d.title, &d.body))
+                    .map_err(|e| kai_store::StoreError::Corrupt(e.to_string()))?;
                 owners.insert(id, Arc::from(d.owner.as_str()));
             }
             match page.last() {
@@ -100,7 +102,8 @@ impl TextIndex {
         let hits = {
             let guard = self.inner.read().await;
             let Some(built) = guard.as_ref() else { return Ok(Vec::new()) };
-            let visible = |id: u64| owner.is_none_or(|o| built.owners.get(&id).is_some_and(|w| &**w == o));
+            let visible =
+                |id: u64| owner.is_none_or(|o| built.owners.get(&id).is_some_and(|w| &**w == o));
             // Over-fetch when filtering by kind, which the index does not know.
             let want = if kind.is_some() { k * 4 } else { k };
             built.bm25.search(query, want, Some(&visible))

@@ -21,16 +21,27 @@ pub struct NoteInput {
 
 fn check(input: &NoteInput) -> Result<Vec<String>> {
     let title = input.title.trim();
-    if title.is_empty() || title.chars().count() > MAX_TITLE_CHARS || title.chars().any(char::is_control) {
+    if title.is_empty()
+        || title.chars().count() > MAX_TITLE_CHARS
+        || title.chars().any(char::is_control)
+    {
         return Err(ArtifactError::Invalid(format!(
             "a note title is 1 to {MAX_TITLE_CHARS} characters without control characters"
         )));
     }
     if input.body.len() > MAX_NOTE_BYTES || input.body.contains('\0') {
-        return Err(ArtifactError::Invalid(format!("a note body is at most {MAX_NOTE_BYTES} bytes, without NUL")));
+        return Err(ArtifactError::Invalid(format!(
+            "a note body is at most {MAX_NOTE_BYTES} bytes, without NUL"
+        )));
     }
-    if input.task_id.as_ref().is_some_and(|t| t.len() > super::MAX_TASK_ID_BYTES || t.chars().any(char::is_control)) {
-        return Err(ArtifactError::Invalid("task_id is at most 128 bytes without control characters".into()));
+    if input
+        .task_id
+        .as_ref()
+        .is_some_and(|t| t.len() > super::MAX_TASK_ID_BYTES || t.chars().any(char::is_control))
+    {
+        return Err(ArtifactError::Invalid(
+            "task_id is at most 128 bytes without control characters".into(),
+        ));
     }
     parse_tags(&input.tags).map_err(|e| ArtifactError::Invalid(e.0))
 }
@@ -61,12 +72,23 @@ impl Artifacts {
         }
     }
 
-    pub async fn notes(&self, viewer: &Viewer, all: bool, tag: Option<&str>, limit: u32) -> Result<Vec<NoteRow>> {
+    pub async fn notes(
+        &self,
+        viewer: &Viewer,
+        all: bool,
+        tag: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<NoteRow>> {
         let owner = (!(all && viewer.admin)).then_some(viewer.owner.as_str());
         Ok(self.store().notes(owner, tag, limit).await?)
     }
 
-    pub async fn update_note(&self, viewer: &Viewer, id: &str, input: NoteInput) -> Result<NoteRow> {
+    pub async fn update_note(
+        &self,
+        viewer: &Viewer,
+        id: &str,
+        input: NoteInput,
+    ) -> Result<NoteRow> {
         let old = self.note(viewer, id).await?;
         let tags = check(&input)?;
         let note = NoteRow {

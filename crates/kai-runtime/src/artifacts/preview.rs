@@ -72,7 +72,8 @@ pub fn text_of(bytes: &[u8]) -> String {
 #[cfg(feature = "pdf-preview")]
 pub fn pdf_first_page_png(pdf: Vec<u8>) -> Result<Vec<u8>, String> {
     let data: hayro::hayro_syntax::PdfData = std::sync::Arc::new(pdf).into();
-    let pdf = hayro::hayro_syntax::Pdf::new(data).map_err(|e| format!("not a readable PDF: {e:?}"))?;
+    let pdf =
+        hayro::hayro_syntax::Pdf::new(data).map_err(|e| format!("not a readable PDF: {e:?}"))?;
     let page = pdf.pages().first().ok_or("the PDF has no pages")?;
     let (width, height) = page.render_dimensions();
     if !(width > 0.0 && height > 0.0) {
@@ -116,7 +117,11 @@ mod tests {
     #[test]
     fn kinds() {
         assert_eq!(PreviewKind::of("text/markdown"), Some(PreviewKind::Markdown));
-        assert_eq!(PreviewKind::of("text/html"), Some(PreviewKind::Text), "HTML is shown as its source");
+        assert_eq!(
+            PreviewKind::of("text/html"),
+            Some(PreviewKind::Text),
+            "HTML is shown as its source"
+        );
         assert_eq!(PreviewKind::of("image/svg+xml"), Some(PreviewKind::Text), "SVG too");
         assert_eq!(PreviewKind::of("image/png"), Some(PreviewKind::Image));
         assert_eq!(PreviewKind::of("application/zip"), None);

@@ -41,7 +41,10 @@ impl ShareError {
 /// A fresh token and its hash.
 pub fn new_token() -> (Zeroizing<String>, [u8; 32]) {
     let bytes: [u8; 32] = rand::random();
-    let token = Zeroizing::new(format!("{TOKEN_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)));
+    let token = Zeroizing::new(format!(
+        "{TOKEN_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    ));
     let hash = token_hash(&token);
     (token, hash)
 }
@@ -54,7 +57,9 @@ pub fn token_hash(token: &str) -> [u8; 32] {
 pub fn well_formed(text: &str) -> bool {
     text.len() == TOKEN_PREFIX.len() + 43
         && text.starts_with(TOKEN_PREFIX)
-        && text[TOKEN_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && text[TOKEN_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// A new share link: the row and the token (shown once).
@@ -66,7 +71,12 @@ pub struct NewShare {
 
 impl Artifacts {
     /// Creates a link to artifact `id` living `ttl_secs` (default and maximum from settings).
-    pub async fn create_share(&self, viewer: &Viewer, id: &str, ttl_secs: Option<u64>) -> Result<NewShare> {
+    pub async fn create_share(
+        &self,
+        viewer: &Viewer,
+        id: &str,
+        ttl_secs: Option<u64>,
+    ) -> Result<NewShare> {
         let artifact = self.get(viewer, id).await?;
         let max = self.settings().share_max_secs;
         let ttl = ttl_secs.unwrap_or(self.settings().share_default_secs);
@@ -134,7 +144,8 @@ impl Artifacts {
         if now >= share.expires_at_us {
             return Err(ShareError::Expired.into());
         }
-        let artifact = self.store().artifact(&share.artifact_id).await?.ok_or(ShareError::Invalid)?;
+        let artifact =
+            self.store().artifact(&share.artifact_id).await?.ok_or(ShareError::Invalid)?;
         self.store().touch_share(&share.id, now).await?;
         Ok((share, artifact))
     }
@@ -151,7 +162,9 @@ mod tests {
         assert!(well_formed(&a) && well_formed(&b));
         assert_ne!(ha, hb);
         assert_eq!(token_hash(&a), ha);
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&a[TOKEN_PREFIX.len()..]).unwrap();
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&a[TOKEN_PREFIX.len()..])
+            .unwrap();
         assert_eq!(raw.len() * 8, 256);
         assert!(!well_formed("kais_short") && !well_formed(&format!("kai_x{}", &a[5..])));
         // One flipped bit is another token with another hash.

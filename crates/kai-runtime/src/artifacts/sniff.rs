@@ -10,7 +10,8 @@ pub fn content_type(head: &[u8], extension: Option<&str>) -> String {
     if !looks_like_text(head) {
         return "application/octet-stream".into();
     }
-    let start = String::from_utf8_lossy(&head[..head.len().min(512)]).trim_start().to_ascii_lowercase();
+    let start =
+        String::from_utf8_lossy(&head[..head.len().min(512)]).trim_start().to_ascii_lowercase();
     let by_ext = match extension {
         Some("md" | "markdown" | "mdown") => Some("text/markdown"),
         Some("csv") => Some("text/csv"),
@@ -47,7 +48,8 @@ pub fn looks_like_text(head: &[u8]) -> bool {
     if !valid || head.contains(&0) {
         return false;
     }
-    let controls = head.iter().filter(|&&b| b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t' | 0x0c)).count();
+    let controls =
+        head.iter().filter(|&&b| b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t' | 0x0c)).count();
     controls * 100 <= head.len()
 }
 
@@ -62,7 +64,13 @@ pub fn is_indexable_text(content_type: &str) -> bool {
 pub fn safe_inline(content_type: &str) -> bool {
     matches!(
         content_type,
-        "image/png" | "image/jpeg" | "image/gif" | "image/webp" | "image/avif" | "application/pdf" | "text/plain"
+        "image/png"
+            | "image/jpeg"
+            | "image/gif"
+            | "image/webp"
+            | "image/avif"
+            | "application/pdf"
+            | "text/plain"
     )
 }
 
@@ -72,15 +80,27 @@ mod tests {
 
     #[test]
     fn sniffs_from_bytes_first() {
-        let png = [0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, b'I', b'H', b'D', b'R'];
+        let png =
+            [0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, b'I', b'H', b'D', b'R'];
         assert_eq!(content_type(&png, Some("txt")), "image/png", "the extension cannot lie");
         assert_eq!(content_type(b"%PDF-1.7\n...", None), "application/pdf");
         assert_eq!(content_type(b"# Title\n\ntext", Some("md")), "text/markdown");
         assert_eq!(content_type(b"plain words", None), "text/plain");
-        assert_eq!(content_type(b"  <!DOCTYPE html><html>", Some("txt")), "text/html", "markup is recognized whatever the name");
-        assert_eq!(content_type(b"a,b\n1,2\n", Some("csv")), "text/csv", "the extension picks among plain text types");
+        assert_eq!(
+            content_type(b"  <!DOCTYPE html><html>", Some("txt")),
+            "text/html",
+            "markup is recognized whatever the name"
+        );
+        assert_eq!(
+            content_type(b"a,b\n1,2\n", Some("csv")),
+            "text/csv",
+            "the extension picks among plain text types"
+        );
         assert_eq!(content_type(b"  <!DOCTYPE html><html>", None), "text/html");
-        assert_eq!(content_type(b"<svg xmlns='http://www.w3.org/2000/svg'>", None), "image/svg+xml");
+        assert_eq!(
+            content_type(b"<svg xmlns='http://www.w3.org/2000/svg'>", None),
+            "image/svg+xml"
+        );
         assert_eq!(content_type(&[0, 1, 2, 3, 255, 254], Some("md")), "application/octet-stream");
         // A multi-byte character cut at the end of the head is still text.
         let mut cut = "héllo".repeat(10).into_bytes();
@@ -92,7 +112,13 @@ mod tests {
     #[test]
     fn only_passive_types_are_inline() {
         assert!(safe_inline("image/png") && safe_inline("text/plain"));
-        for t in ["text/html", "image/svg+xml", "application/xml", "text/javascript", "application/octet-stream"] {
+        for t in [
+            "text/html",
+            "image/svg+xml",
+            "application/xml",
+            "text/javascript",
+            "application/octet-stream",
+        ] {
             assert!(!safe_inline(t), "{t}");
         }
     }

@@ -36,7 +36,8 @@ fn environment() -> Environment<'static> {
 fn template_error(e: &minijinja::Error) -> TemplateError {
     let what = match e.kind() {
         minijinja::ErrorKind::OutOfFuel => {
-            "the template does too much work (its instruction budget ran out); simplify loops".to_owned()
+            "the template does too much work (its instruction budget ran out); simplify loops"
+                .to_owned()
         }
         minijinja::ErrorKind::UndefinedError => format!(
             "{}; declare the variable or pass it",
@@ -63,7 +64,10 @@ fn template_error(e: &minijinja::Error) -> TemplateError {
 pub fn undeclared_variables(source: &str) -> Result<BTreeSet<String>, TemplateError> {
     if source.len() > MAX_TEMPLATE_BYTES {
         return Err(TemplateError {
-            message: format!("the template is {} bytes; at most {MAX_TEMPLATE_BYTES} are allowed", source.len()),
+            message: format!(
+                "the template is {} bytes; at most {MAX_TEMPLATE_BYTES} are allowed",
+                source.len()
+            ),
             line: None,
         });
     }
@@ -100,7 +104,8 @@ pub fn render(source: &str, vars: &Map<String, Value>) -> Result<String, Templat
     let ctx = minijinja::Value::from(minijinja::value::Serde(vars));
     let mut out = Bounded { out: Vec::new(), limit: MAX_OUTPUT_BYTES };
     template.render_captured_to(ctx, &mut out).map_err(|e| template_error(&e))?;
-    String::from_utf8(out.out).map_err(|_| TemplateError { message: "the output is not UTF-8".into(), line: None })
+    String::from_utf8(out.out)
+        .map_err(|_| TemplateError { message: "the output is not UTF-8".into(), line: None })
 }
 
 #[cfg(test)]
@@ -126,21 +131,33 @@ mod tests {
     fn undefined_variables_are_errors() {
         let e = render("Hello {{ nmae }}", &vars(json!({"name": "x"}))).unwrap_err();
         assert!(e.message.contains("undefined"), "{e}");
-        let used = undeclared_variables("{% set a = 1 %}{{ a }}{{ b.c }}{% for i in items %}{{ i }}{% endfor %}").unwrap();
+        let used = undeclared_variables(
+            "{% set a = 1 %}{{ a }}{{ b.c }}{% for i in items %}{{ i }}{% endfor %}",
+        )
+        .unwrap();
         assert_eq!(used.into_iter().collect::<Vec<_>>(), ["b", "items"]);
     }
 
     #[test]
     fn no_filesystem_and_bounded_work() {
-        for src in ["{% include '/etc/passwd' %}", "{% extends 'base.txt' %}", "{% import 'x' as y %}"] {
+        for src in
+            ["{% include '/etc/passwd' %}", "{% extends 'base.txt' %}", "{% import 'x' as y %}"]
+        {
             assert!(render(src, &Map::new()).is_err(), "{src}");
         }
-        let e = render("{% for i in range(10000) %}{% for j in range(10000) %}x{% endfor %}{% endfor %}", &Map::new())
-            .unwrap_err();
-        assert!(e.message.contains("instruction budget") || e.message.contains("larger than"), "{e}");
+        let e = render(
+            "{% for i in range(10000) %}{% for j in range(10000) %}x{% endfor %}{% endfor %}",
+            &Map::new(),
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("instruction budget") || e.message.contains("larger than"),
+            "{e}"
+        );
         let e = render("{{ 'x' * 2000000 }}", &Map::new()).unwrap_err();
         assert!(e.message.contains("larger than") || e.message.contains("budget"), "{e}");
-        let e = render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", &Map::new()).unwrap_err();
+        let e = render("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", &Map::new())
+            .unwrap_err();
         assert!(!e.message.is_empty());
         assert!(render(&"x".repeat(MAX_TEMPLATE_BYTES + 1), &Map::new()).is_err());
     }

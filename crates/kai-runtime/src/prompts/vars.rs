@@ -117,17 +117,23 @@ pub fn check_specs(specs: &[VariableSpec]) -> Result<(), Vec<VarError>> {
     let mut seen = std::collections::BTreeSet::new();
     for s in specs {
         if !valid_name(&s.name) {
-            errors.push(err(&s.name, "a variable name is a letter or _ then letters, digits or _ (at most 64)"));
+            errors.push(err(
+                &s.name,
+                "a variable name is a letter or _ then letters, digits or _ (at most 64)",
+            ));
         } else if !seen.insert(s.name.as_str()) {
             errors.push(err(&s.name, "declared twice"));
         }
         match &s.default {
-            Some(_) if s.required => {
-                errors.push(err(&s.name, "a required variable cannot have a default; drop one of them"))
-            }
+            Some(_) if s.required => errors
+                .push(err(&s.name, "a required variable cannot have a default; drop one of them")),
             Some(d) if !s.kind.accepts(d) => errors.push(err(
                 &s.name,
-                format!("the default is {}, but the variable is {}", kind_of(d), with_article(s.kind)),
+                format!(
+                    "the default is {}, but the variable is {}",
+                    kind_of(d),
+                    with_article(s.kind)
+                ),
             )),
             _ => {}
         }
@@ -141,11 +147,17 @@ pub fn check_specs(specs: &[VariableSpec]) -> Result<(), Vec<VarError>> {
 /// Binds `given` to the declarations: every declared variable gets the given value, its
 /// default, or `none`; unknown names, missing required ones and wrong types are errors (all of
 /// them reported at once).
-pub fn bind(specs: &[VariableSpec], given: &Map<String, Value>) -> Result<Map<String, Value>, Vec<VarError>> {
+pub fn bind(
+    specs: &[VariableSpec],
+    given: &Map<String, Value>,
+) -> Result<Map<String, Value>, Vec<VarError>> {
     let mut errors = Vec::new();
     let size = serde_json::to_vec(given).map_or(usize::MAX, |v| v.len());
     if size > MAX_VALUES_BYTES {
-        errors.push(err("*", format!("the values are {size} bytes of JSON; at most {MAX_VALUES_BYTES} are allowed")));
+        errors.push(err(
+            "*",
+            format!("the values are {size} bytes of JSON; at most {MAX_VALUES_BYTES} are allowed"),
+        ));
     }
     for name in given.keys().filter(|k| !specs.iter().any(|s| &s.name == *k)) {
         let declared: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
@@ -161,7 +173,15 @@ pub fn bind(specs: &[VariableSpec], given: &Map<String, Value>) -> Result<Map<St
         match given.get(&s.name) {
             Some(Value::Null) | None if s.required => errors.push(err(
                 &s.name,
-                format!("is required ({}){}", with_article(s.kind), if s.description.is_empty() { String::new() } else { format!(": {}", s.description) }),
+                format!(
+                    "is required ({}){}",
+                    with_article(s.kind),
+                    if s.description.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", s.description)
+                    }
+                ),
             )),
             Some(Value::Null) | None => {
                 bound.insert(s.name.clone(), s.default.clone().unwrap_or(Value::Null));
@@ -198,20 +218,27 @@ mod tests {
     fn binds_defaults_and_nones() {
         let given = json!({"topic": "rust", "formal": true}).as_object().cloned().unwrap();
         let bound = bind(&specs(), &given).unwrap();
-        assert_eq!(Value::Object(bound), json!({"topic": "rust", "words": 100, "formal": true, "points": [], "meta": null}));
+        assert_eq!(
+            Value::Object(bound),
+            json!({"topic": "rust", "words": 100, "formal": true, "points": [], "meta": null})
+        );
     }
 
     #[test]
     fn reports_every_problem_clearly() {
-        let given = json!({"words": "many", "color": "red", "points": {}}).as_object().cloned().unwrap();
+        let given =
+            json!({"words": "many", "color": "red", "points": {}}).as_object().cloned().unwrap();
         let errors = bind(&specs(), &given).unwrap_err();
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        assert_eq!(text, [
-            "`color`: not declared by this prompt (declared: topic, words, formal, points, meta)",
-            "`topic`: is required (a string): what to write about",
-            "`words`: must be a number, got a string",
-            "`points`: must be a list, got an object",
-        ]);
+        assert_eq!(
+            text,
+            [
+                "`color`: not declared by this prompt (declared: topic, words, formal, points, meta)",
+                "`topic`: is required (a string): what to write about",
+                "`words`: must be a number, got a string",
+                "`points`: must be a list, got an object",
+            ]
+        );
     }
 
     #[test]
@@ -226,6 +253,8 @@ mod tests {
         let errors = check_specs(&bad).unwrap_err();
         assert_eq!(errors.len(), 4, "{errors:?}");
         assert!(check_specs(&specs()).is_ok());
-        assert!(serde_json::from_value::<VariableSpec>(json!({"name": "x", "type": "date"})).is_err());
+        assert!(
+            serde_json::from_value::<VariableSpec>(json!({"name": "x", "type": "date"})).is_err()
+        );
     }
 }

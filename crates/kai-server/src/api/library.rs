@@ -35,9 +35,18 @@ impl Variable {
     /// The domain declaration (the type name is checked here).
     pub fn into_spec(self) -> Result<VariableSpec, String> {
         let kind = serde_json::from_value(Value::String(self.kind.clone())).map_err(|_| {
-            format!("variable {:?}: type {:?} is not one of string, number, bool, list, object", self.name, self.kind)
+            format!(
+                "variable {:?}: type {:?} is not one of string, number, bool, list, object",
+                self.name, self.kind
+            )
         })?;
-        Ok(VariableSpec { name: self.name, kind, required: self.required, default: self.default, description: self.description })
+        Ok(VariableSpec {
+            name: self.name,
+            kind,
+            required: self.required,
+            default: self.default,
+            description: self.description,
+        })
     }
 }
 
@@ -330,11 +339,8 @@ pub struct SearchHit {
 /// Up to ~160 characters of `body` around the first query term found.
 pub fn snippet(body: &str, query: &str) -> String {
     let lower = body.to_lowercase();
-    let at = query
-        .split_whitespace()
-        .filter_map(|t| lower.find(&t.to_lowercase()))
-        .min()
-        .unwrap_or(0);
+    let at =
+        query.split_whitespace().filter_map(|t| lower.find(&t.to_lowercase())).min().unwrap_or(0);
     let mut start = at.saturating_sub(60);
     while start > 0 && !body.is_char_boundary(start) {
         start -= 1;

@@ -80,7 +80,8 @@ pub struct UploadQuery {
 }
 
 fn split_tags(tags: Option<&str>) -> Vec<String> {
-    tags.map(|t| t.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect()).unwrap_or_default()
+    tags.map(|t| t.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default()
 }
 
 /// Reads and discards up to [`LINGER_BYTES`] more of a refused upload in the background.
@@ -117,14 +118,19 @@ pub async fn upload(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let meta = UploadMeta::parse(&q.name, &split_tags(q.tags.as_deref()), q.task_id.as_deref())?;
     let limit = state.config.borrow().config.artifacts.max_upload_bytes;
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
     let mut writer = state.artifacts.begin_upload(limit)?;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| ApiError::BadRequest("the upload was interrupted; send it again".into()))?;
+        let chunk = chunk.map_err(|_| {
+            ApiError::BadRequest("the upload was interrupted; send it again".into())
+        })?;
         if let Err(e) = writer.write(&chunk).await {
             drop(writer);
             if matches!(e, kai_blob::StageError::TooLarge { .. }) {
@@ -145,7 +151,10 @@ pub async fn upload(
     )
     .await?;
     let done = state.artifacts.commit_upload(&owner, meta, staged).await?;
-    Ok((StatusCode::CREATED, Json(json!({"artifact": ArtifactView::from(&done.row), "deduplicated": done.deduplicated}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"artifact": ArtifactView::from(&done.row), "deduplicated": done.deduplicated})),
+    ))
 }
 
 /// `/files/upload`: the same as `/artifact/upload`.
@@ -188,7 +197,11 @@ pub struct ListQuery {
     (status = 200, body = Vec<ArtifactView>),
     (status = 400, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn list(State(state): State<AppState>, principal: Principal, Query(q): Query<ListQuery>) -> ApiResult<Json<Vec<ArtifactView>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Vec<ArtifactView>>> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::BadRequest("limit is 1 to 1000".into()));
@@ -224,7 +237,11 @@ pub struct SearchQuery {
     (status = 200, body = Vec<SearchHit>),
     (status = 400, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn search(State(state): State<AppState>, principal: Principal, Query(q): Query<SearchQuery>) -> ApiResult<Json<Vec<SearchHit>>> {
+pub async fn search(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(q): Query<SearchQuery>,
+) -> ApiResult<Json<Vec<SearchHit>>> {
     let k = q.k.unwrap_or(20);
     if !(1..=100).contains(&k) || q.q.trim().is_empty() || q.q.len() > 1000 {
         return Err(ApiError::BadRequest("q is 1 to 1000 bytes and k 1 to 100".into()));
@@ -232,7 +249,8 @@ pub async fn search(State(state): State<AppState>, principal: Principal, Query(q
     if q.kind.as_deref().is_some_and(|k| k != "artifact" && k != "note") {
         return Err(ApiError::BadRequest("kind is artifact or note".into()));
     }
-    let hits = state.artifacts.search(&viewer(&principal), q.all, &q.q, q.kind.as_deref(), k).await?;
+    let hits =
+        state.artifacts.search(&viewer(&principal), q.all, &q.q, q.kind.as_deref(), k).await?;
     Ok(Json(
         hits.iter()
             .map(|h| SearchHit {
@@ -251,7 +269,11 @@ pub async fn search(State(state): State<AppState>, principal: Principal, Query(q
     (status = 200, body = ArtifactView),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn get(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<ArtifactView>> {
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ArtifactView>> {
     Ok(Json(ArtifactView::from(&state.artifacts.get(&viewer(&principal), &id).await?)))
 }
 
@@ -276,7 +298,14 @@ pub async fn patch(
     let v = viewer(&principal);
     state.artifacts.get(&v, &id).await?;
     kai_core::library::parse_tags(&req.tags).map_err(|e| ApiError::BadRequest(e.0))?;
-    audit(&state, &principal.actor(), "artifact.tags", &format!("artifact:{id}"), json!({"tags": req.tags})).await?;
+    audit(
+        &state,
+        &principal.actor(),
+        "artifact.tags",
+        &format!("artifact:{id}"),
+        json!({"tags": req.tags}),
+    )
+    .await?;
     Ok(Json(ArtifactView::from(&state.artifacts.set_tags(&v, &id, &req.tags).await?)))
 }
 
@@ -285,10 +314,21 @@ pub async fn patch(
     (status = 204),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn delete(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let v = viewer(&principal);
     let row = state.artifacts.get(&v, &id).await?;
-    audit(&state, &principal.actor(), "artifact.delete", &format!("artifact:{id}"), json!({"name": row.name, "version": row.version, "digest": row.digest})).await?;
+    audit(
+        &state,
+        &principal.actor(),
+        "artifact.delete",
+        &format!("artifact:{id}"),
+        json!({"name": row.name, "version": row.version, "digest": row.digest}),
+    )
+    .await?;
     state.artifacts.delete(&v, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -298,7 +338,11 @@ pub async fn delete(State(state): State<AppState>, principal: Principal, Path(id
     (status = 200, body = Vec<ArtifactView>),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn versions(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<Vec<ArtifactView>>> {
+pub async fn versions(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<ArtifactView>>> {
     let rows = state.artifacts.versions(&viewer(&principal), &id).await?;
     Ok(Json(rows.iter().map(ArtifactView::from).collect()))
 }
@@ -310,12 +354,19 @@ pub async fn versions(State(state): State<AppState>, principal: Principal, Path(
     (status = 404, body = Problem, content_type = "application/problem+json"),
     (status = 415, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn preview(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn preview(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     let row = state.artifacts.get(&viewer(&principal), &id).await?;
     let (kind, content_type, body) = state.artifacts.preview(&row).await?;
     let mut resp = (StatusCode::OK, body).into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_str(&content_type).map_err(|e| ApiError::Internal(e.to_string()))?);
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&content_type).map_err(|e| ApiError::Internal(e.to_string()))?,
+    );
     h.insert("x-kai-preview", HeaderValue::from_static(kind.as_str()));
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'none'; sandbox"));
     Ok(resp)
@@ -331,25 +382,42 @@ pub struct DownloadQuery {
 /// `attachment; filename="…"; filename*=UTF-8''…` (or `inline`).
 fn disposition(name: &str, inline: bool) -> String {
     let file = name.rsplit('/').next().unwrap_or(name);
-    let ascii: String = file.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' }).collect();
+    let ascii: String = file
+        .chars()
+        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+        .collect();
     let encoded = kai_blob::s3::sigv4::uri_encode(file, false);
-    format!("{}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}", if inline { "inline" } else { "attachment" })
+    format!(
+        "{}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}",
+        if inline { "inline" } else { "attachment" }
+    )
 }
 
 /// The contents of `row` as an HTTP response, honouring `Range`, `If-Range` and
 /// `If-None-Match`.
-pub(crate) async fn serve(state: &AppState, row: &ArtifactRow, headers: &HeaderMap, inline: bool) -> ApiResult<Response> {
+pub(crate) async fn serve(
+    state: &AppState,
+    row: &ArtifactRow,
+    headers: &HeaderMap,
+    inline: bool,
+) -> ApiResult<Response> {
     let size = row.size as u64;
     let etag = format!("\"blake3-{}\"", row.digest);
     let header_str = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
-    if header_str(header::IF_NONE_MATCH).is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*")) {
+    if header_str(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
         let mut resp = StatusCode::NOT_MODIFIED.into_response();
-        resp.headers_mut().insert(header::ETAG, HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(e.to_string()))?);
+        resp.headers_mut().insert(
+            header::ETAG,
+            HeaderValue::from_str(&etag).map_err(|e| ApiError::Internal(e.to_string()))?,
+        );
         return Ok(resp);
     }
     let if_range_ok = header_str(header::IF_RANGE).is_none_or(|v| v.trim() == etag);
     let range = if if_range_ok {
-        kai_blob::parse_range(header_str(header::RANGE), size).map_err(|()| ApiError::RangeNotSatisfiable(size))?
+        kai_blob::parse_range(header_str(header::RANGE), size)
+            .map_err(|()| ApiError::RangeNotSatisfiable(size))?
     } else {
         None
     };
@@ -361,14 +429,24 @@ pub(crate) async fn serve(state: &AppState, row: &ArtifactRow, headers: &HeaderM
     h.insert(header::CONTENT_TYPE, HeaderValue::from_str(&row.content_type).map_err(bad)?);
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::ETAG, HeaderValue::from_str(&etag).map_err(bad)?);
-    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition(&row.name, inline)).map_err(bad)?);
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'; sandbox"));
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_str(&disposition(&row.name, inline)).map_err(bad)?,
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'; sandbox"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
     match range {
         Some(r) => {
             *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
             let h = resp.headers_mut();
-            h.insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes {}-{}/{size}", r.start, r.end)).map_err(bad)?);
+            h.insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes {}-{}/{size}", r.start, r.end))
+                    .map_err(bad)?,
+            );
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(r.len()));
         }
         None => {
@@ -419,7 +497,10 @@ mod tests {
     #[test]
     fn dispositions_are_safe_header_values() {
         let d = super::disposition("docs/Résumé \"final\".pdf", false);
-        assert_eq!(d, "attachment; filename=\"R_sum_ _final_.pdf\"; filename*=UTF-8''R%C3%A9sum%C3%A9%20%22final%22.pdf");
+        assert_eq!(
+            d,
+            "attachment; filename=\"R_sum_ _final_.pdf\"; filename*=UTF-8''R%C3%A9sum%C3%A9%20%22final%22.pdf"
+        );
         assert!(axum::http::HeaderValue::from_str(&d).is_ok());
         assert!(super::disposition("a.png", true).starts_with("inline;"));
     }

@@ -47,7 +47,11 @@ pub struct ListQuery {
     (status = 200, body = Vec<NoteView>),
     (status = 400, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn list(State(state): State<AppState>, principal: Principal, Query(q): Query<ListQuery>) -> ApiResult<Json<Vec<NoteView>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Vec<NoteView>>> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::BadRequest("limit is 1 to 500".into()));
@@ -61,8 +65,19 @@ pub async fn list(State(state): State<AppState>, principal: Principal, Query(q):
     (status = 201, body = NoteView),
     (status = 400, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn create(State(state): State<AppState>, principal: Principal, Json(req): Json<NoteBody>) -> ApiResult<(StatusCode, Json<NoteView>)> {
-    audit(&state, &principal.actor(), "note.create", "note", json!({"bytes": req.body.len(), "task_id": req.task_id})).await?;
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(req): Json<NoteBody>,
+) -> ApiResult<(StatusCode, Json<NoteView>)> {
+    audit(
+        &state,
+        &principal.actor(),
+        "note.create",
+        "note",
+        json!({"bytes": req.body.len(), "task_id": req.task_id}),
+    )
+    .await?;
     let note = state.artifacts.create_note(&viewer(&principal), req.into()).await?;
     Ok((StatusCode::CREATED, Json(NoteView::from(&note))))
 }
@@ -72,7 +87,11 @@ pub async fn create(State(state): State<AppState>, principal: Principal, Json(re
     (status = 200, body = NoteView),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn get(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<NoteView>> {
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<NoteView>> {
     Ok(Json(NoteView::from(&state.artifacts.note(&viewer(&principal), &id).await?)))
 }
 
@@ -90,7 +109,14 @@ pub async fn update(
 ) -> ApiResult<Json<NoteView>> {
     let v = viewer(&principal);
     state.artifacts.note(&v, &id).await?;
-    audit(&state, &principal.actor(), "note.update", &format!("note:{id}"), json!({"bytes": req.body.len()})).await?;
+    audit(
+        &state,
+        &principal.actor(),
+        "note.update",
+        &format!("note:{id}"),
+        json!({"bytes": req.body.len()}),
+    )
+    .await?;
     Ok(Json(NoteView::from(&state.artifacts.update_note(&v, &id, req.into()).await?)))
 }
 
@@ -99,7 +125,11 @@ pub async fn update(
     (status = 204),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn delete(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let v = viewer(&principal);
     state.artifacts.note(&v, &id).await?;
     audit(&state, &principal.actor(), "note.delete", &format!("note:{id}"), json!({})).await?;

@@ -13,7 +13,9 @@ use serde_json::{Map, Value, json};
 
 use super::audit;
 use crate::AppState;
-use crate::api::library::{PromptDiff, PromptSummary, PromptVersionView, PromptView, RenderEntry, Variable};
+use crate::api::library::{
+    PromptDiff, PromptSummary, PromptVersionView, PromptView, RenderEntry, Variable,
+};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, Problem};
 
@@ -22,7 +24,9 @@ impl From<PromptError> for ApiError {
         match e {
             PromptError::NotFound(m) => Self::NotFound(m),
             PromptError::Invalid(m) => Self::BadRequest(m),
-            e @ (PromptError::Variables(_) | PromptError::Template(_)) => Self::Unprocessable { code: e.code(), detail: e.to_string() },
+            e @ (PromptError::Variables(_) | PromptError::Template(_)) => {
+                Self::Unprocessable { code: e.code(), detail: e.to_string() }
+            }
             PromptError::Conflict(m) => Self::Conflict(m),
             PromptError::Store(s) => s.into(),
         }
@@ -35,7 +39,11 @@ fn specs(vars: Vec<Variable>) -> ApiResult<Vec<VariableSpec>> {
 
 fn limit(l: Option<u32>) -> ApiResult<u32> {
     let l = l.unwrap_or(100);
-    if (1..=500).contains(&l) { Ok(l) } else { Err(ApiError::BadRequest("limit is 1 to 500".into())) }
+    if (1..=500).contains(&l) {
+        Ok(l)
+    } else {
+        Err(ApiError::BadRequest("limit is 1 to 500".into()))
+    }
 }
 
 fn check_query(q: &Option<String>) -> ApiResult<Option<&str>> {
@@ -58,7 +66,10 @@ pub struct ListQuery {
     (status = 200, body = Vec<PromptSummary>),
     (status = 400, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Json<Vec<PromptSummary>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Vec<PromptSummary>>> {
     let rows = state.prompts.list(None, q.tag.as_deref(), limit(q.limit)?).await?;
     Ok(Json(rows.iter().map(PromptSummary::from).collect()))
 }
@@ -77,7 +88,10 @@ pub struct SearchQuery {
     (status = 200, body = Vec<PromptSummary>),
     (status = 400, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn search(State(state): State<AppState>, Query(q): Query<SearchQuery>) -> ApiResult<Json<Vec<PromptSummary>>> {
+pub async fn search(
+    State(state): State<AppState>,
+    Query(q): Query<SearchQuery>,
+) -> ApiResult<Json<Vec<PromptSummary>>> {
     let text = check_query(&q.q)?;
     let rows = state.prompts.list(text, q.tag.as_deref(), limit(q.limit)?).await?;
     Ok(Json(rows.iter().map(PromptSummary::from).collect()))
@@ -122,7 +136,14 @@ pub async fn create(
     kai_core::library::PromptName::parse(&new.name).map_err(|e| ApiError::BadRequest(e.0))?;
     Prompts::validate(&new.template, &new.variables)?;
     let actor = principal.actor();
-    audit(&state, &actor, "prompt.create", &format!("prompt:{}", new.name), json!({"variables": new.variables.len()})).await?;
+    audit(
+        &state,
+        &actor,
+        "prompt.create",
+        &format!("prompt:{}", new.name),
+        json!({"variables": new.variables.len()}),
+    )
+    .await?;
     let prompt = state.prompts.create(&actor, new).await?;
     Ok((StatusCode::CREATED, Json(PromptView::from(&prompt))))
 }
@@ -146,7 +167,11 @@ fn reference(id: &str, version: Option<i64>) -> ApiResult<String> {
     (status = 200, body = PromptView),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<GetQuery>) -> ApiResult<Json<PromptView>> {
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<GetQuery>,
+) -> ApiResult<Json<PromptView>> {
     let prompt = state.prompts.resolve(&reference(&id, q.version)?).await?;
     Ok(Json(PromptView::from(&prompt)))
 }
@@ -221,7 +246,14 @@ pub async fn patch(
 ) -> ApiResult<Json<PromptSummary>> {
     let current = state.prompts.resolve(&id).await?;
     kai_core::library::parse_tags(&req.tags).map_err(|e| ApiError::BadRequest(e.0))?;
-    audit(&state, &principal.actor(), "prompt.tags", &format!("prompt:{}", current.row.id), json!({"tags": req.tags})).await?;
+    audit(
+        &state,
+        &principal.actor(),
+        "prompt.tags",
+        &format!("prompt:{}", current.row.id),
+        json!({"tags": req.tags}),
+    )
+    .await?;
     Ok(Json(PromptSummary::from(&state.prompts.set_tags(&current.row.id, &req.tags).await?)))
 }
 
@@ -230,9 +262,20 @@ pub async fn patch(
     (status = 204),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn delete(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let current = state.prompts.resolve(&id).await?;
-    audit(&state, &principal.actor(), "prompt.delete", &format!("prompt:{}", current.row.id), json!({"name": current.row.name})).await?;
+    audit(
+        &state,
+        &principal.actor(),
+        "prompt.delete",
+        &format!("prompt:{}", current.row.id),
+        json!({"name": current.row.name}),
+    )
+    .await?;
     state.prompts.delete(&current.row.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -242,7 +285,10 @@ pub async fn delete(State(state): State<AppState>, principal: Principal, Path(id
     (status = 200, body = Object),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn versions(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn versions(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let (row, versions) = state.prompts.versions(&id).await?;
     let versions: Vec<PromptVersionView> = versions.iter().map(PromptVersionView::from).collect();
     Ok(Json(json!({"prompt": PromptSummary::from(&row), "versions": versions})))
@@ -261,7 +307,11 @@ pub struct DiffQuery {
     (status = 200, body = PromptDiff),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn diff(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<DiffQuery>) -> ApiResult<Json<PromptDiff>> {
+pub async fn diff(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<DiffQuery>,
+) -> ApiResult<Json<PromptDiff>> {
     if q.from.is_some_and(|v| v < 1) || q.to.is_some_and(|v| v < 1) {
         return Err(ApiError::BadRequest("versions are numbers from 1".into()));
     }
@@ -298,8 +348,18 @@ pub async fn render(
     let target = state.prompts.resolve(&reference).await?;
     let actor = principal.actor();
     let names: Vec<&String> = req.variables.keys().collect();
-    audit(&state, &actor, "prompt.render", &format!("prompt:{}", target.row.id), json!({"reference": target.reference(), "variables": names})).await?;
-    let done = state.prompts.render(&format!("{}@{}", target.row.id, target.version.version), &req.variables, &actor).await?;
+    audit(
+        &state,
+        &actor,
+        "prompt.render",
+        &format!("prompt:{}", target.row.id),
+        json!({"reference": target.reference(), "variables": names}),
+    )
+    .await?;
+    let done = state
+        .prompts
+        .render(&format!("{}@{}", target.row.id, target.version.version), &req.variables, &actor)
+        .await?;
     Ok(Json(json!({"reference": done.prompt.reference(), "output": done.output})))
 }
 
@@ -328,7 +388,14 @@ pub async fn rate(
     }
     let current = state.prompts.resolve(&id).await?;
     let actor = principal.actor();
-    audit(&state, &actor, "prompt.rate", &format!("prompt:{}", current.row.id), json!({"stars": req.stars})).await?;
+    audit(
+        &state,
+        &actor,
+        "prompt.rate",
+        &format!("prompt:{}", current.row.id),
+        json!({"stars": req.stars}),
+    )
+    .await?;
     Ok(Json(PromptSummary::from(&state.prompts.rate(&current.row.id, &actor, req.stars).await?)))
 }
 
@@ -361,7 +428,10 @@ pub async fn test(Json(req): Json<TestBody>) -> ApiResult<Json<Value>> {
 #[utoipa::path(get, path = "/templates", tag = "prompts", security(("bearer" = [])), params(ListQuery), responses(
     (status = 200, body = Object),
 ))]
-pub async fn templates(State(state): State<AppState>, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
+pub async fn templates(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
     let rows = state.prompts.list(None, q.tag.as_deref(), limit(q.limit)?).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
@@ -396,7 +466,10 @@ pub async fn history(
     Query(q): Query<HistoryQuery>,
 ) -> ApiResult<Json<Vec<RenderEntry>>> {
     if q.all && !principal.allows(Resource::Prompts, Action::Admin) {
-        return Err(ApiError::Forbidden { role: principal.role.as_str(), action: "see everyone's history of" });
+        return Err(ApiError::Forbidden {
+            role: principal.role.as_str(),
+            action: "see everyone's history of",
+        });
     }
     let actor = principal.actor();
     let rows = state

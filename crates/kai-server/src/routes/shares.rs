@@ -43,9 +43,19 @@ pub async fn create(
     let artifact = state.artifacts.get(&v, &id).await?;
     let max = state.artifacts.settings().share_max_secs;
     if req.ttl_secs.is_some_and(|t| t == 0 || t > max) {
-        return Err(ApiError::BadRequest(format!("ttl_secs is 1 to {max} ({} days at most)", max / 86_400)));
+        return Err(ApiError::BadRequest(format!(
+            "ttl_secs is 1 to {max} ({} days at most)",
+            max / 86_400
+        )));
     }
-    audit(&state, &principal.actor(), "artifact.share.create", &format!("artifact:{}", artifact.id), json!({"ttl_secs": req.ttl_secs})).await?;
+    audit(
+        &state,
+        &principal.actor(),
+        "artifact.share.create",
+        &format!("artifact:{}", artifact.id),
+        json!({"ttl_secs": req.ttl_secs}),
+    )
+    .await?;
     let made = state.artifacts.create_share(&v, &id, req.ttl_secs).await?;
     let mut view = ShareView::from(&made.share);
     view.url = Some(format!("/share/{}", made.token.as_str()));
@@ -58,7 +68,11 @@ pub async fn create(
     (status = 200, body = Vec<ShareView>),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn list(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<Json<Vec<ShareView>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<ShareView>>> {
     let shares = state.artifacts.shares(&viewer(&principal), &id).await?;
     Ok(Json(shares.iter().map(ShareView::from).collect()))
 }
@@ -68,10 +82,21 @@ pub async fn list(State(state): State<AppState>, principal: Principal, Path(id):
     (status = 204),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn revoke(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn revoke(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let v = viewer(&principal);
     let (share, _) = state.artifacts.share(&v, &id).await?;
-    audit(&state, &principal.actor(), "artifact.share.revoke", &format!("share:{}", share.id), json!({"artifact": share.artifact_id})).await?;
+    audit(
+        &state,
+        &principal.actor(),
+        "artifact.share.revoke",
+        &format!("share:{}", share.id),
+        json!({"artifact": share.artifact_id}),
+    )
+    .await?;
     state.artifacts.revoke_share(&v, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -108,7 +133,15 @@ pub async fn open(
         Err(e) => {
             let e = ApiError::from(e);
             let (_, code) = e.status_and_code();
-            record(&state, "share:anonymous", "artifact.share.use", "share", Outcome::Failure, json!({"client": ip, "reason": code})).await?;
+            record(
+                &state,
+                "share:anonymous",
+                "artifact.share.use",
+                "share",
+                Outcome::Failure,
+                json!({"client": ip, "reason": code}),
+            )
+            .await?;
             Err(e)
         }
     }

@@ -29,7 +29,9 @@ async fn upload_ok(node: &Node, name: &str, body: &[u8]) -> Value {
 fn objects(dir: &NodeDir) -> usize {
     let root = dir.data().join("artifacts/objects");
     std::fs::read_dir(root)
-        .map(|d| d.flatten().map(|sub| std::fs::read_dir(sub.path()).map_or(0, |f| f.count())).sum())
+        .map(|d| {
+            d.flatten().map(|sub| std::fs::read_dir(sub.path()).map_or(0, |f| f.count())).sum()
+        })
         .unwrap_or(0)
 }
 
@@ -38,7 +40,13 @@ fn staging_files(dir: &NodeDir) -> usize {
 }
 
 async fn get_range(node: &Node, id: &str, range: &str) -> reqwest::Response {
-    node.http.get(node.url(&format!("/artifact/{id}"))).bearer_auth(&node.token).header("range", range).send().await.unwrap()
+    node.http
+        .get(node.url(&format!("/artifact/{id}")))
+        .bearer_auth(&node.token)
+        .header("range", range)
+        .send()
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,7 +82,15 @@ async fn uploads_dedup_version_and_download_with_ranges() {
     assert_eq!(objects(&dir), 2, "two distinct contents");
 
     let versions = node.get_json(&format!("/artifacts/{id}/versions")).await;
-    assert_eq!(versions.as_array().unwrap().iter().map(|v| v["version"].as_i64().unwrap()).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(
+        versions
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["version"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
     let latest = node.get_json("/artifacts").await;
     assert_eq!(latest.as_array().unwrap().len(), 2, "latest of each name: {latest}");
     let by_task = node.get_json("/artifacts?task_id=task-9").await;
@@ -84,7 +100,12 @@ async fn uploads_dedup_version_and_download_with_ranges() {
     let whole = node.get(&format!("/artifact/{id}")).await;
     assert_eq!(whole.status(), 200);
     assert_eq!(whole.headers()["accept-ranges"], "bytes");
-    assert!(whole.headers()["content-disposition"].to_str().unwrap().starts_with("attachment; filename=\"blob.bin\""));
+    assert!(
+        whole.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment; filename=\"blob.bin\"")
+    );
     assert!(whole.headers()["content-security-policy"].to_str().unwrap().contains("sandbox"));
     let etag = whole.headers()["etag"].to_str().unwrap().to_owned();
     assert_eq!(whole.bytes().await.unwrap(), data);
@@ -102,16 +123,46 @@ async fn uploads_dedup_version_and_download_with_ranges() {
     assert_eq!(beyond.status(), 416);
     assert_eq!(beyond.headers()["content-range"], "bytes */300000");
     assert_eq!(beyond.json::<Value>().await.unwrap()["code"], "range_not_satisfiable");
-    let alias = node.http.get(node.url(&format!("/files/{id}/download"))).bearer_auth(&node.token).header("range", "bytes=0-3").send().await.unwrap();
-    assert_eq!((alias.status().as_u16(), alias.bytes().await.unwrap().to_vec()), (206, data[..4].to_vec()));
-    let cached = node.http.get(node.url(&format!("/artifact/{id}"))).bearer_auth(&node.token).header("if-none-match", &etag).send().await.unwrap();
+    let alias = node
+        .http
+        .get(node.url(&format!("/files/{id}/download")))
+        .bearer_auth(&node.token)
+        .header("range", "bytes=0-3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (alias.status().as_u16(), alias.bytes().await.unwrap().to_vec()),
+        (206, data[..4].to_vec())
+    );
+    let cached = node
+        .http
+        .get(node.url(&format!("/artifact/{id}")))
+        .bearer_auth(&node.token)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(cached.status(), 304);
-    let stale = node.http.get(node.url(&format!("/artifact/{id}"))).bearer_auth(&node.token).header("range", "bytes=0-3").header("if-range", "\"other\"").send().await.unwrap();
+    let stale = node
+        .http
+        .get(node.url(&format!("/artifact/{id}")))
+        .bearer_auth(&node.token)
+        .header("range", "bytes=0-3")
+        .header("if-range", "\"other\"")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(stale.status(), 200, "If-Range mismatch: the whole object");
 
     // Deleting one of the two users of a blob keeps it; deleting the last removes it.
-    let del = |id: String| node.http.delete(node.url(&format!("/artifacts/{id}"))).bearer_auth(&node.token).send();
-    assert_eq!(del(again["artifact"]["id"].as_str().unwrap().to_owned()).await.unwrap().status(), 204);
+    let del = |id: String| {
+        node.http.delete(node.url(&format!("/artifacts/{id}"))).bearer_auth(&node.token).send()
+    };
+    assert_eq!(
+        del(again["artifact"]["id"].as_str().unwrap().to_owned()).await.unwrap().status(),
+        204
+    );
     assert_eq!(objects(&dir), 2);
     assert_eq!(node.get(&format!("/artifact/{id}")).await.bytes().await.unwrap(), data);
     assert_eq!(del(id.clone()).await.unwrap().status(), 204);
@@ -212,10 +263,23 @@ async fn over_limit_upload_is_refused_with_bounded_memory() {
     let peak = status_field(pid, "VmHWM:");
     let written = bytes_written(pid) - written_before;
     let sent = handed.load(std::sync::atomic::Ordering::SeqCst) as u64;
-    assert!(peak.saturating_sub(rss_before) < 48 << 20, "peak RSS grew by {} MiB", (peak - rss_before) >> 20);
-    assert!(written <= LIMIT + (4 << 20), "the node wrote {} MiB of a {} MiB upload", written >> 20, SENT >> 20);
+    assert!(
+        peak.saturating_sub(rss_before) < 48 << 20,
+        "peak RSS grew by {} MiB",
+        (peak - rss_before) >> 20
+    );
+    assert!(
+        written <= LIMIT + (4 << 20),
+        "the node wrote {} MiB of a {} MiB upload",
+        written >> 20,
+        SENT >> 20
+    );
     assert!(written >= LIMIT / 2, "it staged the upload up to the limit ({} MiB)", written >> 20);
-    assert!(sent < LIMIT + (48 << 20), "the client handed over {} MiB before the node stopped reading", sent >> 20);
+    assert!(
+        sent < LIMIT + (48 << 20),
+        "the client handed over {} MiB before the node stopped reading",
+        sent >> 20
+    );
 
     // A declared Content-Length over the limit is refused before any byte is read.
     let resp = node
@@ -223,7 +287,9 @@ async fn over_limit_upload_is_refused_with_bounded_memory() {
         .post(node.url("/artifact/upload?name=declared.bin"))
         .bearer_auth(&node.token)
         .header("content-length", (LIMIT + 1).to_string())
-        .body(reqwest::Body::wrap_stream(futures::stream::pending::<Result<bytes::Bytes, std::io::Error>>()))
+        .body(reqwest::Body::wrap_stream(futures::stream::pending::<
+            Result<bytes::Bytes, std::io::Error>,
+        >()))
         .send()
         .await
         .unwrap();
@@ -252,8 +318,10 @@ async fn share_links_open_one_artifact_until_expired_or_revoked() {
     let url = share["url"].as_str().unwrap().to_owned();
     let token = share["token"].as_str().unwrap().to_owned();
     assert!(token.len() >= 5 + 43, "≥ 256-bit token");
-    let created = chrono::DateTime::parse_from_rfc3339(share["created_at"].as_str().unwrap()).unwrap();
-    let expires = chrono::DateTime::parse_from_rfc3339(share["expires_at"].as_str().unwrap()).unwrap();
+    let created =
+        chrono::DateTime::parse_from_rfc3339(share["created_at"].as_str().unwrap()).unwrap();
+    let expires =
+        chrono::DateTime::parse_from_rfc3339(share["expires_at"].as_str().unwrap()).unwrap();
     assert_eq!((expires - created).num_seconds(), 3600, "default 1 h");
 
     let anon = reqwest::Client::new();
@@ -263,7 +331,12 @@ async fn share_links_open_one_artifact_until_expired_or_revoked() {
     let part = anon.get(node.url(&url)).header("range", "bytes=4-12").send().await.unwrap();
     assert_eq!((part.status().as_u16(), part.text().await.unwrap()), (206, "quarterly".to_owned()));
     // The token opens nothing else: not the API, not another artifact.
-    let api = anon.get(node.url(&format!("/artifact/{}", b["artifact"]["id"].as_str().unwrap()))).bearer_auth(&token).send().await.unwrap();
+    let api = anon
+        .get(node.url(&format!("/artifact/{}", b["artifact"]["id"].as_str().unwrap())))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(api.status(), 401);
     // One flipped bit in the token: refused.
     let mut bytes = token.clone().into_bytes();
@@ -274,14 +347,23 @@ async fn share_links_open_one_artifact_until_expired_or_revoked() {
     assert_eq!(bad.json::<Value>().await.unwrap()["code"], "share_invalid");
     assert_eq!(anon.get(node.url("/share/garbage")).send().await.unwrap().status(), 403);
     // Lifetimes are bounded.
-    let too_long = node.post_json(&format!("/artifacts/{id}/shares"), json!({"ttl_secs": 7 * 86_400 + 1})).await;
+    let too_long = node
+        .post_json(&format!("/artifacts/{id}/shares"), json!({"ttl_secs": 7 * 86_400 + 1}))
+        .await;
     assert_eq!(too_long.status(), 400);
-    let week = node.post_json(&format!("/artifacts/{id}/shares"), json!({"ttl_secs": 7 * 86_400})).await;
+    let week =
+        node.post_json(&format!("/artifacts/{id}/shares"), json!({"ttl_secs": 7 * 86_400})).await;
     assert_eq!(week.status(), 201);
 
     // Revocation is immediate.
     let share_id = share["id"].as_str().unwrap();
-    let revoked = node.http.delete(node.url(&format!("/shares/{share_id}"))).bearer_auth(&node.token).send().await.unwrap();
+    let revoked = node
+        .http
+        .delete(node.url(&format!("/shares/{share_id}")))
+        .bearer_auth(&node.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(revoked.status(), 204);
     let after = anon.get(node.url(&url)).send().await.unwrap();
     assert_eq!(after.status(), 410);
@@ -293,7 +375,11 @@ async fn share_links_open_one_artifact_until_expired_or_revoked() {
     assert_eq!(anon.get(node.url(&week_url)).send().await.unwrap().status(), 200);
     let week_id = week["id"].as_str().unwrap();
     let past = chrono::Utc::now().timestamp_micros() - 1_000_000;
-    exec_sql(&dir, &[&format!("UPDATE artifact_shares SET expires_at_us = {past} WHERE id = '{week_id}'")]).await;
+    exec_sql(
+        &dir,
+        &[&format!("UPDATE artifact_shares SET expires_at_us = {past} WHERE id = '{week_id}'")],
+    )
+    .await;
     let expired = anon.get(node.url(&week_url)).send().await.unwrap();
     assert_eq!(expired.status(), 410);
     assert_eq!(expired.json::<Value>().await.unwrap()["code"], "expired");
@@ -330,11 +416,19 @@ fn tiny_pdf() -> Vec<u8> {
         out.extend_from_slice(format!("{} 0 obj\n{body}\nendobj\n", i + 1).as_bytes());
     }
     let xref = out.len();
-    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
     for o in offsets {
         out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
     }
-    out.extend_from_slice(format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes());
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
     out
 }
 
@@ -343,7 +437,8 @@ async fn previews_are_safe() {
     let dir = NodeDir::new().await;
     let node = Node::start(&dir);
     let md = upload_ok(&node, "notes/readme.md", b"# Hello\n\n<script>window.pwned=1</script>\n<img src=x onerror=alert(1)>\n\n[x](javascript:alert(1)) **bold**").await;
-    let resp = node.get(&format!("/artifacts/{}/preview", md["artifact"]["id"].as_str().unwrap())).await;
+    let resp =
+        node.get(&format!("/artifacts/{}/preview", md["artifact"]["id"].as_str().unwrap())).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-kai-preview"], "markdown");
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
@@ -354,19 +449,26 @@ async fn previews_are_safe() {
         assert!(!html.to_lowercase().contains(banned), "{banned} in {html}");
     }
     // HTML and SVG with scripts: previewed as source text, downloaded as sandboxed attachments.
-    let page = upload_ok(&node, "page.html", b"<!doctype html><script>window.pwned=1</script>").await;
+    let page =
+        upload_ok(&node, "page.html", b"<!doctype html><script>window.pwned=1</script>").await;
     let page_id = page["artifact"]["id"].as_str().unwrap();
     assert_eq!(page["artifact"]["content_type"], "text/html");
     let pv = node.get(&format!("/artifacts/{page_id}/preview")).await;
     assert!(pv.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     let dl = node.get(&format!("/artifact/{page_id}?inline=true")).await;
-    assert!(dl.headers()["content-disposition"].to_str().unwrap().starts_with("attachment"), "HTML is never inline");
+    assert!(
+        dl.headers()["content-disposition"].to_str().unwrap().starts_with("attachment"),
+        "HTML is never inline"
+    );
     assert_eq!(dl.headers()["x-content-type-options"], "nosniff");
     assert!(dl.headers()["content-security-policy"].to_str().unwrap().contains("sandbox"));
     // A PNG (sniffed from its bytes, whatever the name says) previews as itself and may be inline.
     let png: Vec<u8> = [
         &[0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a][..],
-        &[0, 0, 0, 13, b'I', b'H', b'D', b'R', 0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0, 0x90, 0x77, 0x53, 0xde],
+        &[
+            0, 0, 0, 13, b'I', b'H', b'D', b'R', 0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0, 0x90, 0x77,
+            0x53, 0xde,
+        ],
     ]
     .concat();
     let img = upload_ok(&node, "pixel.txt", &png).await;
@@ -378,14 +480,17 @@ async fn previews_are_safe() {
     let inline = node.get(&format!("/artifact/{img_id}?inline=true")).await;
     assert!(inline.headers()["content-disposition"].to_str().unwrap().starts_with("inline"));
     let bin = upload_ok(&node, "data.bin", &[0u8, 1, 2, 3, 0xff]).await;
-    let none = node.get(&format!("/artifacts/{}/preview", bin["artifact"]["id"].as_str().unwrap())).await;
+    let none =
+        node.get(&format!("/artifacts/{}/preview", bin["artifact"]["id"].as_str().unwrap())).await;
     assert_eq!(none.status(), 415);
     assert_eq!(none.json::<Value>().await.unwrap()["code"], "no_preview");
     #[cfg(feature = "pdf-preview")]
     {
         let pdf = upload_ok(&node, "doc.pdf", &tiny_pdf()).await;
         assert_eq!(pdf["artifact"]["content_type"], "application/pdf");
-        let pv = node.get(&format!("/artifacts/{}/preview", pdf["artifact"]["id"].as_str().unwrap())).await;
+        let pv = node
+            .get(&format!("/artifacts/{}/preview", pdf["artifact"]["id"].as_str().unwrap()))
+            .await;
         assert_eq!(pv.status(), 200);
         assert_eq!(pv.headers()["x-kai-preview"], "pdf");
         let png = pv.bytes().await.unwrap();
@@ -404,11 +509,17 @@ async fn full_text_search_over_text_artifacts_and_notes() {
     upload_ok(&node, "garden.md", b"# Garden\nTomatoes need sun and water every morning.").await;
     upload_ok(&node, "car.txt", b"The car needs new tyres before winter.").await;
     upload_ok(&node, "photo.bin", &[0u8, 159, 146, 150]).await;
-    let note = node.post_json("/notes", json!({"title": "Shopping", "body": "buy tomatoes and basil", "tags": ["home"]})).await;
+    let note = node
+        .post_json(
+            "/notes",
+            json!({"title": "Shopping", "body": "buy tomatoes and basil", "tags": ["home"]}),
+        )
+        .await;
     assert_eq!(note.status(), 201);
     let note: Value = note.json().await.unwrap();
     let hits = node.get_json("/artifacts/search?q=tomatoes").await;
-    let kinds: Vec<&str> = hits.as_array().unwrap().iter().map(|h| h["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> =
+        hits.as_array().unwrap().iter().map(|h| h["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds.len(), 2, "{hits}");
     assert!(kinds.contains(&"artifact") && kinds.contains(&"note"));
     assert!(hits.to_string().contains("Tomatoes need sun"), "snippets: {hits}");
@@ -417,25 +528,67 @@ async fn full_text_search_over_text_artifacts_and_notes() {
     assert_eq!(node.get_json("/artifacts/search?q=tyres").await[0]["title"], "car.txt");
 
     // Another user sees none of it.
-    let made = node.post_json("/users", json!({"username": "bob", "password": "bob password 123", "role": "member"})).await;
+    let made = node
+        .post_json(
+            "/users",
+            json!({"username": "bob", "password": "bob password 123", "role": "member"}),
+        )
+        .await;
     assert_eq!(made.status(), 201);
-    let login: Value = node.http.post(node.url("/auth/login")).json(&json!({"username": "bob", "password": "bob password 123"})).send().await.unwrap().json().await.unwrap();
+    let login: Value = node
+        .http
+        .post(node.url("/auth/login"))
+        .json(&json!({"username": "bob", "password": "bob password 123"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let member = login["access_token"].as_str().unwrap().to_owned();
-    let theirs: Value = node.http.get(node.url("/artifacts/search?q=tomatoes")).bearer_auth(&member).send().await.unwrap().json().await.unwrap();
+    let theirs: Value = node
+        .http
+        .get(node.url("/artifacts/search?q=tomatoes"))
+        .bearer_auth(&member)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(theirs, json!([]));
     let note_id = note["id"].as_str().unwrap();
-    let peek = node.http.get(node.url(&format!("/notes/{note_id}"))).bearer_auth(&member).send().await.unwrap();
+    let peek = node
+        .http
+        .get(node.url(&format!("/notes/{note_id}")))
+        .bearer_auth(&member)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(peek.status(), 404);
 
     // Editing a note re-indexes it; the index is rebuilt from the store after a restart.
-    let edited = node.http.put(node.url(&format!("/notes/{note_id}"))).bearer_auth(&node.token).json(&json!({"title": "Shopping", "body": "buy basil only"})).send().await.unwrap();
+    let edited = node
+        .http
+        .put(node.url(&format!("/notes/{note_id}")))
+        .bearer_auth(&node.token)
+        .json(&json!({"title": "Shopping", "body": "buy basil only"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(edited.status(), 200);
     assert_eq!(node.get_json("/artifacts/search?q=tomatoes&kind=note").await, json!([]));
     node.stop();
     let node = Node::start(&dir);
     assert_eq!(node.get_json("/artifacts/search?q=basil").await[0]["id"], note["id"]);
     assert_eq!(node.get_json("/artifacts/search?q=tomatoes").await.as_array().unwrap().len(), 1);
-    let gone = node.http.delete(node.url(&format!("/notes/{note_id}"))).bearer_auth(&node.token).send().await.unwrap();
+    let gone = node
+        .http
+        .delete(node.url(&format!("/notes/{note_id}")))
+        .bearer_auth(&node.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(gone.status(), 204);
     assert_eq!(node.get_json("/artifacts/search?q=basil").await, json!([]));
     node.stop();
@@ -443,7 +596,14 @@ async fn full_text_search_over_text_artifacts_and_notes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_backend_stores_through_the_wire_format() {
-    let fake = kai_blob::fake_s3::FakeS3::start("kai-artifacts", "AKIDNODE", "node-s3-secret", "us-east-1").await.unwrap();
+    let fake = kai_blob::fake_s3::FakeS3::start(
+        "kai-artifacts",
+        "AKIDNODE",
+        "node-s3-secret",
+        "us-east-1",
+    )
+    .await
+    .unwrap();
     let dir = NodeDir::new().await;
     dir.write_config(&format!(
         "[artifacts]\nbackend = \"s3\"\n[artifacts.s3]\nendpoint = \"{}\"\nbucket = \"kai-artifacts\"\nprefix = \"node/\"\naccess_key_id = \"AKIDNODE\"\nsecret_key_secret = \"s3/secret\"\n",
@@ -454,7 +614,14 @@ async fn s3_backend_stores_through_the_wire_format() {
     let early = upload(&node, "a.txt", b"x".to_vec()).await;
     assert_eq!(early.status(), 503);
     assert_eq!(early.json::<Value>().await.unwrap()["code"], "object_store_credentials");
-    let put = node.http.put(node.url("/vault/secrets/s3%2Fsecret")).bearer_auth(&node.token).json(&json!({"value": "node-s3-secret"})).send().await.unwrap();
+    let put = node
+        .http
+        .put(node.url("/vault/secrets/s3%2Fsecret"))
+        .bearer_auth(&node.token)
+        .json(&json!({"value": "node-s3-secret"}))
+        .send()
+        .await
+        .unwrap();
     assert!(put.status().is_success(), "{}", put.status());
 
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 13) as u8).collect();
@@ -469,9 +636,18 @@ async fn s3_backend_stores_through_the_wire_format() {
     assert_eq!(part.status(), 206);
     assert_eq!(part.bytes().await.unwrap(), data[100..200]);
     assert_eq!(node.get(&format!("/artifact/{id}")).await.bytes().await.unwrap(), data);
-    assert!(!dir.data().join("artifacts/objects").exists() || objects(&dir) == 0, "nothing stored locally");
+    assert!(
+        !dir.data().join("artifacts/objects").exists() || objects(&dir) == 0,
+        "nothing stored locally"
+    );
     for a in [id, dup["artifact"]["id"].as_str().unwrap()] {
-        let d = node.http.delete(node.url(&format!("/artifacts/{a}"))).bearer_auth(&node.token).send().await.unwrap();
+        let d = node
+            .http
+            .delete(node.url(&format!("/artifacts/{a}")))
+            .bearer_auth(&node.token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(d.status(), 204);
     }
     assert!(fake.keys().is_empty(), "the last delete removes the object");
