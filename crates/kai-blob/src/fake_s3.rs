@@ -149,8 +149,8 @@ fn authenticate(
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(), Response> {
-    let denied = |code: &str, msg: &str| Err(s3_error(StatusCode::FORBIDDEN, code, msg));
+) -> Result<(), Box<Response>> {
+    let denied = |code: &str, msg: &str| Err(Box::new(s3_error(StatusCode::FORBIDDEN, code, msg)));
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let Some(auth) = header("authorization").and_then(sigv4::parse_authorization) else {
         return denied("AccessDenied", "missing or malformed SigV4 Authorization header");
@@ -187,11 +187,11 @@ fn authenticate(
     }
     let payload_hash = header("x-amz-content-sha256").unwrap_or_default();
     if payload_hash != sigv4::UNSIGNED_PAYLOAD && payload_hash != sigv4::sha256_hex(body) {
-        return Err(s3_error(
+        return Err(Box::new(s3_error(
             StatusCode::BAD_REQUEST,
             "XAmzContentSHA256Mismatch",
             "the provided x-amz-content-sha256 does not match what was computed",
-        ));
+        )));
     }
     let path = sigv4::percent_decode(uri.path());
     let query = query_pairs(uri);
@@ -226,7 +226,7 @@ async fn handle(
     };
     if let Err(resp) = authenticate(&s, &method, &uri, &headers, &body) {
         s.rejected.fetch_add(1, Ordering::SeqCst);
-        return resp;
+        return *resp;
     }
     let path = sigv4::percent_decode(uri.path());
     let rest = path.trim_start_matches('/');

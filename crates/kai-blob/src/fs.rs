@@ -156,7 +156,7 @@ impl BlobStore for FsBlobStore {
                     })
                     .filter(|b| after.is_none_or(|a| b.digest > a))
                     .collect();
-                found.sort_by(|a, b| a.digest.cmp(&b.digest));
+                found.sort_by_key(|b| b.digest);
                 out.extend(found);
                 if out.len() >= limit {
                     out.truncate(limit);
