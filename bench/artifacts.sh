@@ -3,12 +3,15 @@
 # copied with `cp` (and `cp` + fsync, since an upload is fsynced before it is acknowledged),
 # then uploaded to a release `kai serve` (fs backend, same filesystem) with curl and with
 # `kai artifact upload`, and downloaded with curl and `kai artifact get`. Every transfer is
-# checked byte for byte. Writes bench/results/artifacts.json. Usage: bench/artifacts.sh [SIZE_MIB]
+# checked byte for byte. Writes bench/results/artifacts.json (or $OUT).
+# Usage: bench/artifacts.sh [SIZE_MIB]; BENCH_KAI=path/to/kai skips the release build (the JSON
+# records which binary and profile ran).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MIB=${1:-1024}
-cargo build --release -q -p kai
-KAI=${CARGO_TARGET_DIR:-target}/release/kai
+if [ -n "${BENCH_KAI:-}" ]; then KAI=$BENCH_KAI; PROFILE=${BENCH_PROFILE:-custom}; else
+  cargo build --release -q -p kai; KAI=${CARGO_TARGET_DIR:-target}/release/kai; PROFILE=release; fi
+OUT=${OUT:-bench/results/artifacts.json}
 WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/kai-bench-artifacts.XXXXXX")
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 export KAI_SYSTEM_CONFIG_DIR=$WORK/etc KAI_CONFIG=$WORK/config.toml KAI_DATA_DIR=$WORK/data
@@ -59,8 +62,8 @@ RSS_PEAK=$(awk '/VmHWM/ {print $2}' /proc/$KPID/status)
 kill -TERM $KPID; wait $KPID || true
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
-python3 - "$SIZE_MIB" "$CP" "$CP_SYNC" "$UP_CURL" "$DOWN_CURL" "$UP_CLI" "$DOWN_CLI" "$UP_DEDUP" "$RSS0" "$RSS_PEAK" "$LOAD_BEFORE" "$LOAD_AFTER" "$FS" "$SUM" <<'PY'
-import json, sys, datetime
+PROFILE=$PROFILE OUT=$OUT python3 - "$SIZE_MIB" "$CP" "$CP_SYNC" "$UP_CURL" "$DOWN_CURL" "$UP_CLI" "$DOWN_CLI" "$UP_DEDUP" "$RSS0" "$RSS_PEAK" "$LOAD_BEFORE" "$LOAD_AFTER" "$FS" "$SUM" <<'PY'
+import json, os, sys, datetime
 a = sys.argv[1:]
 mib = int(a[0])
 t = dict(zip(["cp", "cp_fsync", "upload_curl", "download_curl", "upload_cli", "download_cli", "upload_dedup"], map(float, a[1:8])))
@@ -68,6 +71,7 @@ res = {
     "benchmark": "artifact upload/download vs cp (issue 6)",
     "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     "size_mib": mib,
+    "profile": os.environ["PROFILE"],
     "filesystem": a[12],
     "load_before": a[10], "load_after": a[11],
     "seconds": t,
@@ -76,6 +80,6 @@ res = {
     "node_rss_kib": {"idle": int(a[8]), "peak": int(a[9])},
     "notes": "warm page cache; upload = stream to a staging file while hashing (BLAKE3), fsync, rename into place, fsync dir, row commit, audit; download = Range-capable stream; every transfer compared with cmp",
 }
-json.dump(res, open("bench/results/artifacts.json", "w"), indent=2)
+json.dump(res, open(os.environ["OUT"], "w"), indent=2)
 print(json.dumps(res, indent=2))
 PY
