@@ -15,6 +15,7 @@ pub mod event;
 pub mod ids;
 pub mod lifecycle;
 pub mod plan;
+pub mod library;
 pub mod policy;
 pub mod queue;
 pub mod secret_policy;

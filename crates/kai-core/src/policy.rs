@@ -49,6 +49,10 @@ pub enum Resource {
     Account,
     /// Language models: listing personas, chat completions, embeddings.
     Chat,
+    /// The prompt library: templates, versions, renders.
+    Prompts,
+    /// Stored files (artifacts), their share links and notes.
+    Artifacts,
 }
 
 impl Resource {
@@ -65,6 +69,8 @@ impl Resource {
             Self::Tokens => "tokens",
             Self::Account => "account",
             Self::Chat => "chat",
+            Self::Prompts => "prompts",
+            Self::Artifacts => "artifacts",
         }
     }
 }
@@ -87,7 +93,12 @@ impl Role {
         if self == Self::Agent {
             return matches!(
                 (resource, action),
-                (Events, Read | Write) | (Secrets, Read) | (Account, Read) | (Chat, Read | Write)
+                (Events, Read | Write)
+                    | (Secrets, Read)
+                    | (Account, Read)
+                    | (Chat, Read | Write)
+                    | (Prompts, Read)
+                    | (Artifacts, Read | Write)
             );
         }
         let needed = match (resource, action) {
@@ -95,18 +106,24 @@ impl Role {
             | (Events, Read)
             | (Vault, Read)
             | (Account, Read | Write)
-            | (Chat, Read) => Self::Viewer,
+            | (Chat, Read)
+            | (Prompts, Read)
+            | (Artifacts, Read) => Self::Viewer,
             (Events, Write)
             | (Secrets, Read | Write)
             | (Vault, Write)
             | (Tokens, Read | Write)
-            | (Chat, Write) => Self::Member,
+            | (Chat, Write)
+            | (Prompts, Write)
+            | (Artifacts, Write) => Self::Member,
             (System, Write | Admin)
             | (Audit, _)
             | (Users, _)
             | (Tokens, Admin)
             | (Secrets, Admin)
-            | (Vault, Admin) => Self::Admin,
+            | (Vault, Admin)
+            | (Prompts, Admin)
+            | (Artifacts, Admin) => Self::Admin,
             (VaultKeys, _) | (Events, Admin) | (Account, Admin) | (Chat, Admin) => Self::Owner,
         };
         self.rank() >= needed.rank()
@@ -181,9 +198,16 @@ mod tests {
                 && !Role::Agent.allows(Secrets, Write)
                 && !Role::Agent.allows(Audit, Read)
         );
+        assert!(Role::Agent.allows(Prompts, Read) && !Role::Agent.allows(Prompts, Write));
+        assert!(Role::Agent.allows(Artifacts, Write) && !Role::Agent.allows(Artifacts, Admin));
+        assert!(Role::Viewer.allows(Artifacts, Read) && !Role::Viewer.allows(Artifacts, Write));
         // Inheritance: whatever a role may do, every higher role may do too.
         let roles = [Role::Viewer, Role::Member, Role::Admin, Role::Owner];
-        for r in [System, Events, Audit, Vault, VaultKeys, Secrets, Users, Tokens, Account, Chat] {
+        let all = [
+            System, Events, Audit, Vault, VaultKeys, Secrets, Users, Tokens, Account, Chat,
+            Prompts, Artifacts,
+        ];
+        for r in all {
             for a in [Read, Write, Admin] {
                 for w in roles.windows(2) {
                     assert!(!w[0].allows(r, a) || w[1].allows(r, a), "{:?} {r:?} {a:?}", w[1]);

@@ -7,6 +7,7 @@
 //! `CancellationToken`; nothing here reads environment variables or configuration files.
 
 pub mod agents;
+pub mod artifacts;
 pub mod audit;
 pub mod auth;
 pub mod bus;
@@ -16,6 +17,7 @@ pub mod llm;
 pub mod metrics;
 pub mod node;
 pub mod queue;
+pub mod prompts;
 pub mod spend;
 pub mod users;
 pub mod vault;

@@ -34,6 +34,8 @@ pub fn rule(method: &Method, path: &str) -> Option<Access> {
         // `/ui/{path}`). Its data calls go through the API routes below.
         ("GET", "/" | "/ui/{path}" | "/ui/{*path}") => Public,
         ("POST", "/vault/unlock" | "/auth/login" | "/auth/refresh") => Public,
+        // A share link is its own credential (checked by the handler, for that artifact only).
+        ("GET", "/share/{token}") => Public,
         ("GET", "/metrics" | "/system/info") => Need(System, Read),
         ("GET", "/system/config") => Need(System, Admin),
         ("POST", "/system/identity/rotate") => Need(System, Admin),
@@ -67,6 +69,37 @@ pub fn rule(method: &Method, path: &str) -> Option<Access> {
         ("POST", "/chat/threads" | "/chat/threads/{id}/messages")
         | ("PATCH" | "DELETE", "/chat/threads/{id}")
         | ("POST", "/chat/threads/{id}/messages/{message_id}/regenerate") => Need(Chat, Write),
+        (
+            "GET",
+            "/prompts"
+            | "/prompts/search"
+            | "/prompts/{id}"
+            | "/prompts/{id}/versions"
+            | "/prompts/{id}/diff"
+            | "/templates"
+            | "/history",
+        ) => Need(Prompts, Read),
+        // Rendering uses a prompt (agents may); it is recorded in the history.
+        ("POST", "/prompts/{id}/render" | "/prompts/test") => Need(Prompts, Read),
+        ("POST", "/prompts" | "/prompts/{id}/rating")
+        | ("PUT" | "PATCH" | "DELETE", "/prompts/{id}") => Need(Prompts, Write),
+        (
+            "GET",
+            "/artifacts"
+            | "/artifacts/search"
+            | "/artifacts/{id}"
+            | "/artifacts/{id}/versions"
+            | "/artifacts/{id}/preview"
+            | "/artifacts/{id}/shares"
+            | "/artifact/{id}"
+            | "/files/{id}/download"
+            | "/notes"
+            | "/notes/{id}",
+        ) => Need(Artifacts, Read),
+        ("POST", "/artifact/upload" | "/files/upload" | "/artifacts/{id}/shares" | "/notes")
+        | ("PATCH" | "DELETE", "/artifacts/{id}")
+        | ("DELETE", "/shares/{id}")
+        | ("PUT" | "DELETE", "/notes/{id}") => Need(Artifacts, Write),
         _ => return None,
     })
 }

@@ -211,3 +211,4 @@ pub struct Rotated {
 
 mod security;
 pub use security::*;
+pub mod library;

@@ -46,6 +46,18 @@ pub enum ApiError {
     RateLimited(std::time::Duration),
     #[error("{0}")]
     BudgetExhausted(String),
+    /// Well-formed but semantically wrong input (template errors, variable errors).
+    #[error("{detail}")]
+    Unprocessable { code: &'static str, detail: String },
+    /// A `Range` outside the object; the response carries `Content-Range: bytes */size`.
+    #[error("the requested range is not satisfiable; the object is {0} bytes")]
+    RangeNotSatisfiable(u64),
+    #[error("this share link is not valid")]
+    ShareInvalid,
+    #[error("this share link was revoked")]
+    ShareRevoked,
+    #[error("{0}")]
+    NoPreview(String),
     /// A dependency is down; the operation was not performed.
     #[error("{detail}")]
     Unavailable { code: &'static str, detail: String },
@@ -70,6 +82,13 @@ impl ApiError {
             Self::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "timeout"),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::BudgetExhausted(_) => (StatusCode::TOO_MANY_REQUESTS, "budget_exhausted"),
+            Self::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
+            Self::RangeNotSatisfiable(_) => {
+                (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
+            }
+            Self::ShareInvalid => (StatusCode::FORBIDDEN, "share_invalid"),
+            Self::ShareRevoked => (StatusCode::GONE, "share_revoked"),
+            Self::NoPreview(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "no_preview"),
             Self::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -224,6 +243,11 @@ impl IntoResponse for ApiError {
             && let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string())
         {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        if let Self::RangeNotSatisfiable(size) = &self
+            && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
+        {
+            resp.headers_mut().insert(header::CONTENT_RANGE, v);
         }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

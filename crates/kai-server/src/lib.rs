@@ -27,7 +27,6 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -49,6 +48,10 @@ pub struct Services {
     pub chat: Arc<kai_runtime::chat::Chat>,
     /// The last rejected configuration edit and keys waiting for a restart.
     pub config_status: watch::Receiver<ConfigStatus>,
+    /// The prompt library.
+    pub prompts: Arc<kai_runtime::prompts::Prompts>,
+    /// Artifacts, share links and notes.
+    pub artifacts: Arc<kai_runtime::artifacts::Artifacts>,
 }
 
 /// How the live configuration's reloads went: the problems of the last rejected edit (cleared
@@ -93,6 +96,8 @@ impl Deref for AppState {
         (name = "vault", description = "The encrypted vault: secrets and named keys"),
         (name = "openai", description = "OpenAI-compatible models, chat completions and embeddings"),
         (name = "ui", description = "The embedded web dashboard (static files; its data calls use the API)"),
+        (name = "prompts", description = "The prompt library: versioned templates, renders, history"),
+        (name = "artifacts", description = "Stored files: streaming upload, Range download, previews, share links, notes, full-text search"),
     )
 )]
 struct ApiDoc;
@@ -152,6 +157,39 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::chat::regenerate))
         .routes(routes!(routes::chat::export))
         .routes(routes!(routes::ws::upgrade))
+        .routes(routes!(routes::prompts::list, routes::prompts::create))
+        .routes(routes!(routes::prompts::search))
+        .routes(routes!(routes::prompts::test))
+        .routes(routes!(
+            routes::prompts::get,
+            routes::prompts::edit,
+            routes::prompts::patch,
+            routes::prompts::delete
+        ))
+        .routes(routes!(routes::prompts::versions))
+        .routes(routes!(routes::prompts::diff))
+        .routes(routes!(routes::prompts::render))
+        .routes(routes!(routes::prompts::rate))
+        .routes(routes!(routes::prompts::templates))
+        .routes(routes!(routes::prompts::history))
+        .routes(routes!(routes::artifacts::upload))
+        .routes(routes!(routes::artifacts::upload_alias))
+        .routes(routes!(routes::artifacts::list))
+        .routes(routes!(routes::artifacts::search))
+        .routes(routes!(
+            routes::artifacts::get,
+            routes::artifacts::patch,
+            routes::artifacts::delete
+        ))
+        .routes(routes!(routes::artifacts::versions))
+        .routes(routes!(routes::artifacts::preview))
+        .routes(routes!(routes::artifacts::download))
+        .routes(routes!(routes::artifacts::download_alias))
+        .routes(routes!(routes::shares::create, routes::shares::list))
+        .routes(routes!(routes::shares::revoke))
+        .routes(routes!(routes::shares::open))
+        .routes(routes!(routes::notes::list, routes::notes::create))
+        .routes(routes!(routes::notes::get, routes::notes::update, routes::notes::delete))
 }
 
 /// The OpenAPI document.
@@ -174,7 +212,7 @@ pub fn app(state: AppState) -> Router {
         .route("/ui/{*path}", axum::routing::get(routes::ui::asset))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authorize))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::body_limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::timeout))
         .layer(axum::middleware::from_fn(middleware::problem_for_plain_errors))
         .layer(axum::middleware::from_fn(middleware::record_metrics))

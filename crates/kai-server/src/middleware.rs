@@ -76,10 +76,23 @@ impl MakeRequestId for SequentialRequestId {
     }
 }
 
-/// Answers 408 when a request outlives `server.request_timeout_secs` (read per request, so a
-/// hot reload changes it at once).
+fn is_upload(req: &Request) -> bool {
+    req.extensions()
+        .get::<MatchedPath>()
+        .is_some_and(|p| crate::routes::artifacts::UPLOAD_ROUTES.contains(&p.as_str()))
+}
+
+/// Answers 408 when a request outlives `server.request_timeout_secs` (uploads:
+/// `artifacts.upload_timeout_secs`; read per request, so a hot reload changes it at once).
 pub async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let secs = state.config.borrow().config.server.request_timeout_secs;
+    let secs = {
+        let config = &state.config.borrow().config;
+        if is_upload(&req) {
+            config.artifacts.upload_timeout_secs
+        } else {
+            config.server.request_timeout_secs
+        }
+    };
     match tokio::time::timeout(Duration::from_secs(secs), next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => problem(
@@ -90,6 +103,31 @@ pub async fn timeout(State(state): State<AppState>, req: Request, next: Next) ->
     }
 }
 
+/// Bounds request bodies at `server.body_limit_bytes`: a larger `Content-Length` is 413 at
+/// once, and a body that grows past it fails its reader (axum's extractors answer 413).
+/// Upload routes are exempt: they stream into a staging file under their own limit
+/// (`artifacts.max_upload_bytes`) and answer 413 themselves.
+pub async fn body_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if is_upload(&req) {
+        return next.run(req).await;
+    }
+    let limit = state.config.borrow().config.server.body_limit_bytes as usize;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        );
+    }
+    let req = req.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, limit)));
+    next.run(req).await
+}
+
 /// Headers every API response carries.
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
@@ -97,7 +135,8 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    // The dashboard's files set their own (still strict) policy; API responses get none at all.
+    // The dashboard's files and routes serving stored contents (with `sandbox`) set their own
+    // (still strict) policy; other API responses get none at all.
     h.entry(header::CONTENT_SECURITY_POLICY)
         .or_insert(HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
     h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));

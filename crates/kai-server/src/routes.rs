@@ -1,11 +1,15 @@
 //! Route handlers, one module per resource. Handlers stay thin: parse, call one service,
 //! audit, convert. Authentication and authorization happened before (see `auth::authorize`).
 
+pub mod artifacts;
 pub mod audit;
 pub mod auth;
 pub mod chat;
 pub mod events;
+pub mod notes;
 pub mod openai;
+pub mod prompts;
+pub mod shares;
 pub mod system;
 pub mod tokens;
 pub mod ui;

@@ -9,6 +9,7 @@
 
 mod chat;
 mod error;
+mod library;
 mod postgres;
 pub mod queue;
 mod records;
@@ -18,6 +19,7 @@ mod sql_chat;
 mod sql_queue;
 mod sql_queue_ops;
 mod sql_queue_rows;
+mod sql_library;
 mod sql_security;
 mod sql_tasks;
 mod sqlite;
@@ -32,6 +34,10 @@ use kai_crypto::audit::{Checkpoint, Entry};
 pub use chat::{ChatMessageRow, ChatStore, ChatSummaryRow, ThreadRow};
 pub use error::{StoreError, StoreResult};
 pub use queue::{QueueError, QueueResult, QueueStore};
+pub use library::{
+    ArtifactQuery, ArtifactRow, ArtifactStore, DeletedArtifact, NoteRow, PromptQuery,
+    PromptRenderRow, PromptRow, PromptStore, PromptVersionRow, SearchDocRow, ShareRow,
+};
 
 /// Meta key holding the audit writer's Merkle frontier, updated atomically with each batch.
 pub const AUDIT_FRONTIER_KEY: &str = "audit.frontier";
@@ -117,6 +123,8 @@ pub trait Store:
     + ChatStore
     + TaskStore
     + QueueStore
+    + PromptStore
+    + ArtifactStore
 {
     /// Round trip to the database; `Err` when it is unreachable.
     async fn ping(&self) -> StoreResult<()>;

@@ -81,6 +81,12 @@ pub enum Command {
     /// The embedded models (provider `local`): install their weights, see what is installed.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// The prompt library: list, show, edit (each edit is a new version), render, diff.
+    #[command(subcommand)]
+    Prompt(PromptCommand),
+    /// Stored files: upload, list, download, share links, delete (through the running node).
+    #[command(subcommand)]
+    Artifact(ArtifactCommand),
     /// Token usage per principal and persona (yours; everyone's for admins).
     Usage {
         /// Hours back from now (1–720).
@@ -258,6 +264,129 @@ pub enum UserCommand {
     },
     /// List users.
     List,
+}
+
+/// `REF` is a prompt name (`summarize`), a version (`summarize@3`) or an id (`prm_…`).
+#[derive(Debug, Subcommand)]
+pub enum PromptCommand {
+    /// List prompts (by name; by use with --search).
+    List {
+        #[arg(long)]
+        tag: Option<String>,
+        /// Only prompts whose name, description, tags or template contain this.
+        #[arg(long, value_name = "TEXT")]
+        search: Option<String>,
+    },
+    /// Print a prompt's template and variables (the latest version unless REF names one).
+    Show {
+        #[arg(value_name = "REF")]
+        reference: String,
+        /// Also list every version.
+        #[arg(long)]
+        versions: bool,
+    },
+    /// Add a version (or create the prompt with --create). Without --file or --template the
+    /// current template opens in $VISUAL / $EDITOR.
+    #[command(
+        after_help = "Variables: --var NAME:TYPE[!][=DEFAULT], TYPE one of string, number, bool, list, object;
+`!` makes it required, DEFAULT is JSON (a bare word is a string).
+
+Examples:
+  kai prompt edit summarize --create --file summarize.j2 --var text:string! --var words:number=100
+  kai prompt edit summarize --template 'Summarize in {{ words }} words: {{ text }}' -m \"shorter\""
+    )]
+    Edit {
+        #[arg(value_name = "REF")]
+        reference: String,
+        /// Create the prompt if it does not exist.
+        #[arg(long)]
+        create: bool,
+        /// Read the template from FILE (`-`: standard input).
+        #[arg(long, value_name = "FILE", conflicts_with = "template")]
+        file: Option<PathBuf>,
+        #[arg(long)]
+        template: Option<String>,
+        /// Declare a variable (repeatable; replaces all declarations).
+        #[arg(long = "var", value_name = "NAME:TYPE[!][=DEFAULT]")]
+        vars: Vec<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// Tags (repeatable; on --create).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// What changed.
+        #[arg(short, long, default_value = "")]
+        message: String,
+    },
+    /// Render a prompt with values and print the output.
+    Render {
+        #[arg(value_name = "REF")]
+        reference: String,
+        /// A value (repeatable): NAME=VALUE, VALUE as JSON or else as a string.
+        #[arg(short = 'v', long = "value", value_name = "NAME=VALUE")]
+        values: Vec<String>,
+    },
+    /// Show what changed between two versions (default: the last two).
+    Diff {
+        #[arg(value_name = "REF")]
+        reference: String,
+        #[arg(long)]
+        from: Option<i64>,
+        #[arg(long)]
+        to: Option<i64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArtifactCommand {
+    /// Upload a file (streamed, with a progress bar); an existing name gets a new version.
+    Upload {
+        file: PathBuf,
+        /// The artifact name (default: the file's name).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// The task that produced it.
+        #[arg(long, value_name = "ID")]
+        task: Option<String>,
+    },
+    /// List artifacts (the latest version of each name, newest first).
+    List {
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        tag: Option<String>,
+        /// Every version.
+        #[arg(long)]
+        versions: bool,
+        /// Everyone's (admins).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Download an artifact (with a progress bar).
+    Get {
+        id: String,
+        /// Where to write it (default: its file name in the current directory; `-`: stdout).
+        #[arg(short, long, value_name = "PATH")]
+        output: Option<PathBuf>,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Make a temporary link that downloads the artifact without logging in, or revoke one.
+    Share {
+        /// The artifact id (or, with --revoke, ignored).
+        id: String,
+        /// Lifetime in seconds (default 1 hour, at most 7 days).
+        #[arg(long, value_name = "SECS")]
+        ttl: Option<u64>,
+        /// Revoke this share link instead.
+        #[arg(long, value_name = "SHARE_ID")]
+        revoke: Option<String>,
+    },
+    /// Delete an artifact version.
+    Rm { id: String },
 }
 
 #[cfg(test)]

@@ -66,6 +66,30 @@ impl NodeClient {
         bail!("the node answered {status}: {detail}")
     }
 
+    /// `http://ADDR` of the node.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// An authenticated request builder (streaming uploads and downloads), without the
+    /// client-wide timeout.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(24 * 3600))
+    }
+
+    /// The response if it succeeded, else the node's problem detail as the error.
+    pub async fn check(resp: reqwest::Response) -> anyhow::Result<reqwest::Response> {
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        bail!("the node answered {status}: {}", body["detail"].as_str().unwrap_or("no detail"))
+    }
+
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send(self.http.get(format!("{}{path}", self.base))).await
     }

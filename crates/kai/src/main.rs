@@ -2,6 +2,7 @@
 //! layers, and runs the command. Only this crate reads environment variables, configuration
 //! files and flags; libraries receive typed settings.
 
+mod artifacts;
 mod chat;
 mod cli;
 mod client;
@@ -13,6 +14,7 @@ mod models;
 mod node;
 mod output;
 mod paths;
+mod prompts;
 mod secure;
 mod serve;
 mod settings;
@@ -145,6 +147,8 @@ async fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<i32> {
         Command::Vault(cmd) => secure::vault(ctx, cmd).await.map(|()| 0),
         Command::Token(cmd) => secure::token(ctx, cmd).await.map(|()| 0),
         Command::User(cmd) => secure::user(ctx, cmd).await.map(|()| 0),
+        Command::Prompt(cmd) => prompts::run(ctx, cmd).await.map(|()| 0),
+        Command::Artifact(cmd) => artifacts::run(ctx, cmd).await.map(|()| 0),
         Command::Usage { hours } => secure::usage(ctx, hours).await.map(|()| 0),
         #[cfg(feature = "local-models")]
         Command::Models(ModelsCommand::Install { names, from_wheel, index_url, force }) => {

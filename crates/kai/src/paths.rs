@@ -45,6 +45,10 @@ impl DataDir {
     pub fn run_file(&self) -> PathBuf {
         self.root.join("run").join("node.json")
     }
+    /// Artifact contents (`objects/`, on the fs backend) and upload staging (`tmp/`).
+    pub fn artifacts_dir(&self) -> PathBuf {
+        self.root.join("artifacts")
+    }
     pub fn lock_file(&self) -> PathBuf {
         self.root.join("kai.lock")
     }

@@ -110,6 +110,18 @@ pub async fn serve(
         kai.bus.clone(),
         llm.clone(),
     ));
+    let prompts = std::sync::Arc::new(kai_runtime::prompts::Prompts::new(kai.store.clone()));
+    let artifacts = std::sync::Arc::new(
+        kai_runtime::artifacts::Artifacts::from_config(
+            kai.store.clone(),
+            &config.artifacts,
+            &data.artifacts_dir(),
+            kai.vault.clone(),
+        )
+        .with_context(|| {
+            format!("cannot open the artifact store in {}", data.artifacts_dir().display())
+        })?,
+    );
     let state = AppState::new(Services {
         node: kai.clone(),
         config: config_rx,
@@ -119,6 +131,8 @@ pub async fn serve(
         llm,
         chat,
         config_status: status_rx,
+        prompts,
+        artifacts,
     });
 
     let listener = tokio::net::TcpListener::bind(addr)

@@ -3,6 +3,7 @@
 //! `KAI_TEST_DATABASE=postgres` runs every test on PostgreSQL (`KAI_TEST_POSTGRES_URL`).
 
 mod node {
+    pub mod artifacts;
     pub mod audit_cli;
     pub mod chat;
     pub mod config;
@@ -10,6 +11,7 @@ mod node {
     pub mod harness;
     pub mod local;
     pub mod openai;
+    pub mod prompts;
     pub mod security;
     pub mod server;
     pub mod ui;

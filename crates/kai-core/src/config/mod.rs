@@ -6,9 +6,11 @@
 //! merges them, remembers which layer set each key, and turns every problem into a
 //! [`ConfigError`] that names the layer (file, variable or flag), the key and what is allowed.
 
+mod artifacts;
 mod layers;
 mod schema;
 
+pub use artifacts::{ArtifactBackend, ArtifactsConfig, S3_MAX_PUT_BYTES, S3Config};
 pub use layers::{
     ConfigError, Layer, LoadedConfig, Problem, Source, env_layer, load, parse_scalar,
 };

@@ -26,6 +26,8 @@ pub struct Config {
     pub budgets: Vec<BudgetEntry>,
     /// `[models]`: the embedded local models (provider `local`).
     pub models: ModelsConfig,
+    /// `[artifacts]`: artifact storage, upload limit, share links.
+    pub artifacts: super::artifacts::ArtifactsConfig,
 }
 
 /// `[models]`: where the embedded models' weights are and how they run. They are the provider
@@ -416,6 +418,7 @@ impl Config {
         range(&mut out, "limits.requests_per_second", self.limits.requests_per_second, 0, 100_000);
         range(&mut out, "limits.burst", self.limits.burst, 1, 1_000_000);
         self.validate_llm(&mut out);
+        self.artifacts.validate(&mut out);
         if !self.bus.nats_url.starts_with("nats://") && !self.bus.nats_url.starts_with("tls://") {
             out.push(FieldError {
                 key: "bus.nats_url",
@@ -592,6 +595,8 @@ impl Config {
         check(self.providers != new.providers, "providers");
         check(self.personas != new.personas, "personas");
         check(self.models != new.models, "models");
+        check(self.artifacts.backend != new.artifacts.backend, "artifacts.backend");
+        check(self.artifacts.s3 != new.artifacts.s3, "artifacts.s3");
         keys
     }
 }
@@ -608,6 +613,11 @@ impl Config {
         next.server.shutdown_grace_secs = new.server.shutdown_grace_secs;
         next.audit = new.audit.clone();
         next.log.level = new.log.level;
+        next.artifacts = super::artifacts::ArtifactsConfig {
+            backend: self.artifacts.backend,
+            s3: self.artifacts.s3.clone(),
+            ..new.artifacts.clone()
+        };
         next
     }
 }

@@ -19,6 +19,7 @@ const PUBLIC: &[&str] = &[
     "/auth/refresh",
     "/",
     "/ui/{path}",
+    "/share/{token}",
 ];
 
 async fn token(node: &Node, role: &str, agent: Option<&str>) -> String {

@@ -69,6 +69,7 @@ async fn every_route_requires_authentication() {
                 "/auth/refresh",
                 "/",
                 "/ui/{path}",
+                "/share/{token}",
             ]
             .contains(&path.as_str());
             let method: reqwest::Method = method.to_uppercase().parse().unwrap();
@@ -105,6 +106,7 @@ async fn every_route_requires_authentication() {
             "/auth/refresh",
             "/",
             "/ui/{path}",
+            "/share/{token}",
         ]
         .contains(&path.as_str())
         {
