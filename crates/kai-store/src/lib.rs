@@ -7,11 +7,13 @@
 
 mod chat;
 mod error;
+mod memory;
 mod postgres;
 mod records;
 mod security;
 mod sql;
 mod sql_chat;
+mod sql_memory;
 mod sql_security;
 mod sqlite;
 
@@ -23,6 +25,7 @@ use kai_crypto::audit::{Checkpoint, Entry};
 
 pub use chat::{ChatMessageRow, ChatStore, ChatSummaryRow, ThreadRow};
 pub use error::{StoreError, StoreResult};
+pub use memory::{EntityRow, MemoryRow, MemoryStore, RelationRow};
 
 /// Meta key holding the audit writer's Merkle frontier, updated atomically with each batch.
 pub const AUDIT_FRONTIER_KEY: &str = "audit.frontier";
@@ -102,6 +105,7 @@ pub trait Store:
     + SessionStore
     + UsageStore
     + ChatStore
+    + MemoryStore
 {
     /// Round trip to the database; `Err` when it is unreachable.
     async fn ping(&self) -> StoreResult<()>;

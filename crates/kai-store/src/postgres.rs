@@ -60,4 +60,5 @@ pub(crate) async fn drop_schema(url: &str, schema: &str) -> StoreResult<()> {
 
 crate::sql::impl_store!(PgStore, sqlx::Postgres, "postgres");
 crate::sql_chat::impl_chat_store!(PgStore, sqlx::Postgres);
+crate::sql_memory::impl_memory_store!(PgStore, sqlx::Postgres);
 crate::sql_security::impl_security_store!(PgStore, sqlx::Postgres);

@@ -36,4 +36,5 @@ impl SqliteStore {
 
 crate::sql::impl_store!(SqliteStore, sqlx::Sqlite, "sqlite");
 crate::sql_chat::impl_chat_store!(SqliteStore, sqlx::Sqlite);
+crate::sql_memory::impl_memory_store!(SqliteStore, sqlx::Sqlite);
 crate::sql_security::impl_security_store!(SqliteStore, sqlx::Sqlite);
