@@ -49,6 +49,8 @@ pub enum Resource {
     Account,
     /// Language models: listing personas, chat completions, embeddings.
     Chat,
+    /// The caller's own memories and memory graph.
+    Memory,
 }
 
 impl Resource {
@@ -65,6 +67,7 @@ impl Resource {
             Self::Tokens => "tokens",
             Self::Account => "account",
             Self::Chat => "chat",
+            Self::Memory => "memory",
         }
     }
 }
@@ -87,7 +90,11 @@ impl Role {
         if self == Self::Agent {
             return matches!(
                 (resource, action),
-                (Events, Read | Write) | (Secrets, Read) | (Account, Read) | (Chat, Read | Write)
+                (Events, Read | Write)
+                    | (Secrets, Read)
+                    | (Account, Read)
+                    | (Chat, Read | Write)
+                    | (Memory, Read | Write)
             );
         }
         let needed = match (resource, action) {
@@ -95,19 +102,25 @@ impl Role {
             | (Events, Read)
             | (Vault, Read)
             | (Account, Read | Write)
-            | (Chat, Read) => Self::Viewer,
+            | (Chat, Read)
+            | (Memory, Read) => Self::Viewer,
             (Events, Write)
             | (Secrets, Read | Write)
             | (Vault, Write)
             | (Tokens, Read | Write)
-            | (Chat, Write) => Self::Member,
+            | (Chat, Write)
+            | (Memory, Write) => Self::Member,
             (System, Write | Admin)
             | (Audit, _)
             | (Users, _)
             | (Tokens, Admin)
             | (Secrets, Admin)
             | (Vault, Admin) => Self::Admin,
-            (VaultKeys, _) | (Events, Admin) | (Account, Admin) | (Chat, Admin) => Self::Owner,
+            (VaultKeys, _)
+            | (Events, Admin)
+            | (Account, Admin)
+            | (Chat, Admin)
+            | (Memory, Admin) => Self::Owner,
         };
         self.rank() >= needed.rank()
     }
@@ -183,7 +196,9 @@ mod tests {
         );
         // Inheritance: whatever a role may do, every higher role may do too.
         let roles = [Role::Viewer, Role::Member, Role::Admin, Role::Owner];
-        for r in [System, Events, Audit, Vault, VaultKeys, Secrets, Users, Tokens, Account, Chat] {
+        for r in
+            [System, Events, Audit, Vault, VaultKeys, Secrets, Users, Tokens, Account, Chat, Memory]
+        {
             for a in [Read, Write, Admin] {
                 for w in roles.windows(2) {
                     assert!(!w[0].allows(r, a) || w[1].allows(r, a), "{:?} {r:?} {a:?}", w[1]);

@@ -7,11 +7,13 @@
 //! [`ConfigError`] that names the layer (file, variable or flag), the key and what is allowed.
 
 mod layers;
+mod memory;
 mod schema;
 
 pub use layers::{
     ConfigError, Layer, LoadedConfig, Problem, Source, env_layer, load, parse_scalar,
 };
+pub use memory::{MemoryConfig, Quantization, VectorBackendName};
 pub use schema::{
     AuditConfig, BudgetEntry, BusBackend, BusConfig, Config, LimitsConfig, LogConfig, LogFormat,
     LogLevel, MetricsConfig, NodeConfig, PersonaEntry, ProviderEntry, ProviderKindName,

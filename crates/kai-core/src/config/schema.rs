@@ -24,6 +24,8 @@ pub struct Config {
     pub spend: SpendConfig,
     /// `[[budgets]]`: budgets for named principals (`user:ID`, `token:ID`, `agent:kClass:name`).
     pub budgets: Vec<BudgetEntry>,
+    /// `[memory]`: embeddings, vector backend, TTL sweep, recall and graph extraction.
+    pub memory: super::memory::MemoryConfig,
 }
 
 /// `[node]`: who this node is.
@@ -317,7 +319,7 @@ fn default_context_tokens() -> u32 {
     8192
 }
 
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name.chars().all(|c| {
             c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' || c == '.'
@@ -389,6 +391,9 @@ impl Config {
         range(&mut out, "limits.requests_per_second", self.limits.requests_per_second, 0, 100_000);
         range(&mut out, "limits.burst", self.limits.burst, 1, 1_000_000);
         self.validate_llm(&mut out);
+        let providers: Vec<&str> = self.providers.iter().map(|p| p.name.as_str()).collect();
+        let personas: Vec<&str> = self.personas.iter().map(|p| p.name.as_str()).collect();
+        self.memory.validate(&providers, &personas, &mut out);
         if !self.bus.nats_url.starts_with("nats://") && !self.bus.nats_url.starts_with("tls://") {
             out.push(FieldError {
                 key: "bus.nats_url",
@@ -548,6 +553,7 @@ impl Config {
         check(self.limits != new.limits, "limits");
         check(self.providers != new.providers, "providers");
         check(self.personas != new.personas, "personas");
+        check(self.memory != new.memory, "memory");
         keys
     }
 }
