@@ -64,6 +64,19 @@ pub fn rule(method: &Method, path: &str) -> Option<Access> {
         ("POST", "/chat/threads" | "/chat/threads/{id}/messages")
         | ("PATCH" | "DELETE", "/chat/threads/{id}")
         | ("POST", "/chat/threads/{id}/messages/{message_id}/regenerate") => Need(Chat, Write),
+        (
+            "GET",
+            "/memory/search"
+            | "/memories/{id}"
+            | "/memories/export"
+            | "/memory/graph"
+            | "/memory/entities"
+            | "/memory/entities/{id}",
+        ) => Need(Memory, Read),
+        ("POST", "/memories" | "/memories/embeddings" | "/memories/import")
+        | ("PATCH" | "DELETE", "/memories/{id}")
+        | ("POST", "/memory/entities" | "/memory/entities/{id}/merge" | "/memory/relations")
+        | ("DELETE", "/memory/entities/{id}" | "/memory/relations/{id}") => Need(Memory, Write),
         _ => return None,
     })
 }

@@ -47,6 +47,8 @@ pub struct Services {
     pub llm: Arc<kai_runtime::llm::Llm>,
     /// Chat threads.
     pub chat: Arc<kai_runtime::chat::Chat>,
+    /// Memories and the memory graph.
+    pub memory: Arc<kai_runtime::memory::Memory>,
 }
 
 /// Shared handler state (cheap to clone).
@@ -80,6 +82,7 @@ impl Deref for AppState {
         (name = "tokens", description = "API tokens"),
         (name = "vault", description = "The encrypted vault: secrets and named keys"),
         (name = "openai", description = "OpenAI-compatible models, chat completions and embeddings"),
+        (name = "memory", description = "Memories (hybrid vector + full-text search, tiers, namespaces, TTL, private memories) and the memory graph"),
     )
 )]
 struct ApiDoc;
@@ -139,6 +142,18 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::chat::regenerate))
         .routes(routes!(routes::chat::export))
         .routes(routes!(routes::ws::upgrade))
+        .routes(routes!(routes::memory::add))
+        .routes(routes!(routes::memory::get, routes::memory::update, routes::memory::forget))
+        .routes(routes!(routes::memory::search))
+        .routes(routes!(routes::memory::embeddings))
+        .routes(routes!(routes::memory::export))
+        .routes(routes!(routes::memory::import))
+        .routes(routes!(routes::memory_graph::graph))
+        .routes(routes!(routes::memory_graph::entities, routes::memory_graph::add_entity))
+        .routes(routes!(routes::memory_graph::get_entity, routes::memory_graph::delete_entity))
+        .routes(routes!(routes::memory_graph::merge))
+        .routes(routes!(routes::memory_graph::add_relation))
+        .routes(routes!(routes::memory_graph::delete_relation))
 }
 
 /// The OpenAPI document.

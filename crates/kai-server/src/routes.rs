@@ -5,6 +5,8 @@ pub mod audit;
 pub mod auth;
 pub mod chat;
 pub mod events;
+pub mod memory;
+pub mod memory_graph;
 pub mod openai;
 pub mod system;
 pub mod tokens;

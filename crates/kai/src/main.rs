@@ -8,6 +8,7 @@ mod client;
 mod commands;
 mod init;
 mod logging;
+mod memory;
 mod node;
 mod output;
 mod paths;
@@ -142,6 +143,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<i32> {
         Command::Token(cmd) => secure::token(ctx, cmd).await.map(|()| 0),
         Command::User(cmd) => secure::user(ctx, cmd).await.map(|()| 0),
         Command::Usage { hours } => secure::usage(ctx, hours).await.map(|()| 0),
+        Command::Memory(cmd) => memory::run(ctx, cmd).await.map(|()| 0),
         Command::Chat { thread, persona, title, message } => {
             let message = (!message.is_empty()).then(|| message.join(" "));
             chat::run(ctx, chat::ChatArgs { thread, persona, title, message }).await.map(|()| 0)

@@ -101,11 +101,17 @@ pub async fn serve(
         &config.personas,
         kai.vault.clone(),
     ));
-    let chat = std::sync::Arc::new(kai_runtime::chat::Chat::new(
+    let memory = kai_runtime::memory::Memory::new(
         kai.store.clone(),
-        kai.bus.clone(),
+        kai.vault.clone(),
         llm.clone(),
-    ));
+        node::memory_settings(&config, &data),
+    );
+    memory.start(&tracker, background.clone());
+    let chat = std::sync::Arc::new(
+        kai_runtime::chat::Chat::new(kai.store.clone(), kai.bus.clone(), llm.clone())
+            .with_memory(memory.clone()),
+    );
     let state = AppState::new(Services {
         node: kai.clone(),
         config: config_rx,
@@ -114,6 +120,7 @@ pub async fn serve(
         limits,
         llm,
         chat,
+        memory,
     });
 
     let listener = tokio::net::TcpListener::bind(addr)

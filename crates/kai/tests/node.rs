@@ -8,6 +8,7 @@ mod node {
     pub mod config;
     pub mod durability;
     pub mod harness;
+    pub mod memory;
     pub mod openai;
     pub mod security;
     pub mod server;

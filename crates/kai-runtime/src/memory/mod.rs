@@ -104,6 +104,9 @@ impl MemorySettings {
     }
 }
 
+/// The loaded indexes. Their lock is a `std` lock held across blocking work (Qdrant requests,
+/// index saves), so it is only ever taken on blocking threads ([`blocking`]), never on an async
+/// worker: a worker parked on it could starve the I/O driver those requests wait for.
 struct Shelf {
     indexes: std::sync::RwLock<Indexes>,
 }
@@ -229,13 +232,22 @@ impl Memory {
     /// Number of records the loaded indexes know (loads them if needed).
     pub async fn indexed(&self) -> Result<usize> {
         let shelf = self.shelf().await?;
-        Ok(shelf.read().len())
+        blocking(move || Ok(shelf.read().len())).await
     }
 
     /// Writes the vector index and its sidecar now (also done by the worker and at shutdown).
     pub async fn save(&self) -> Result<()> {
+        self.save_if(false).await
+    }
+
+    /// Saves when `only_dirty` is false or something changed since the last save.
+    async fn save_if(&self, only_dirty: bool) -> Result<()> {
         let Some(shelf) = self.state.read().await.clone() else { return Ok(()) };
         let watermark = self.watermark();
-        blocking(move || shelf.write().save(watermark)).await
+        blocking(move || {
+            let mut ix = shelf.write();
+            if only_dirty && ix.dirty == 0 { Ok(()) } else { ix.save(watermark) }
+        })
+        .await
     }
 }

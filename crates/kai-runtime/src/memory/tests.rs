@@ -280,8 +280,7 @@ async fn the_index_is_persisted_reconciled_and_rebuilt_when_corrupt() {
     assert_eq!(r.hits[0].vector.map(|v| v.0), Some(1), "its vector was re-applied");
     {
         let shelf = reloaded.shelf().await.unwrap();
-        let ix = shelf.read();
-        let public = ix.public_vector_ids().unwrap();
+        let public = blocking(move || Ok(shelf.read().public_vector_ids()?)).await.unwrap();
         assert_eq!(public.len(), 40, "40 saved - 1 forgotten + 1 late");
         assert!(!public.contains(&forgotten));
     }
@@ -295,8 +294,8 @@ async fn the_index_is_persisted_reconciled_and_rebuilt_when_corrupt() {
     assert_eq!(r.hits[0].memory.text, "note number 7 about topic 2");
     assert_eq!(r.hits[0].vector.map(|v| v.0), Some(1));
     let shelf = rebuilt.shelf().await.unwrap();
-    assert_eq!(shelf.read().public_vector_ids().unwrap().len(), 40);
-    drop(shelf);
+    let public = blocking(move || Ok(shelf.read().public_vector_ids()?)).await.unwrap();
+    assert_eq!(public.len(), 40);
     // A missing file rebuilds too.
     std::fs::remove_file(&path).unwrap();
     let fresh = f.memory(f.settings());

@@ -81,11 +81,7 @@ impl Memory {
                         "expired memories not swept; retrying next interval"
                     );
                 }
-                let dirty = match self.state.read().await.as_ref() {
-                    Some(s) => s.read().dirty > 0,
-                    None => false,
-                };
-                if dirty && let Err(e) = self.save().await {
+                if let Err(e) = self.save_if(true).await {
                     tracing::warn!(code = e.code(), error = %e, "memory index not saved; retrying next interval");
                 }
             }
