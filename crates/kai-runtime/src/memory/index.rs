@@ -89,7 +89,8 @@ impl Resolved<'_> {
     }
 }
 
-/// Where public vectors live.
+/// Where public vectors live (one value per node, so the size difference does not matter).
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum PublicVectors {
     Hnsw(HnswIndex),
     #[cfg(feature = "qdrant")]

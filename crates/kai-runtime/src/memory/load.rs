@@ -28,7 +28,7 @@ pub(crate) fn vector_bytes(v: &[f32]) -> Vec<u8> {
 }
 
 fn vector_of(bytes: &[u8], id: &str) -> Result<Vec<f32>> {
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(MemoryError::Internal(format!("the vector of memory {id} is not f32s")));
     }
     Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())

@@ -280,7 +280,7 @@ async fn the_index_is_persisted_reconciled_and_rebuilt_when_corrupt() {
     assert_eq!(r.hits[0].vector.map(|v| v.0), Some(1), "its vector was re-applied");
     {
         let shelf = reloaded.shelf().await.unwrap();
-        let public = blocking(move || Ok(shelf.read().public_vector_ids()?)).await.unwrap();
+        let public = blocking(move || shelf.read().public_vector_ids()).await.unwrap();
         assert_eq!(public.len(), 40, "40 saved - 1 forgotten + 1 late");
         assert!(!public.contains(&forgotten));
     }
@@ -294,7 +294,7 @@ async fn the_index_is_persisted_reconciled_and_rebuilt_when_corrupt() {
     assert_eq!(r.hits[0].memory.text, "note number 7 about topic 2");
     assert_eq!(r.hits[0].vector.map(|v| v.0), Some(1));
     let shelf = rebuilt.shelf().await.unwrap();
-    let public = blocking(move || Ok(shelf.read().public_vector_ids()?)).await.unwrap();
+    let public = blocking(move || shelf.read().public_vector_ids()).await.unwrap();
     assert_eq!(public.len(), 40);
     // A missing file rebuilds too.
     std::fs::remove_file(&path).unwrap();
@@ -453,7 +453,7 @@ async fn graph_entities_relations_traversal_merge_and_expansion() {
     assert!(matches!(m.entity(&a, &dup.id).await, Err(MemoryError::NotFound(_))));
     let g = m.graph(&a, Some(&ada.id), 1, None, 100).await.unwrap();
     assert_eq!(names(&g), ["Ada", "Analytical Engine", "London"]);
-    assert!(m.merge_entities(&bob, &ada.id, &[dup.id.clone()]).await.is_err());
+    assert!(m.merge_entities(&bob, &ada.id, std::slice::from_ref(&dup.id)).await.is_err());
 }
 
 fn names(g: &Graph) -> Vec<String> {
