@@ -186,18 +186,17 @@ impl Memory {
         let pending = applied.iter().any(|(_, v)| v.is_none()) && self.has_embedder();
         blocking(move || {
             let mut ix = shelf.write();
+            let (mut public, mut private) = (Vec::new(), Vec::new());
             for ((num, view), vector) in applied {
-                let op = vector.as_deref().map_or(VectorOp::Keep, VectorOp::Set);
-                ix.apply(
-                    num as u64,
-                    &owner,
-                    &view.namespace.key(),
-                    entry_fields(&view),
-                    &view.text,
-                    op,
-                )?;
+                let ns = view.namespace.key();
+                ix.apply(num as u64, &owner, &ns, entry_fields(&view), &view.text, VectorOp::Keep)?;
+                if let Some(v) = vector {
+                    if view.private { private.push((num as u64, v)) } else { public.push((num as u64, v)) }
+                }
             }
-            Ok(())
+            // One batch per index: the HNSW links a batch on all cores.
+            ix.upsert_vectors(false, &public)?;
+            ix.upsert_vectors(true, &private)
         })
         .await?;
         if pending || extract {
