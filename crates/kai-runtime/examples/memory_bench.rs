@@ -54,14 +54,20 @@ fn sentence(words: &[String], rng: &mut StdRng) -> String {
 
 fn stats(mut us: Vec<f64>) -> Value {
     us.sort_by(f64::total_cmp);
-    let pct = |p: f64| us[((us.len() as f64 * p).ceil() as usize).saturating_sub(1).min(us.len() - 1)];
+    let pct =
+        |p: f64| us[((us.len() as f64 * p).ceil() as usize).saturating_sub(1).min(us.len() - 1)];
     let mean = us.iter().sum::<f64>() / us.len() as f64;
     json!({"p50_ms": pct(0.50) / 1000.0, "p99_ms": pct(0.99) / 1000.0, "mean_ms": mean / 1000.0,
            "max_ms": pct(1.0) / 1000.0, "queries": us.len()})
 }
 
 fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn rss_mb() -> f64 {
@@ -82,9 +88,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let load_start = loadavg();
 
     let dir = tempfile::tempdir()?;
-    let store = kai_store::open(&format!("sqlite://{}", dir.path().join("kai.db").display()), 8).await?;
+    let store =
+        kai_store::open(&format!("sqlite://{}", dir.path().join("kai.db").display()), 8).await?;
     let vault = Arc::new(Vault::new(store.clone(), KdfPolicy::AllowWeakForTests));
-    vault.create(&secrecy::SecretString::from("bench".to_owned()), KdfParams::testing_only_fast(), false).await?;
+    vault
+        .create(
+            &secrecy::SecretString::from("bench".to_owned()),
+            KdfParams::testing_only_fast(),
+            false,
+        )
+        .await?;
     let llm = Arc::new(Llm::new(&[], &[], vault.clone()));
     let settings = MemorySettings::new(dir.path().join("memory"));
     let memory = Memory::new(store.clone(), vault.clone(), llm.clone(), settings.clone());
@@ -124,7 +137,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|_| (0..3).map(|_| words[zipf(&mut rng, 2000)].as_str()).collect::<Vec<_>>().join(" "))
         .collect();
     let run = |mode: &'static str| {
-        let (memory, caller, qv, qtexts) = (memory.clone(), caller.clone(), qv.clone(), qtexts.clone());
+        let (memory, caller, qv, qtexts) =
+            (memory.clone(), caller.clone(), qv.clone(), qtexts.clone());
         async move {
             let mut lat = Vec::with_capacity(queries);
             let mut found = 0usize;

@@ -191,7 +191,11 @@ impl Memory {
                 let ns = view.namespace.key();
                 ix.apply(num as u64, &owner, &ns, entry_fields(&view), &view.text, VectorOp::Keep)?;
                 if let Some(v) = vector {
-                    if view.private { private.push((num as u64, v)) } else { public.push((num as u64, v)) }
+                    if view.private {
+                        private.push((num as u64, v))
+                    } else {
+                        public.push((num as u64, v))
+                    }
                 }
             }
             // One batch per index: the HNSW links a batch on all cores.
