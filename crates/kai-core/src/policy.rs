@@ -53,6 +53,8 @@ pub enum Resource {
     Prompts,
     /// Stored files (artifacts), their share links and notes.
     Artifacts,
+    /// The caller's own memories and memory graph.
+    Memory,
 }
 
 impl Resource {
@@ -71,6 +73,7 @@ impl Resource {
             Self::Chat => "chat",
             Self::Prompts => "prompts",
             Self::Artifacts => "artifacts",
+            Self::Memory => "memory",
         }
     }
 }
@@ -99,6 +102,7 @@ impl Role {
                     | (Chat, Read | Write)
                     | (Prompts, Read)
                     | (Artifacts, Read | Write)
+                    | (Memory, Read | Write)
             );
         }
         let needed = match (resource, action) {
@@ -108,14 +112,16 @@ impl Role {
             | (Account, Read | Write)
             | (Chat, Read)
             | (Prompts, Read)
-            | (Artifacts, Read) => Self::Viewer,
+            | (Artifacts, Read)
+            | (Memory, Read) => Self::Viewer,
             (Events, Write)
             | (Secrets, Read | Write)
             | (Vault, Write)
             | (Tokens, Read | Write)
             | (Chat, Write)
             | (Prompts, Write)
-            | (Artifacts, Write) => Self::Member,
+            | (Artifacts, Write)
+            | (Memory, Write) => Self::Member,
             (System, Write | Admin)
             | (Audit, _)
             | (Users, _)
@@ -124,7 +130,11 @@ impl Role {
             | (Vault, Admin)
             | (Prompts, Admin)
             | (Artifacts, Admin) => Self::Admin,
-            (VaultKeys, _) | (Events, Admin) | (Account, Admin) | (Chat, Admin) => Self::Owner,
+            (VaultKeys, _)
+            | (Events, Admin)
+            | (Account, Admin)
+            | (Chat, Admin)
+            | (Memory, Admin) => Self::Owner,
         };
         self.rank() >= needed.rank()
     }
@@ -205,7 +215,7 @@ mod tests {
         let roles = [Role::Viewer, Role::Member, Role::Admin, Role::Owner];
         let all = [
             System, Events, Audit, Vault, VaultKeys, Secrets, Users, Tokens, Account, Chat,
-            Prompts, Artifacts,
+            Prompts, Artifacts, Memory,
         ];
         for r in all {
             for a in [Read, Write, Admin] {

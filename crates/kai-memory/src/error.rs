@@ -42,6 +42,10 @@ pub enum Error {
     )]
     UnsupportedVersion { path: PathBuf, found: u32, supported: u32 },
 
+    /// A remote vector backend (Qdrant) failed or answered something unexpected.
+    #[error("vector backend {backend}: {message}")]
+    Remote { backend: &'static str, message: String },
+
     /// An operating-system I/O error while reading or writing an index file.
     #[error("i/o error on {path}: {source}")]
     Io {
@@ -64,6 +68,7 @@ impl Error {
             Self::Corrupt { .. } => "index_file_corrupt",
             Self::UnsupportedVersion { .. } => "index_version_unsupported",
             Self::Io { .. } => "index_io",
+            Self::Remote { .. } => "vector_backend_unavailable",
         }
     }
 
@@ -97,6 +102,7 @@ mod tests {
             Error::Corrupt { path: PathBuf::new(), reason: String::new() },
             Error::UnsupportedVersion { path: PathBuf::new(), found: 9, supported: 1 },
             Error::Io { path: PathBuf::new(), source: std::io::Error::other("x") },
+            Error::Remote { backend: "qdrant", message: String::new() },
         ];
         let mut codes: Vec<_> = all.iter().map(Error::code).collect();
         assert!(codes.iter().all(|c| c.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_')));

@@ -9,8 +9,9 @@
 //!
 //! This crate owns indexes, not records: ids are the caller's `u64`s, and the caller (the memory
 //! service) keeps the source records in the store and rebuilds an index from them when its file
-//! is missing or corrupt (`rebuild_from`, [`Error::needs_rebuild`]). It does no network I/O and
-//! knows nothing about namespaces, tiers or TTLs beyond the id filter it is given.
+//! is missing or corrupt (`rebuild_from`, [`Error::needs_rebuild`]). It knows nothing about
+//! namespaces, tiers or TTLs beyond the id filter it is given. Its only network I/O is the
+//! optional Qdrant backend ([`qdrant`], feature `qdrant`) behind the same [`VectorIndex`] trait.
 
 pub mod bm25;
 pub mod distance;
@@ -19,6 +20,8 @@ pub mod exact;
 pub mod hnsw;
 pub mod hybrid;
 mod persist;
+#[cfg(feature = "qdrant")]
+pub mod qdrant;
 pub mod synthetic;
 
 pub use bm25::{Bm25Index, Bm25Params};

@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 
 use crate::EventBus;
 use crate::llm::{Llm, ModelError};
+use crate::memory::{Caller, Memory};
 use crate::spend;
 
 /// Longest message accepted, in bytes.
@@ -95,6 +96,8 @@ pub struct Input {
     pub tools: Vec<ToolDefinition>,
     pub temperature: Option<f32>,
     pub max_tokens: Option<u32>,
+    /// Whose memories the reply recalls and where its episode is stored (none: no memory).
+    pub memory: Option<Caller>,
 }
 
 /// The chat service.
@@ -102,6 +105,7 @@ pub struct Chat {
     store: Arc<dyn Store>,
     bus: Arc<dyn EventBus>,
     llm: Arc<Llm>,
+    memory: Option<Arc<Memory>>,
 }
 
 fn now_us() -> i64 {
@@ -156,7 +160,14 @@ fn to_message(m: &ChatMessageRow) -> Message {
 
 impl Chat {
     pub fn new(store: Arc<dyn Store>, bus: Arc<dyn EventBus>, llm: Arc<Llm>) -> Self {
-        Self { store, bus, llm }
+        Self { store, bus, llm, memory: None }
+    }
+
+    /// Replies recall memories into their context and store episodes of their turns.
+    #[must_use]
+    pub fn with_memory(mut self, memory: Arc<Memory>) -> Self {
+        self.memory = Some(memory);
+        self
     }
 
     fn check_title(title: &str) -> Result<()> {
@@ -365,6 +376,7 @@ impl Chat {
         actor: &str,
         id: &str,
         message_id: &str,
+        memory: Option<Caller>,
     ) -> Result<mpsc::Receiver<ChatEvent>> {
         let thread = self.get(actor, id).await?;
         let all = self.store.thread_messages(id).await?;
@@ -388,7 +400,8 @@ impl Chat {
         let this = self.clone();
         let actor = actor.to_owned();
         tokio::spawn(async move {
-            this.reply(&actor, thread, parent, Input::default(), replaces, tx).await;
+            let input = Input { memory, ..Input::default() };
+            this.reply(&actor, thread, parent, input, replaces, tx).await;
         });
         Ok(rx)
     }
@@ -434,6 +447,9 @@ impl Chat {
             .await?
         {
             let _ = tx.send(ChatEvent::Summary(s.clone())).await;
+            if let (Some(m), Some(c)) = (&self.memory, &input.memory) {
+                m.remember_summary(c, &s).await;
+            }
             summaries.push(s);
         }
         let mut messages = Vec::new();
@@ -447,7 +463,16 @@ impl Chat {
                 s.content
             )));
         }
+        let recalled = match (&self.memory, &input.memory) {
+            (Some(m), Some(c)) => m.recall_for_chat(c, rest).await,
+            _ => Vec::new(),
+        };
+        if !recalled.is_empty() {
+            messages.push(Message::system(Memory::recall_prompt(&recalled)));
+        }
         messages.extend(rest.iter().map(to_message));
+        let asked = rest.last().filter(|m| m.role == "user").cloned();
+        let caller = input.memory.clone();
         let mut request = ChatRequest::new(messages).with_tools(input.tools);
         request.model = Some(persona.name.clone());
         request.params.temperature = input.temperature.or(persona.temperature);
@@ -502,6 +527,7 @@ impl Chat {
             "finish_reason": done.finish_reason,
             "usage": done.usage,
             "regenerates": regenerates,
+            "recalled": Memory::recalled_json(&recalled),
         });
         let reply = ChatMessageRow {
             id: reply_id,
@@ -521,7 +547,10 @@ impl Chat {
         let reply = ChatMessageRow { seq, ..reply };
         self.publish("CHAT_MESSAGE", &thread.id, actor, json!({"message": message_json(&reply)}))
             .await;
-        let _ = tx.send(ChatEvent::Done(reply)).await;
+        let _ = tx.send(ChatEvent::Done(reply.clone())).await;
+        if let (Some(m), Some(c)) = (&self.memory, &caller) {
+            m.remember_turn(c, &thread.id, asked.as_ref(), &reply).await;
+        }
         Ok(())
     }
 

@@ -14,6 +14,7 @@ pub mod bus;
 pub mod chat;
 pub mod identity;
 pub mod llm;
+pub mod memory;
 pub mod metrics;
 pub mod node;
 pub mod queue;

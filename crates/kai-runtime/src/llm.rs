@@ -158,6 +158,11 @@ impl Llm {
             .cloned()
     }
 
+    /// The `[[providers]]` entry `name`, built on first use (embeddings for memory).
+    pub async fn provider_named(&self, name: &str) -> Result<Arc<dyn Provider>, ModelError> {
+        self.provider(name).await
+    }
+
     /// A persona and the provider chain that answers for it (a [`Router`] whose only alias is
     /// the persona's name).
     pub async fn persona(

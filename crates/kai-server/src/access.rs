@@ -100,6 +100,17 @@ pub fn rule(method: &Method, path: &str) -> Option<Access> {
         | ("PATCH" | "DELETE", "/artifacts/{id}")
         | ("DELETE", "/shares/{id}")
         | ("PUT" | "DELETE", "/notes/{id}") => Need(Artifacts, Write),
+            "/memory/search"
+            | "/memories/{id}"
+            | "/memories/export"
+            | "/memory/graph"
+            | "/memory/entities"
+            | "/memory/entities/{id}",
+        ) => Need(Memory, Read),
+        ("POST", "/memories" | "/memories/embeddings" | "/memories/import")
+        | ("PATCH" | "DELETE", "/memories/{id}")
+        | ("POST", "/memory/entities" | "/memory/entities/{id}/merge" | "/memory/relations")
+        | ("DELETE", "/memory/entities/{id}" | "/memory/relations/{id}") => Need(Memory, Write),
         _ => return None,
     })
 }

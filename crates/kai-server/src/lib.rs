@@ -52,6 +52,8 @@ pub struct Services {
     pub prompts: Arc<kai_runtime::prompts::Prompts>,
     /// Artifacts, share links and notes.
     pub artifacts: Arc<kai_runtime::artifacts::Artifacts>,
+    /// Memories and the memory graph.
+    pub memory: Arc<kai_runtime::memory::Memory>,
 }
 
 /// How the live configuration's reloads went: the problems of the last rejected edit (cleared
@@ -98,6 +100,7 @@ impl Deref for AppState {
         (name = "ui", description = "The embedded web dashboard (static files; its data calls use the API)"),
         (name = "prompts", description = "The prompt library: versioned templates, renders, history"),
         (name = "artifacts", description = "Stored files: streaming upload, Range download, previews, share links, notes, full-text search"),
+        (name = "memory", description = "Memories (hybrid vector + full-text search, tiers, namespaces, TTL, private memories) and the memory graph"),
     )
 )]
 struct ApiDoc;
@@ -190,6 +193,18 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::shares::open))
         .routes(routes!(routes::notes::list, routes::notes::create))
         .routes(routes!(routes::notes::get, routes::notes::update, routes::notes::delete))
+        .routes(routes!(routes::memory::add))
+        .routes(routes!(routes::memory::get, routes::memory::update, routes::memory::forget))
+        .routes(routes!(routes::memory::search))
+        .routes(routes!(routes::memory::embeddings))
+        .routes(routes!(routes::memory::export))
+        .routes(routes!(routes::memory::import))
+        .routes(routes!(routes::memory_graph::graph))
+        .routes(routes!(routes::memory_graph::entities, routes::memory_graph::add_entity))
+        .routes(routes!(routes::memory_graph::get_entity, routes::memory_graph::delete_entity))
+        .routes(routes!(routes::memory_graph::merge))
+        .routes(routes!(routes::memory_graph::add_relation))
+        .routes(routes!(routes::memory_graph::delete_relation))
 }
 
 /// The OpenAPI document.

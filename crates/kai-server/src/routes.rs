@@ -7,6 +7,8 @@ pub mod auth;
 pub mod chat;
 pub mod events;
 pub mod notes;
+pub mod memory;
+pub mod memory_graph;
 pub mod openai;
 pub mod prompts;
 pub mod shares;

@@ -10,6 +10,7 @@
 mod chat;
 mod error;
 mod library;
+mod memory;
 mod postgres;
 pub mod queue;
 mod records;
@@ -20,6 +21,7 @@ mod sql_queue;
 mod sql_queue_ops;
 mod sql_queue_rows;
 mod sql_library;
+mod sql_memory;
 mod sql_security;
 mod sql_tasks;
 mod sqlite;
@@ -38,6 +40,7 @@ pub use library::{
     ArtifactQuery, ArtifactRow, ArtifactStore, DeletedArtifact, NoteRow, PromptQuery,
     PromptRenderRow, PromptRow, PromptStore, PromptVersionRow, SearchDocRow, ShareRow,
 };
+pub use memory::{EntityRow, MemoryRow, MemoryStore, RelationRow};
 
 /// Meta key holding the audit writer's Merkle frontier, updated atomically with each batch.
 pub const AUDIT_FRONTIER_KEY: &str = "audit.frontier";
@@ -125,6 +128,7 @@ pub trait Store:
     + QueueStore
     + PromptStore
     + ArtifactStore
+    + MemoryStore
 {
     /// Round trip to the database; `Err` when it is unreachable.
     async fn ping(&self) -> StoreResult<()>;

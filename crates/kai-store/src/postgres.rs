@@ -62,5 +62,6 @@ crate::sql::impl_store!(PgStore, sqlx::Postgres, "postgres");
 crate::sql_chat::impl_chat_store!(PgStore, sqlx::Postgres);
 crate::sql_tasks::impl_task_store!(PgStore, sqlx::Postgres);
 crate::sql_library::impl_library_store!(PgStore, sqlx::Postgres);
+crate::sql_memory::impl_memory_store!(PgStore, sqlx::Postgres);
 crate::sql_security::impl_security_store!(PgStore, sqlx::Postgres);
 crate::sql_queue::impl_queue_store!(PgStore, sqlx::Postgres, begin: "BEGIN", skip_locked: " FOR UPDATE SKIP LOCKED", for_update: " FOR UPDATE", for_share: " FOR SHARE");

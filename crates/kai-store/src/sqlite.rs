@@ -38,5 +38,6 @@ crate::sql::impl_store!(SqliteStore, sqlx::Sqlite, "sqlite");
 crate::sql_chat::impl_chat_store!(SqliteStore, sqlx::Sqlite);
 crate::sql_tasks::impl_task_store!(SqliteStore, sqlx::Sqlite);
 crate::sql_library::impl_library_store!(SqliteStore, sqlx::Sqlite);
+crate::sql_memory::impl_memory_store!(SqliteStore, sqlx::Sqlite);
 crate::sql_security::impl_security_store!(SqliteStore, sqlx::Sqlite);
 crate::sql_queue::impl_queue_store!(SqliteStore, sqlx::Sqlite, begin: "BEGIN IMMEDIATE", skip_locked: "", for_update: "", for_share: "");

@@ -87,6 +87,12 @@ pub enum Command {
     /// Stored files: upload, list, download, share links, delete (through the running node).
     #[command(subcommand)]
     Artifact(ArtifactCommand),
+    /// Add, search, forget, export and import your memories (through the running node).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  kai memory add \"the wifi password is in the blue notebook\"\n  kai memory add --private --tier working --ttl 3600 \"call Ana back\"\n  kai memory search wifi\n  kai memory export > memories.jsonl\n  kai memory import memories.jsonl"
+    )]
+    Memory(MemoryCommand),
     /// Token usage per principal and persona (yours; everyone's for admins).
     Usage {
         /// Hours back from now (1–720).
@@ -190,6 +196,60 @@ pub enum Shell {
     Bash,
     Zsh,
     Fish,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemoryCommand {
+    /// Store a memory (TEXT, or standard input when TEXT is `-` or absent); prints its id.
+    Add {
+        text: Vec<String>,
+        /// `user` (default), `session:ID` or `thread:ID` (agents: `agent`).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// short_term, working, long_term (default) or episodic.
+        #[arg(long)]
+        tier: Option<String>,
+        /// Seconds until it expires.
+        #[arg(long, value_name = "SECS")]
+        ttl: Option<u64>,
+        /// Encrypt it at rest with your vault key.
+        #[arg(long)]
+        private: bool,
+        /// Metadata as KEY=VALUE (repeatable; VALUE is JSON if it parses, else a string).
+        #[arg(long = "meta", value_name = "KEY=VALUE")]
+        meta: Vec<String>,
+        /// Compute its vector before returning.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Hybrid (vector + full-text) search of your memories.
+    Search {
+        query: Vec<String>,
+        /// Results (1–100).
+        #[arg(short, long, default_value_t = 10)]
+        k: usize,
+        #[arg(long)]
+        namespace: Option<String>,
+        #[arg(long)]
+        tier: Option<String>,
+        /// Add memories linked through the graph.
+        #[arg(long)]
+        expand: bool,
+    },
+    /// Show one memory.
+    Get { id: String },
+    /// Delete a memory for good.
+    Forget { id: String },
+    /// Write every memory of yours as JSON Lines (to FILE, or standard output).
+    Export {
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Include each memory's vector.
+        #[arg(long)]
+        vectors: bool,
+    },
+    /// Add the memories of a JSON Lines file written by `kai memory export` (`-`: stdin).
+    Import { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]

@@ -141,6 +141,20 @@ impl NodeClient {
         self.send(self.http.patch(format!("{}{path}", self.base)).json(body)).await
     }
 
+    /// POSTs a JSON Lines body (imports).
+    pub async fn post_ndjson<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: String,
+    ) -> anyhow::Result<T> {
+        let req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
+            .body(body);
+        self.send(req).await
+    }
+
     /// A GET whose body is text (exports).
     pub async fn get_text(&self, path: &str) -> anyhow::Result<String> {
         let resp = self

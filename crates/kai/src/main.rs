@@ -11,6 +11,7 @@ mod init;
 mod logging;
 #[cfg(feature = "local-models")]
 mod models;
+mod memory;
 mod node;
 mod output;
 mod paths;
@@ -160,6 +161,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<i32> {
         Command::Models(_) => anyhow::bail!(
             "this kai was built without the embedded models (cargo feature `local-models`)"
         ),
+        Command::Memory(cmd) => memory::run(ctx, cmd).await.map(|()| 0),
         Command::Chat { thread, persona, title, message } => {
             let message = (!message.is_empty()).then(|| message.join(" "));
             chat::run(ctx, chat::ChatArgs { thread, persona, title, message }).await.map(|()| 0)

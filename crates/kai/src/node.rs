@@ -40,6 +40,37 @@ pub fn audit_settings(config: &Config) -> AuditSettings {
     }
 }
 
+/// The memory service's settings from `[memory]` (vector index under `<data>/memory`).
+pub fn memory_settings(config: &Config, data: &DataDir) -> kai_runtime::memory::MemorySettings {
+    use kai_core::config::{Quantization, VectorBackendName};
+    use kai_runtime::memory::{MemorySettings, VectorBackend};
+    let m = &config.memory;
+    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    let mut s = MemorySettings::new(data.root.join("memory"));
+    s.embedding_provider = non_empty(&m.embedding_provider);
+    s.embedding_model = non_empty(&m.embedding_model).or_else(|| {
+        let entry = config.providers.iter().find(|p| p.name == m.embedding_provider)?;
+        non_empty(&entry.embedding_model)
+    });
+    s.backend = match m.vector_backend {
+        VectorBackendName::Hnsw => VectorBackend::Hnsw(match m.quantization {
+            Quantization::F32 => kai_runtime::memory::Storage::F32,
+            Quantization::Int8 => kai_runtime::memory::Storage::Int8,
+            Quantization::Int8File => kai_runtime::memory::Storage::Int8FileRerank,
+        }),
+        VectorBackendName::Qdrant => VectorBackend::Qdrant {
+            url: m.qdrant_url.clone(),
+            collection: m.qdrant_collection.clone(),
+            key_secret: non_empty(&m.qdrant_key_secret),
+        },
+    };
+    s.sweep_interval = Duration::from_secs(m.sweep_interval_secs);
+    s.recall_k = m.recall_k as usize;
+    s.episodic = m.episodic;
+    s.extraction_persona = non_empty(&m.extraction_persona);
+    s
+}
+
 /// KDF policy: enforced, unless the test suite asks for fast vaults through
 /// `KAI_TEST_INSECURE_FAST_KDF=1` (never set it for a real node).
 pub fn kdf_policy() -> KdfPolicy {

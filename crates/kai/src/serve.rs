@@ -105,9 +105,9 @@ pub async fn serve(
         local_models(&config, &data, &tracker),
         kai.vault.clone(),
     ));
-    let chat = std::sync::Arc::new(kai_runtime::chat::Chat::new(
+    let memory = kai_runtime::memory::Memory::new(
         kai.store.clone(),
-        kai.bus.clone(),
+        kai.vault.clone(),
         llm.clone(),
     ));
     let prompts = std::sync::Arc::new(kai_runtime::prompts::Prompts::new(kai.store.clone()));
@@ -121,6 +121,12 @@ pub async fn serve(
         .with_context(|| {
             format!("cannot open the artifact store in {}", data.artifacts_dir().display())
         })?,
+        node::memory_settings(&config, &data),
+    );
+    memory.start(&tracker, background.clone());
+    let chat = std::sync::Arc::new(
+        kai_runtime::chat::Chat::new(kai.store.clone(), kai.bus.clone(), llm.clone())
+            .with_memory(memory.clone()),
     );
     let state = AppState::new(Services {
         node: kai.clone(),
@@ -133,6 +139,7 @@ pub async fn serve(
         config_status: status_rx,
         prompts,
         artifacts,
+        memory,
     });
 
     let listener = tokio::net::TcpListener::bind(addr)

@@ -10,6 +10,7 @@ mod node {
     pub mod durability;
     pub mod harness;
     pub mod local;
+    pub mod memory;
     pub mod openai;
     pub mod prompts;
     pub mod security;

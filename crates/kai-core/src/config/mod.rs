@@ -8,12 +8,14 @@
 
 mod artifacts;
 mod layers;
+mod memory;
 mod schema;
 
 pub use artifacts::{ArtifactBackend, ArtifactsConfig, S3_MAX_PUT_BYTES, S3Config};
 pub use layers::{
     ConfigError, Layer, LoadedConfig, Problem, Source, env_layer, load, parse_scalar,
 };
+pub use memory::{MemoryConfig, Quantization, VectorBackendName};
 pub use schema::{
     AuditConfig, BudgetEntry, BusBackend, BusConfig, Config, LOCAL_PROVIDER, LimitsConfig,
     LogConfig, LogFormat, LogLevel, MetricsConfig, ModelsConfig, NodeConfig, PersonaEntry,

@@ -28,6 +28,8 @@ pub struct Config {
     pub models: ModelsConfig,
     /// `[artifacts]`: artifact storage, upload limit, share links.
     pub artifacts: super::artifacts::ArtifactsConfig,
+    /// `[memory]`: embeddings, vector backend, TTL sweep, recall and graph extraction.
+    pub memory: super::memory::MemoryConfig,
 }
 
 /// `[models]`: where the embedded models' weights are and how they run. They are the provider
@@ -346,7 +348,7 @@ fn default_context_tokens() -> u32 {
     8192
 }
 
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name.chars().all(|c| {
             c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' || c == '.'
@@ -419,6 +421,9 @@ impl Config {
         range(&mut out, "limits.burst", self.limits.burst, 1, 1_000_000);
         self.validate_llm(&mut out);
         self.artifacts.validate(&mut out);
+        let providers: Vec<&str> = self.providers.iter().map(|p| p.name.as_str()).collect();
+        let personas: Vec<&str> = self.personas.iter().map(|p| p.name.as_str()).collect();
+        self.memory.validate(&providers, &personas, &mut out);
         if !self.bus.nats_url.starts_with("nats://") && !self.bus.nats_url.starts_with("tls://") {
             out.push(FieldError {
                 key: "bus.nats_url",
@@ -597,6 +602,7 @@ impl Config {
         check(self.models != new.models, "models");
         check(self.artifacts.backend != new.artifacts.backend, "artifacts.backend");
         check(self.artifacts.s3 != new.artifacts.s3, "artifacts.s3");
+        check(self.memory != new.memory, "memory");
         keys
     }
 }

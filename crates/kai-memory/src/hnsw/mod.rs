@@ -202,6 +202,11 @@ impl HnswIndex {
         self.slot_of.contains_key(&id)
     }
 
+    /// The ids of every live vector, in no particular order.
+    pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.slot_of.keys().copied()
+    }
+
     /// Inserts or replaces the vector of `id`. The vector is normalized to unit length.
     pub fn insert(&mut self, id: u64, vector: &[f32]) -> Result<()> {
         let mut buf = Vec::with_capacity(self.dim());
@@ -365,8 +370,9 @@ impl HnswIndex {
     }
 }
 
-/// The contract a vector backend offers the memory service (the in-process HNSW here; a remote
-/// backend such as Qdrant can implement it too). Scores are cosine similarities.
+/// The contract a vector backend offers the memory service (the in-process HNSW here; the
+/// Qdrant client of the `qdrant` feature too). Scores are cosine similarities. Calls may block
+/// (a remote backend does network I/O): async callers run them on a blocking thread.
 pub trait VectorIndex: Send + Sync {
     fn dim(&self) -> usize;
     fn len(&self) -> usize;
@@ -374,13 +380,26 @@ pub trait VectorIndex: Send + Sync {
         self.len() == 0
     }
     fn upsert(&mut self, id: u64, vector: &[f32]) -> Result<()>;
+    /// Inserts or replaces many vectors; either all are valid and stored, or none is.
+    fn upsert_batch(&mut self, records: &[(u64, Vec<f32>)]) -> Result<()> {
+        for (id, v) in records {
+            self.upsert(*id, v)?;
+        }
+        Ok(())
+    }
     fn remove(&mut self, id: u64) -> Result<bool>;
+    /// Approximate search; ids rejected by `filter` are never returned.
     fn search(
         &self,
         query: &[f32],
         params: &SearchParams,
         filter: Option<&dyn Fn(u64) -> bool>,
     ) -> Result<Vec<Hit>>;
+    /// Exact search among `ids` only (unknown ids are skipped): for small namespaces, where a
+    /// filtered graph search would have to explore most of the graph.
+    fn search_ids(&self, query: &[f32], k: usize, ids: &[u64]) -> Result<Vec<Hit>>;
+    /// Every stored id (for reconciling the index with the source records).
+    fn all_ids(&self) -> Result<Vec<u64>>;
 }
 
 impl VectorIndex for HnswIndex {
@@ -393,6 +412,9 @@ impl VectorIndex for HnswIndex {
     fn upsert(&mut self, id: u64, vector: &[f32]) -> Result<()> {
         self.insert(id, vector)
     }
+    fn upsert_batch(&mut self, records: &[(u64, Vec<f32>)]) -> Result<()> {
+        self.insert_batch(records)
+    }
     fn remove(&mut self, id: u64) -> Result<bool> {
         Ok(self.delete(id))
     }
@@ -403,5 +425,11 @@ impl VectorIndex for HnswIndex {
         filter: Option<&dyn Fn(u64) -> bool>,
     ) -> Result<Vec<Hit>> {
         HnswIndex::search(self, query, params, filter)
+    }
+    fn search_ids(&self, query: &[f32], k: usize, ids: &[u64]) -> Result<Vec<Hit>> {
+        self.search_exact(query, k, ids.iter().copied())
+    }
+    fn all_ids(&self) -> Result<Vec<u64>> {
+        Ok(self.ids().collect())
     }
 }

@@ -336,6 +336,18 @@ impl Vault {
         }
     }
 
+    /// The named key itself, for services that encrypt many records under one key (memory):
+    /// created on first use when `create`, else `NotFound`.
+    pub async fn named_key_handle(
+        &self,
+        key: &str,
+        create: bool,
+        actor: &str,
+    ) -> Result<NamedKey, VaultError> {
+        check_name(key)?;
+        self.named_key(key, create, actor).await
+    }
+
     /// Encrypts caller data under the named key (created on first use).
     pub async fn encrypt(
         &self,

@@ -270,6 +270,7 @@ pub async fn send(
         tools,
         temperature: req.temperature,
         max_tokens: req.max_tokens,
+        memory: Some(super::memory::caller(&principal)),
     };
     let rx = state.chat.send(&actor, &id, input).await?;
     respond(rx, wants_stream(&headers)).await
@@ -299,7 +300,8 @@ pub async fn regenerate(
         json!({"message_id": message_id}),
     )
     .await?;
-    let rx = state.chat.regenerate(&actor, &id, &message_id).await?;
+    let memory = Some(super::memory::caller(&principal));
+    let rx = state.chat.regenerate(&actor, &id, &message_id, memory).await?;
     respond(rx, wants_stream(&headers)).await
 }
 
