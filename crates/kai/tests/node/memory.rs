@@ -715,6 +715,8 @@ async fn cli_add_search_forget_export_import() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_embedding_provider_is_said_clearly() {
     let dir = NodeDir::new().await;
+    // The default is the embedded MiniLM (`local`); empty turns vector search off.
+    dir.write_config("[memory]\nembedding_provider = \"\"\n");
     let node = Node::start(&dir);
     let t = node.token.clone();
     let (status, body) = send(
