@@ -100,6 +100,8 @@ pub fn rule(method: &Method, path: &str) -> Option<Access> {
         | ("PATCH" | "DELETE", "/artifacts/{id}")
         | ("DELETE", "/shares/{id}")
         | ("PUT" | "DELETE", "/notes/{id}") => Need(Artifacts, Write),
+        (
+            "GET",
             "/memory/search"
             | "/memories/{id}"
             | "/memories/export"
