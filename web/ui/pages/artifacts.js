@@ -75,7 +75,7 @@ export default {
     const detail = h('div', { 'aria-live': 'polite' });
     root.append(h('div', { class: 'page-head' }, h('h1', {}, 'Artifacts')),
       member ? uploadForm() : null,
-      h('section', { class: 'card', 'aria-labelledby': 'art-h' }, h('h2', { id: 'art-h' }, 'Files'), listBox),
+      h('section', { class: 'card', 'aria-labelledby': 'art-h' }, h('h2', { id: 'art-h' }, 'Stored files'), listBox),
       detail);
     let selected = null;
 
