@@ -34,8 +34,9 @@ export default {
     const admin = atLeast(ctx.app.me.role, 'admin');
     const box = h('div', {}, loading());
     const refresh = h('button', { type: 'button', class: 'btn', on: { click: () => draw() } }, 'Refresh');
-    root.append(h('div', { class: 'page-head' }, h('h1', {}, 'Agents'), h('span', { class: 'spacer' }), refresh), box,
-      admin ? createForm() : h('p', { class: 'muted small' }, 'Admins register agents and move them through their lifecycle.'));
+    root.append(h('div', { class: 'page-head' }, h('h1', {}, 'Agents'), h('span', { class: 'spacer' }), refresh),
+      h('div', { class: 'stack' }, box,
+        admin ? createForm() : h('p', { class: 'muted small' }, 'Admins register agents and move them through their lifecycle.')));
 
     async function act(agent, action, btn) {
       const body = { action, reason: '' };

@@ -73,10 +73,10 @@ export default {
     const member = atLeast(ctx.app.me.role, 'member');
     const listBox = h('div', {}, loading());
     const detail = h('div', { 'aria-live': 'polite' });
-    root.append(h('div', { class: 'page-head' }, h('h1', {}, 'Artifacts')),
+    root.append(h('div', { class: 'page-head' }, h('h1', {}, 'Artifacts')), h('div', { class: 'stack' },
       member ? uploadForm() : null,
       h('section', { class: 'card', 'aria-labelledby': 'art-h' }, h('h2', { id: 'art-h' }, 'Stored files'), listBox),
-      detail);
+      detail));
     let selected = null;
 
     function uploadForm() {
@@ -162,8 +162,8 @@ export default {
           h('dt', {}, 'Owner'), h('dd', {}, a.owner),
           a.task_id ? [h('dt', {}, 'Task'), h('dd', {}, h('a', { href: `#/tasks/${encodeURIComponent(a.task_id)}` }, a.task_id))] : null),
         h('div', { class: 'row' }, dl, member ? share : null, member ? remove : null),
-        h('h3', {}, 'Preview'), previewBox,
-        h('h3', {}, 'Share links'), sharesBox));
+        h('h3', { class: 'sub' }, 'Preview'), previewBox,
+        h('h3', { class: 'sub' }, 'Share links'), sharesBox));
       detail.querySelector('h2').focus();
       drawList();
       drawShares(a, sharesBox);

@@ -14,7 +14,7 @@ const TIERS = ['short_term', 'working', 'long_term', 'episodic'];
 const BROWSE_MAX = 200;
 const SVG = 'http://www.w3.org/2000/svg';
 
-const tierSelect = (label, any) => h('select', { 'aria-label': label },
+const tierSelect = (label, any) => h('select', { 'aria-label': label || null },
   any ? h('option', { value: '' }, any) : null, TIERS.map((t) => h('option', { value: t, selected: !any && t === 'long_term' }, t.replace('_', ' '))));
 
 function s(tag, attrs, ...kids) {
@@ -27,13 +27,13 @@ function s(tag, attrs, ...kids) {
 export default {
   async mount(root, ctx) {
     const member = atLeast(ctx.app.me.role, 'member');
-    root.append(h('div', { class: 'page-head' }, h('h1', {}, 'Memory')),
+    root.append(h('div', { class: 'page-head' }, h('h1', {}, 'Memory')), h('div', { class: 'stack' },
       member ? addForm() : null,
       tabs([
         { id: 'search', label: 'Search', render: searchTab },
         { id: 'browse', label: 'Browse', render: browseTab },
         { id: 'graph', label: 'Graph', render: graphTab },
-      ], 'search'));
+      ], 'search')));
 
     const forget = (m, after) => h('button', { type: 'button', class: 'btn small danger', 'aria-label': `Forget: ${m.text.slice(0, 40)}`, on: { click: (e) => busy(e.currentTarget, async () => {
       if (!await confirmDialog('Forget this memory?', m.text.slice(0, 200), 'Forget')) return;
@@ -54,7 +54,7 @@ export default {
       const q = h('input', { type: 'search', required: true, maxlength: 2000, placeholder: 'What do you remember about…', 'aria-label': 'Search memories' });
       const k = h('input', { type: 'number', min: '1', max: '100', value: '10' });
       const ns = h('input', { type: 'text', placeholder: 'any', spellcheck: 'false' });
-      const tier = tierSelect('Tier', 'any tier');
+      const tier = tierSelect(null, 'any tier');
       const out = h('div', { 'aria-live': 'polite', id: 'memory-results' });
       const go = h('button', { type: 'submit', class: 'btn primary' }, 'Search');
       const run = () => busy(go, async () => {
@@ -70,13 +70,14 @@ export default {
       });
       panel.append(h('form', { on: { submit: (e) => { e.preventDefault(); run(); } } },
         h('div', { class: 'field' }, q),
-        h('div', { class: 'form-grid' }, field('Results', k), field('Namespace', ns, 'user, agent, session:ID, thread:ID; comma-separated'), h('div', { class: 'field' }, tier)),
+        h('div', { class: 'form-grid' }, field('Results', k), field('Namespace', ns, 'user, agent, session:ID, thread:ID; comma-separated'), field('Tier', tier)),
         go), out);
     }
 
     async function browseTab(panel) {
       const ns = h('input', { type: 'search', placeholder: 'Namespace', 'aria-label': 'Filter by namespace' });
       const tier = tierSelect('Filter by tier', 'every tier');
+      tier.classList.add('compact');
       const box = h('div', { 'aria-live': 'polite' }, loading());
       panel.append(h('div', { class: 'row' }, h('div', { class: 'grow' }, ns), tier), box);
       let all = [];
@@ -140,7 +141,7 @@ export default {
 
     function addForm() {
       const text = h('textarea', { rows: 2, required: true, maxlength: 65536, id: 'memory-text' });
-      const tier = tierSelect('Tier');
+      const tier = tierSelect(null);
       const ns = h('input', { type: 'text', placeholder: 'user', spellcheck: 'false' });
       const priv = h('input', { type: 'checkbox' });
       const status = h('span', { class: 'small', 'aria-live': 'polite' });
@@ -157,7 +158,7 @@ export default {
       } } },
       h('h2', { id: 'add-h' }, 'Remember something'),
       field('Text', text),
-      h('div', { class: 'form-grid' }, h('div', { class: 'field' }, tier), field('Namespace', ns, 'default: yours'),
+      h('div', { class: 'form-grid' }, field('Tier', tier), field('Namespace', ns, 'default: yours'),
         h('label', { class: 'check field' }, priv, 'Private (encrypted with your vault key)')),
       h('div', { class: 'row' }, submit, status));
     }

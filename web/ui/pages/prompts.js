@@ -105,7 +105,7 @@ async function versionsTab(panel, p) {
     return;
   }
   const vs = data.versions;
-  const pick = (label, sel) => h('select', { 'aria-label': label }, vs.map((v) => h('option', { value: v.version, selected: v.version === sel }, `v${v.version}`)));
+  const pick = (label, sel) => h('select', { 'aria-label': label, class: 'compact' }, vs.map((v) => h('option', { value: v.version, selected: v.version === sel }, `v${v.version}`)));
   const from = pick('Diff from version', Math.max(1, p.latest_version - 1));
   const to = pick('Diff to version', p.latest_version);
   const out = h('div', { 'aria-live': 'polite', id: 'prompt-diff' });
@@ -186,7 +186,7 @@ async function promptPane(pane, ctx, ref) {
     h('h2', { id: 'prompt-h' }, p.version_reference, h('span', { class: 'muted small' }, ` · ${p.tags.join(', ') || 'no tags'} · by ${p.author} `, ago(p.version_created_at))),
     p.description ? h('p', {}, p.description) : null,
     tabs([
-      { id: 'edit', label: 'Edit', render: (panel) => editTab(panel, p, member, () => promptPane(pane, ctx, p.name)) },
+      { id: 'edit', label: 'Edit', render: (panel) => editTab(panel, p, member, () => ctx.navigate(`/prompts/${encodeURIComponent(p.name)}`)) },
       { id: 'versions', label: `Versions (${p.latest_version})`, render: (panel) => versionsTab(panel, p) },
       { id: 'render', label: 'Test render', render: (panel) => renderTab(panel, p) },
     ], 'edit')));

@@ -37,13 +37,13 @@ function goalForm(ctx) {
 }
 
 async function listView(root, ctx) {
-  const filter = h('select', { 'aria-label': 'Filter by status' }, h('option', { value: '' }, 'Every status'),
+  const filter = h('select', { 'aria-label': 'Filter by status', class: 'compact' }, h('option', { value: '' }, 'Every status'),
     STATUSES.map((s) => h('option', { value: s }, s.replace('_', ' '))));
   const box = h('div', { 'aria-live': 'polite' }, loading());
-  root.append(h('div', { class: 'page-head' }, h('h1', {}, 'Tasks')),
+  root.append(h('div', { class: 'page-head' }, h('h1', {}, 'Tasks')), h('div', { class: 'stack' },
     atLeast(ctx.app.me.role, 'member') ? goalForm(ctx) : null,
     h('section', { class: 'card', 'aria-labelledby': 'tasks-h' },
-      h('div', { class: 'row' }, h('h2', { id: 'tasks-h', class: 'grow' }, 'Recent tasks'), filter), box));
+      h('div', { class: 'row' }, h('h2', { id: 'tasks-h', class: 'grow' }, 'Recent tasks'), filter), box)));
 
   async function draw() {
     let tasks;

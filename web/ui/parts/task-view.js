@@ -76,9 +76,9 @@ export async function taskView(root, ctx, id) {
   root.append(
     h('p', { class: 'small' }, h('a', { href: '#/tasks' }, '← All tasks')),
     h('div', { class: 'page-head' }, title, h('span', { class: 'spacer' }), actionsBox),
-    statusBox, approvalBox, questionsBox,
-    h('section', { class: 'card', 'aria-labelledby': 'graph-h' }, h('h2', { id: 'graph-h' }, 'Task graph'), graphBox, detailBox),
-    h('div', { class: 'grid' }, outcomeBox, usageBox));
+    statusBox, h('div', { class: 'stack' }, approvalBox, questionsBox,
+      h('section', { class: 'card', 'aria-labelledby': 'graph-h' }, h('h2', { id: 'graph-h' }, 'Task graph'), graphBox, detailBox),
+      h('div', { class: 'grid' }, outcomeBox, usageBox)));
 
   let view = null;
   let selected = null;
@@ -159,6 +159,7 @@ export async function taskView(root, ctx, id) {
         await refresh();
       }) } }, 'Retry') : null);
     const plan = currentPlan(task, plans);
+    const runs = plan?.status === 'approved' ? steps.filter((r) => r.plan_version === plan.version) : [];
     drawApproval(task, plan);
     drawQuestions(questions || []);
     if (!plan) {
@@ -166,9 +167,9 @@ export async function taskView(root, ctx, id) {
         FINISHED.includes(task.status) ? 'This task has no plan.' : 'The planner is working on a plan…'));
     } else {
       mount(graphBox, h('p', { class: 'muted small' }, `Plan v${plan.version} (${plan.status}) by ${plan.author} · `, legend()),
-        h('div', { class: 'table-wrap' }, graph(plan, plan.status === 'approved' ? steps : [], selected, select)));
+        h('div', { class: 'table-wrap' }, graph(plan, runs, selected, select)));
     }
-    mount(detailBox, selected ? stepDetails(plan, steps, selected) : null);
+    mount(detailBox, selected ? stepDetails(plan, runs, selected) : null);
     mount(outcomeBox, h('section', { class: 'card', 'aria-labelledby': 'out-h' }, h('h2', { id: 'out-h' }, 'Result'),
       task.result ? h('pre', { id: 'task-result' }, task.result) : null,
       task.error ? h('div', { class: 'alert', role: 'alert' }, task.error) : null,
