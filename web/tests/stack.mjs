@@ -75,6 +75,8 @@ export async function startStack(opts = {}) {
   const configFile = path.join(dir, 'config.toml');
   let config = `[node]
 name = "e2e"
+[memory]
+embedding_provider = ""
 [[providers]]
 name = "fake"
 kind = "openai"

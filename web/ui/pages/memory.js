@@ -151,7 +151,7 @@ export default {
         busy(submit, async () => {
           const m = { text: text.value, tier: tier.value, private: priv.checked };
           if (ns.value.trim()) m.namespace = ns.value.trim();
-          const r = await post('/memories', { memories: [m], wait: true });
+          const r = await post('/memories', { memories: [m] });
           text.value = '';
           status.textContent = `Remembered in ${r.memories[0].namespace} (${r.memories[0].tier.replace('_', ' ')}); vectors: ${r.embedding}.`;
         });
