@@ -46,7 +46,7 @@ function stepDetails(plan, runs, id) {
   const s = (plan?.graph?.steps || []).find((x) => x.id === id);
   if (!s) return h('p', { class: 'muted' }, 'Select a step to see its output.');
   const r = runs.find((x) => x.step_id === id);
-  return h('div', { id: 'step-details' },
+  return h('div', { id: 'step-details', class: 'step-details' },
     h('h3', {}, `Step ${id} `, h('span', { class: 'muted small' }, stepState(id, runs))),
     h('dl', { class: 'kv small' },
       h('dt', {}, 'Instruction'), h('dd', {}, s.instruction || '—'),
