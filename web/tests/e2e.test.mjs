@@ -290,6 +290,22 @@ test('tasks: a plan that asks for approval runs once approved', async () => {
   assert.equal(await page.locator('#approval').count(), 0, 'the approval box is gone');
 });
 
+test('tasks: a step asks a question; the answer box sends the reply and the step goes on', async () => {
+  await stack.fake.tasks({ steps: [{ id: 'confirm', instruction: 'ask: Which day suits you?' }] });
+  await go('t');
+  await page.getByLabel('Goal', { exact: true }).fill('Book the table');
+  await page.getByRole('button', { name: 'Start task' }).click();
+  await page.locator('.question', { hasText: 'Step confirm asks: Which day suits you?' }).waitFor({ timeout: 30_000 });
+  await page.locator('.tstep[data-step="confirm"][data-state="waiting"]').waitFor();
+  await checkA11y(page, 'task-question');
+  await shot('24-task-question');
+  await page.getByLabel('Your answer').fill('Tuesday');
+  await page.getByRole('button', { name: 'Answer', exact: true }).click();
+  await page.locator('#task-status[data-status="succeeded"]').waitFor({ timeout: 60_000 });
+  assert.match(await page.locator('#task-result').textContent(), /Tuesday/);
+  assert.equal(await page.getByText('Questions for you').count(), 0, 'an answered question is gone');
+});
+
 test('memory: remember, search, browse and the graph', async () => {
   await go('m');
   await heading('Memory').waitFor();
@@ -300,12 +316,12 @@ test('memory: remember, search, browse and the graph', async () => {
   await page.getByRole('button', { name: 'Search', exact: true }).click();
   await page.locator('#memory-results td', { hasText: 'The e2e cat is called Miso' }).waitFor();
   await checkA11y(page, 'memory');
-  await shot('24-memory');
+  await shot('25-memory');
   await page.getByRole('tab', { name: 'Browse' }).click();
   await page.locator('td', { hasText: 'The e2e cat is called Miso' }).waitFor();
   await page.getByRole('tab', { name: 'Graph' }).click();
   await page.locator('.mgraph, [role="tabpanel"] .empty').first().waitFor();
-  await shot('25-memory-graph');
+  await shot('26-memory-graph');
 });
 
 test('prompts: create, edit into a second version, diff and test render', async () => {
@@ -327,12 +343,12 @@ test('prompts: create, edit into a second version, diff and test render', async 
   await page.getByRole('button', { name: 'Show diff' }).click();
   await page.locator('#prompt-diff .d-add', { hasText: 'Hello there' }).waitFor();
   await checkA11y(page, 'prompt-diff');
-  await shot('26-prompt-diff');
+  await shot('27-prompt-diff');
   await page.getByRole('tab', { name: 'Test render' }).click();
   await page.getByLabel('who (required)').fill('Ana');
   await page.getByRole('button', { name: 'Render v2' }).click();
   await page.locator('#render-output pre', { hasText: 'Hello there, Ana!' }).waitFor();
-  await shot('27-prompt-render');
+  await shot('28-prompt-render');
 });
 
 test('artifacts: upload with progress, previews, a share link used and revoked, download, delete', async () => {
@@ -348,7 +364,7 @@ test('artifacts: upload with progress, previews, a share link used and revoked, 
   await frame.getByRole('heading', { name: 'E2E notes' }).waitFor();
   assert.equal(await page.locator('iframe.preview-frame').getAttribute('sandbox'), '', 'the preview may run nothing');
   await checkA11y(page, 'artifacts');
-  await shot('28-artifact-markdown');
+  await shot('29-artifact-markdown');
   await file.setInputFiles({ name: 'dot.png', mimeType: 'image/png', buffer: PNG });
   await page.getByRole('button', { name: 'Upload' }).click();
   await page.locator('img.preview-img[alt="Preview of dot.png"]').waitFor();
@@ -368,7 +384,7 @@ test('artifacts: upload with progress, previews, a share link used and revoked, 
   const [dl] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download' }).click()]);
   assert.equal(dl.suggestedFilename(), 'dot.png');
   assert.deepEqual(readFileSync(await dl.path()), PNG);
-  await shot('29-artifact-image');
+  await shot('30-artifact-image');
   await page.locator('#artifact-detail').getByRole('button', { name: 'Delete' }).click();
   await page.getByRole('dialog').getByRole('button', { name: 'Delete' }).click();
   await page.locator('.toast', { hasText: 'Deleted dot.png' }).waitFor();
@@ -451,7 +467,7 @@ test('preferences: dark theme, saved on the node; shortcut help', async () => {
   await page.locator('.toast', { hasText: 'Theme: system' }).waitFor();
 });
 
-test('phone width: menu, dashboard and chat fit', async () => {
+test('phone width: menu, dashboard, chat and a task graph fit', async () => {
   await page.setViewportSize({ width: 390, height: 844 });
   await heading('Dashboard').waitFor();
   const menu = page.getByRole('button', { name: 'Menu' });
@@ -464,6 +480,13 @@ test('phone width: menu, dashboard and chat fit', async () => {
   assert.ok(overflow <= 1, `no horizontal scrolling at phone width (${overflow}px)`);
   await checkA11y(page, 'chat-phone');
   await shot('12-chat-phone');
+  await go('t');
+  await page.locator('td a', { hasText: 'Summarise what the browser test knows' }).click();
+  await page.locator('.tstep[data-step="write"]').waitFor();
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(wide <= 1, `the task graph scrolls inside its card at phone width (${wide}px)`);
+  await checkA11y(page, 'task-phone');
+  await shot('14-task-phone');
   await go('d');
   await heading('Dashboard').waitFor();
   await shot('13-dashboard-phone');

@@ -13,6 +13,8 @@
 //!   {"tasks": {"plan": {"steps": […]}}}            from now on answer as the task agents: the
 //!                                                   planner with this plan, the reviewer with an
 //!                                                   accept, a step with "done: <instruction>"
+//!                                                   (a step "ask: <question>" first calls
+//!                                                   ask_user, then answers "answered: <reply>")
 //! It exits when stdin closes, so it never outlives the process that started it.
 
 use std::io::{BufRead as _, Write as _};
@@ -45,8 +47,18 @@ fn task_agents(plan: Value) -> kai_llm::fake::Responder {
         if system.contains("\"verdict\"") {
             return Some(Reply::text(r#"{"verdict": "accept"}"#));
         }
-        let user = messages.last()?["content"].as_str()?;
-        let step = user.split("Your step: ").nth(1)?.lines().next()?;
+        let step = messages.iter().filter(|m| m["role"] == "user").find_map(|m| {
+            m["content"].as_str()?.split("Your step: ").nth(1)?.lines().next()
+        })?;
+        // A step "ask: <question>" asks the owner first, then answers with what they said.
+        if let Some(question) = step.strip_prefix("ask: ") {
+            if !messages.iter().any(|m| m["role"] == "assistant") {
+                let args = json!({"question": question});
+                return Some(Reply::ToolCalls(vec![FakeToolCall::new("ask_1", "ask_user", &args)]));
+            }
+            let answer = messages.last()?["content"].as_str().unwrap_or_default();
+            return Some(Reply::text(format!("answered: {answer}")));
+        }
         Some(Reply::text(format!("done: {step}")))
     })
 }
