@@ -47,9 +47,10 @@ fn task_agents(plan: Value) -> kai_llm::fake::Responder {
         if system.contains("\"verdict\"") {
             return Some(Reply::text(r#"{"verdict": "accept"}"#));
         }
-        let step = messages.iter().filter(|m| m["role"] == "user").find_map(|m| {
-            m["content"].as_str()?.split("Your step: ").nth(1)?.lines().next()
-        })?;
+        let step = messages
+            .iter()
+            .filter(|m| m["role"] == "user")
+            .find_map(|m| m["content"].as_str()?.split("Your step: ").nth(1)?.lines().next())?;
         // A step "ask: <question>" asks the owner first, then answers with what they said.
         if let Some(question) = step.strip_prefix("ask: ") {
             if !messages.iter().any(|m| m["role"] == "assistant") {
