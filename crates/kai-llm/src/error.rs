@@ -157,7 +157,11 @@ mod tests {
     fn fallback_only_for_provider_side_failures() {
         let fall: Vec<_> =
             all().iter().filter(|e| e.should_fall_back()).map(LlmError::code).collect();
-        assert_eq!(fall, ["rate_limited", "unavailable", "connection_failed", "timeout"]);
+        // An embedded model whose weights are not installed falls back to the next provider.
+        assert_eq!(
+            fall,
+            ["rate_limited", "unavailable", "connection_failed", "timeout", "model_not_installed"]
+        );
     }
 
     #[test]

@@ -207,6 +207,8 @@ async fn enqueue_wakes_workers_and_idle_pool_sleeps(store: Arc<dyn Store>) {
     assert_eq!((last.state, last.result), (JobState::Succeeded, Some(json!({"echo": 49}))));
     // Idle again: parked, and no claim query while nothing changes.
     until(&stats, "the drained pool to park", |s| s.parked() && s.running() == 0).await;
+    // The completion of the last job may wake the pool once more; let that settle.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let queries = stats.claim_queries();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(stats.claim_queries(), queries, "an idle pool makes no queries (no busy loop)");

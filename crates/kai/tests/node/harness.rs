@@ -174,6 +174,16 @@ impl Node {
     }
 }
 
+impl Drop for Node {
+    /// A test that fails midway must not leave its node running.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 pub fn signal(child: &Child, sig: &str) {
     let ok = Command::new("kill")
         .arg(format!("-{sig}"))

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::harness::{Node, NodeDir, OWNER_PASSWORD, VAULT_PASSPHRASE, exec_sql};
 
 const PUBLIC: &[&str] = &[
+    "/webhooks/{name}",
     "/health",
     "/ready",
     "/vault/status",

@@ -113,7 +113,7 @@ async fn goals_run_over_http_and_the_cli_with_registry_lifecycle_and_approval() 
         400,
     )
     .await;
-    problem(node.post_json("/agent/task", json!({"goal": "x", "surprise": 1})).await, 422).await;
+    problem(node.post_json("/agent/task", json!({"goal": "x", "surprise": 1})).await, 400).await;
     problem(node.get("/tasks/task_nope").await, 404).await;
 
     // Approval: nothing runs until the owner approves.
