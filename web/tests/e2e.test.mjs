@@ -445,6 +445,24 @@ test('settings: users and roles', async () => {
   await shot('10-users');
 });
 
+test('roles: a member sees the registry without lifecycle actions and may start tasks', async () => {
+  // alice was made a member above; a second tab logs in as her.
+  const other = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const p2 = await other.newPage();
+  watch(p2);
+  await p2.goto(`${stack.url}/#/agents`);
+  await p2.getByLabel('Username').fill('alice');
+  await p2.getByLabel('Password').fill('alice password 1');
+  await p2.getByRole('button', { name: 'Log in' }).click();
+  await p2.getByRole('heading', { level: 1, name: 'Agents' }).waitFor();
+  await p2.locator('[data-agent-state="kPlanner:planner"]').waitFor();
+  assert.equal(await p2.getByRole('button', { name: 'Register agent' }).count(), 0, 'no editor for members');
+  assert.equal(await p2.getByRole('button', { name: /^(Suspend|Terminate) / }).count(), 0, 'no lifecycle actions for members');
+  await p2.goto(`${stack.url}/#/tasks`);
+  await p2.getByRole('button', { name: 'Start task' }).waitFor();
+  await other.close();
+});
+
 test('preferences: dark theme, saved on the node; shortcut help', async () => {
   await page.getByRole('tab', { name: 'Preferences' }).click();
   await page.getByLabel('Dark').check();
