@@ -145,7 +145,7 @@ impl Tasks {
         }
         let row = self.propose(&view.task, graph, actor).await?;
         if let Some(prev) =
-            view.plans.iter().filter(|p| p.status == "proposed" && p.version != row.version).last()
+            view.plans.iter().rfind(|p| p.status == "proposed" && p.version != row.version)
         {
             self.store.set_plan_status(task, prev.version, "superseded").await?;
         }
@@ -408,18 +408,9 @@ async fn run_step(
         .plan(&task.id, task.plan_version)
         .await
         .map_err(|e| Outcome::Retry(e.to_string()))?;
-    let graph = match plan.as_ref().map(graph_of) {
-        Some(Ok(g)) => g,
-        _ => {
-            return Err(fail_task(
-                tasks,
-                task,
-                row,
-                status::FAILED,
-                "the task's plan is missing or unreadable",
-            )
-            .await);
-        }
+    let Some(Ok(graph)) = plan.as_ref().map(graph_of) else {
+        let why = "the task's plan is missing or unreadable";
+        return Err(fail_task(tasks, task, row, status::FAILED, why).await);
     };
     let Some(step) = graph.step(&row.step_id).cloned() else {
         return Err(
