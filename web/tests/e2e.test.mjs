@@ -2,7 +2,10 @@
 // sealed) and the repo's fake OpenAI-compatible model server. Unlock the vault, log in, watch a
 // live event arrive, chat with a streaming reply, answer a tool call, regenerate and switch
 // branches, rename/search/export/delete threads, store and reveal a secret, verify the audit
-// log, create (shown once) and revoke an API token, see a rejected config edit, manage users,
+// log, register an agent and walk its lifecycle, submit goals and watch their task graphs
+// complete (one after plan approval; the fake model plans, executes and reviews), remember and
+// search memories, version/diff/render a prompt, upload/preview/share/download/delete
+// artifacts, create (shown once) and revoke an API token, see a rejected config edit, manage users,
 // switch theme, use the shortcut help, and use it at phone width. Any console error, page error,
 // failed request or HTTP error fails the test. Every page's screenshot goes to
 // target/screenshots/ (CI keeps them as artifacts).
@@ -215,6 +218,180 @@ test('audit: entries and a verified log', async () => {
   await shot('06-audit');
 });
 
+/** Drops the problems a test provoked on purpose (a 422 it expects, and Chromium's log of it). */
+function expected(re) {
+  for (let i = problems.length - 1; i >= 0; i -= 1) if (re.test(problems[i])) problems.splice(i, 1);
+}
+
+// A 1×1 PNG.
+const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
+
+test('agents: the registry, a registered agent walked through its lifecycle, a bad definition explained', async () => {
+  await go('n');
+  await heading('Agents').waitFor();
+  await page.locator('[data-agent-state="kPlanner:planner"]', { hasText: 'active' }).waitFor();
+  assert.equal(await page.getByRole('button', { name: 'Terminate kPlanner:planner' }).count(), 0, 'built-ins cannot be terminated');
+  await page.getByRole('button', { name: 'Register agent' }).click();
+  await page.locator('[data-agent-state="kExecutor:researcher"]', { hasText: 'created' }).waitFor();
+  assert.equal(await page.getByRole('button', { name: 'Activate kExecutor:researcher' }).count(), 0, 'only legal actions are offered');
+  await page.getByRole('button', { name: 'Initialize kExecutor:researcher' }).click();
+  await page.locator('[data-agent-state="kExecutor:researcher"]', { hasText: 'initialized' }).waitFor();
+  await page.getByRole('button', { name: 'Activate kExecutor:researcher' }).click();
+  await page.locator('[data-agent-state="kExecutor:researcher"]', { hasText: 'active' }).waitFor();
+  await page.getByRole('button', { name: 'Suspend kExecutor:researcher' }).waitFor();
+  await page.getByLabel('Definition (YAML)').fill('name: nope\nversion: 1\n');
+  await page.getByRole('button', { name: 'Register agent' }).click();
+  const alert = page.locator('form .alert[role="alert"]');
+  await alert.waitFor();
+  assert.match(await alert.textContent(), /name/, 'the problem names the field');
+  expected(/422|Unprocessable/);
+  await checkA11y(page, 'agents');
+  await shot('20-agents');
+});
+
+test('tasks: a goal is planned, run and reviewed while its graph fills in live', async () => {
+  await stack.fake.tasks({ steps: [
+    { id: 'gather', instruction: 'gather the facts' },
+    { id: 'outline', instruction: 'outline the answer' },
+    { id: 'write', instruction: 'write the summary', depends_on: ['gather', 'outline'] },
+  ] });
+  await go('t');
+  await heading('Tasks').waitFor();
+  await page.getByLabel('Goal', { exact: true }).fill('Summarise what the browser test knows');
+  await page.getByRole('button', { name: 'Start task' }).click();
+  await heading('Summarise what the browser test knows').waitFor();
+  assert.match(page.url(), /#\/tasks\/[^/]+$/);
+  await page.locator('.tstep[data-step="write"][data-state="succeeded"]').waitFor({ timeout: 60_000 });
+  await page.locator('#task-status[data-status="succeeded"]').waitFor();
+  for (const id of ['gather', 'outline']) await page.locator(`.tstep[data-step="${id}"][data-state="succeeded"]`).waitFor();
+  const stages = await page.locator('.tcol').evaluateAll((cols) => cols.map((c) => [...c.querySelectorAll('[data-step]')].map((b) => b.dataset.step)));
+  assert.deepEqual(stages, [['gather', 'outline'], ['write']], 'steps sit in their dependency columns');
+  assert.match(await page.locator('#task-result').textContent(), /done: write the summary/);
+  await page.locator('.tstep[data-step="gather"]').click();
+  await page.locator('#step-details .step-output', { hasText: 'done: gather the facts' }).waitFor();
+  await checkA11y(page, 'task');
+  await shot('21-task-done');
+  await go('t');
+  await page.locator('td a', { hasText: 'Summarise what the browser test knows' }).waitFor();
+  await page.locator('tr', { hasText: 'Summarise what the browser test knows' }).getByText('succeeded').waitFor();
+  await checkA11y(page, 'tasks');
+  await shot('22-tasks');
+});
+
+test('tasks: a plan that asks for approval runs once approved', async () => {
+  await page.getByLabel('Goal', { exact: true }).fill('Plan first, then ask me');
+  await page.getByLabel('Plan approval').selectOption('ask');
+  await page.getByRole('button', { name: 'Start task' }).click();
+  await page.locator('#approval').waitFor({ timeout: 30_000 });
+  await page.locator('.tstep[data-step="write"][data-state="pending"]').waitFor();
+  await shot('23-task-approval');
+  await page.getByRole('button', { name: /Approve plan v1/ }).click();
+  await page.locator('#task-status[data-status="succeeded"]').waitFor({ timeout: 60_000 });
+  assert.equal(await page.locator('#approval').count(), 0, 'the approval box is gone');
+});
+
+test('tasks: a step asks a question; the answer box sends the reply and the step goes on', async () => {
+  await stack.fake.tasks({ steps: [{ id: 'confirm', instruction: 'ask: Which day suits you?' }] });
+  await go('t');
+  await page.getByLabel('Goal', { exact: true }).fill('Book the table');
+  await page.getByRole('button', { name: 'Start task' }).click();
+  await page.locator('.question', { hasText: 'Step confirm asks: Which day suits you?' }).waitFor({ timeout: 30_000 });
+  await page.locator('.tstep[data-step="confirm"][data-state="waiting"]').waitFor();
+  await checkA11y(page, 'task-question');
+  await shot('24-task-question');
+  await page.getByLabel('Your answer').fill('Tuesday');
+  await page.getByRole('button', { name: 'Answer', exact: true }).click();
+  await page.locator('#task-status[data-status="succeeded"]').waitFor({ timeout: 60_000 });
+  assert.match(await page.locator('#task-result').textContent(), /Tuesday/);
+  assert.equal(await page.getByText('Questions for you').count(), 0, 'an answered question is gone');
+});
+
+test('memory: remember, search, browse and the graph', async () => {
+  await go('m');
+  await heading('Memory').waitFor();
+  await page.getByLabel('Text').fill('The e2e cat is called Miso and likes boxes');
+  await page.getByRole('button', { name: 'Remember' }).click();
+  await page.getByText(/Remembered in /).waitFor();
+  await page.getByLabel('Search memories').fill('Miso');
+  await page.getByRole('button', { name: 'Search', exact: true }).click();
+  await page.locator('#memory-results td', { hasText: 'The e2e cat is called Miso' }).waitFor();
+  await checkA11y(page, 'memory');
+  await shot('25-memory');
+  await page.getByRole('tab', { name: 'Browse' }).click();
+  await page.locator('td', { hasText: 'The e2e cat is called Miso' }).waitFor();
+  await page.getByRole('tab', { name: 'Graph' }).click();
+  await page.locator('.mgraph, [role="tabpanel"] .empty').first().waitFor();
+  await shot('26-memory-graph');
+});
+
+test('prompts: create, edit into a second version, diff and test render', async () => {
+  await go('p');
+  await heading('Prompts').waitFor();
+  const main = page.locator('main');
+  await main.getByLabel('Name').fill('greet');
+  await main.getByLabel('Template (minijinja)').fill('Hello {{ who }}!');
+  await main.getByLabel('Variables').fill('[{"name": "who", "type": "string", "required": true}]');
+  await page.getByRole('button', { name: 'Create prompt' }).click();
+  await page.getByRole('heading', { name: /greet@1/ }).waitFor();
+  await main.getByLabel('Template (minijinja)').fill('Hello there, {{ who }}!');
+  await main.getByLabel('Edit note').fill('friendlier');
+  await page.getByRole('button', { name: 'Save as v2' }).click();
+  await page.getByRole('heading', { name: /greet@2/ }).waitFor();
+  await page.getByLabel('Search prompts').fill('greet');
+  await page.locator('.plist a', { hasText: 'greet' }).waitFor();
+  await page.getByRole('tab', { name: /Versions/ }).click();
+  await page.getByRole('button', { name: 'Show diff' }).click();
+  await page.locator('#prompt-diff .d-add', { hasText: 'Hello there' }).waitFor();
+  await checkA11y(page, 'prompt-diff');
+  await shot('27-prompt-diff');
+  await page.getByRole('tab', { name: 'Test render' }).click();
+  await page.getByLabel('who (required)').fill('Ana');
+  await page.getByRole('button', { name: 'Render v2' }).click();
+  await page.locator('#render-output pre', { hasText: 'Hello there, Ana!' }).waitFor();
+  await shot('28-prompt-render');
+});
+
+test('artifacts: upload with progress, previews, a share link used and revoked, download, delete', async () => {
+  await go('f');
+  await heading('Artifacts').waitFor();
+  const file = page.locator('input[type="file"]');
+  await file.setInputFiles({ name: 'notes.md', mimeType: 'text/markdown', buffer: Buffer.from('# E2E notes\n\nSome *markdown* here.\n') });
+  await page.getByRole('button', { name: 'Upload' }).click();
+  await page.locator('#upload-status', { hasText: 'Uploaded notes.md' }).waitFor();
+  assert.equal(await page.locator('progress').evaluate((p) => p.value), 100);
+  await page.getByRole('heading', { name: /notes\.md/ }).waitFor();
+  const frame = page.frameLocator('iframe.preview-frame');
+  await frame.getByRole('heading', { name: 'E2E notes' }).waitFor();
+  assert.equal(await page.locator('iframe.preview-frame').getAttribute('sandbox'), '', 'the preview may run nothing');
+  await checkA11y(page, 'artifacts');
+  await shot('29-artifact-markdown');
+  await file.setInputFiles({ name: 'dot.png', mimeType: 'image/png', buffer: PNG });
+  await page.getByRole('button', { name: 'Upload' }).click();
+  await page.locator('img.preview-img[alt="Preview of dot.png"]').waitFor();
+  assert.ok((await page.locator('img.preview-img').evaluate((i) => i.naturalWidth)) === 1, 'the image decoded');
+  // A share link: shown once, works without a login, then revoked.
+  await page.getByRole('button', { name: 'Create share link' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Create link' }).click();
+  const link = (await page.locator('#share-link').textContent()).trim();
+  const shared = await fetch(link);
+  assert.equal(shared.status, 200);
+  assert.deepEqual(Buffer.from(await shared.arrayBuffer()), PNG);
+  await page.getByRole('dialog').getByRole('button', { name: 'Done' }).click();
+  await page.locator('#artifact-detail td', { hasText: 'active' }).waitFor();
+  await page.locator('#artifact-detail').getByRole('button', { name: 'Revoke' }).click();
+  await page.locator('#artifact-detail td', { hasText: 'revoked' }).waitFor();
+  assert.equal((await fetch(link)).status, 410, 'a revoked link is gone');
+  const [dl] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download' }).click()]);
+  assert.equal(dl.suggestedFilename(), 'dot.png');
+  assert.deepEqual(readFileSync(await dl.path()), PNG);
+  await shot('30-artifact-image');
+  await page.locator('#artifact-detail').getByRole('button', { name: 'Delete' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Delete' }).click();
+  await page.locator('.toast', { hasText: 'Deleted dot.png' }).waitFor();
+  await page.locator('td button', { hasText: 'dot.png' }).waitFor({ state: 'detached' });
+  await page.locator('td button', { hasText: 'notes.md' }).waitFor();
+});
+
 test('settings: an API token is shown once, works, and is revoked', async () => {
   await go('s');
   await heading('Settings').waitFor();
@@ -268,6 +445,24 @@ test('settings: users and roles', async () => {
   await shot('10-users');
 });
 
+test('roles: a member sees the registry without lifecycle actions and may start tasks', async () => {
+  // alice was made a member above; a second tab logs in as her.
+  const other = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const p2 = await other.newPage();
+  watch(p2);
+  await p2.goto(`${stack.url}/#/agents`);
+  await p2.getByLabel('Username').fill('alice');
+  await p2.getByLabel('Password').fill('alice password 1');
+  await p2.getByRole('button', { name: 'Log in' }).click();
+  await p2.getByRole('heading', { level: 1, name: 'Agents' }).waitFor();
+  await p2.locator('[data-agent-state="kPlanner:planner"]').waitFor();
+  assert.equal(await p2.getByRole('button', { name: 'Register agent' }).count(), 0, 'no editor for members');
+  assert.equal(await p2.getByRole('button', { name: /^(Suspend|Terminate) / }).count(), 0, 'no lifecycle actions for members');
+  await p2.goto(`${stack.url}/#/tasks`);
+  await p2.getByRole('button', { name: 'Start task' }).waitFor();
+  await other.close();
+});
+
 test('preferences: dark theme, saved on the node; shortcut help', async () => {
   await page.getByRole('tab', { name: 'Preferences' }).click();
   await page.getByLabel('Dark').check();
@@ -290,7 +485,7 @@ test('preferences: dark theme, saved on the node; shortcut help', async () => {
   await page.locator('.toast', { hasText: 'Theme: system' }).waitFor();
 });
 
-test('phone width: menu, dashboard and chat fit', async () => {
+test('phone width: menu, dashboard, chat and a task graph fit', async () => {
   await page.setViewportSize({ width: 390, height: 844 });
   await heading('Dashboard').waitFor();
   const menu = page.getByRole('button', { name: 'Menu' });
@@ -303,6 +498,13 @@ test('phone width: menu, dashboard and chat fit', async () => {
   assert.ok(overflow <= 1, `no horizontal scrolling at phone width (${overflow}px)`);
   await checkA11y(page, 'chat-phone');
   await shot('12-chat-phone');
+  await go('t');
+  await page.locator('td a', { hasText: 'Summarise what the browser test knows' }).click();
+  await page.locator('.tstep[data-step="write"]').waitFor();
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(wide <= 1, `the task graph scrolls inside its card at phone width (${wide}px)`);
+  await checkA11y(page, 'task-phone');
+  await shot('14-task-phone');
   await go('d');
   await heading('Dashboard').waitFor();
   await shot('13-dashboard-phone');

@@ -42,7 +42,11 @@ function firstLine(child, what, ms = 60_000) {
   });
 }
 
-/** The fake model server; `send(cmd)` scripts its next reply and waits for the ack. */
+/**
+ * The fake model server; `send(cmd)` scripts its next reply and waits for the ack;
+ * `tasks(plan)` makes it answer as the task agents do: the planner with `plan`, the reviewer
+ * with an accept, an executor's step with `done: <instruction>` (other calls echo as before).
+ */
 async function startFake(profile, chunkDelayMs) {
   const child = spawn(binary('FAKE_LLM_BIN', 'examples/fake-llm', profile), ['--chunk-delay-ms', String(chunkDelayMs)], { stdio: ['pipe', 'pipe', 'inherit'] });
   const { first, next } = await firstLine(child, 'fake-llm');
@@ -55,7 +59,8 @@ async function startFake(profile, chunkDelayMs) {
     });
     return chain;
   };
-  return { child, baseUrl: first.base_url, send, stop: () => { child.stdin.end(); child.kill('SIGTERM'); } };
+  const tasks = (plan) => send({ tasks: { plan } });
+  return { child, baseUrl: first.base_url, send, tasks, stop: () => { child.stdin.end(); child.kill('SIGTERM'); } };
 }
 
 /**
@@ -70,6 +75,8 @@ export async function startStack(opts = {}) {
   const configFile = path.join(dir, 'config.toml');
   let config = `[node]
 name = "e2e"
+[memory]
+embedding_provider = ""
 [[providers]]
 name = "fake"
 kind = "openai"

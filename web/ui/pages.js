@@ -9,6 +9,11 @@
 export const pages = [
   { id: 'dashboard', path: '/', title: 'Dashboard', nav: true, keys: 'g d', load: () => import('./pages/dashboard.js') },
   { id: 'chat', path: '/chat', title: 'Chat', nav: true, keys: 'g c', load: () => import('./pages/chat.js') },
+  { id: 'tasks', path: '/tasks', title: 'Tasks', nav: true, keys: 'g t', load: () => import('./pages/tasks.js') },
+  { id: 'agents', path: '/agents', title: 'Agents', nav: true, keys: 'g n', load: () => import('./pages/agents.js') },
+  { id: 'memory', path: '/memory', title: 'Memory', nav: true, keys: 'g m', load: () => import('./pages/memory.js') },
+  { id: 'prompts', path: '/prompts', title: 'Prompts', nav: true, keys: 'g p', load: () => import('./pages/prompts.js') },
+  { id: 'artifacts', path: '/artifacts', title: 'Artifacts', nav: true, keys: 'g f', load: () => import('./pages/artifacts.js') },
   { id: 'vault', path: '/vault', title: 'Vault', nav: true, keys: 'g v', load: () => import('./pages/vault.js') },
   { id: 'audit', path: '/audit', title: 'Audit', nav: true, keys: 'g a', minRole: 'admin', load: () => import('./pages/audit.js') },
   { id: 'settings', path: '/settings', title: 'Settings', nav: true, keys: 'g s', load: () => import('./pages/settings.js') },

@@ -10,6 +10,11 @@
 //!   {"tool_calls": [{"id", "name", "arguments"}]}   next chat reply is these tool calls
 //!   {"error": "server"|"overloaded"|"rate_limited", "message": "…"}   next chat call fails
 //!   {"chunk_delay_ms": N}                           pause between streamed frames
+//!   {"tasks": {"plan": {"steps": […]}}}            from now on answer as the task agents: the
+//!                                                   planner with this plan, the reviewer with an
+//!                                                   accept, a step with "done: <instruction>"
+//!                                                   (a step "ask: <question>" first calls
+//!                                                   ask_user, then answers "answered: <reply>")
 //! It exits when stdin closes, so it never outlives the process that started it.
 
 use std::io::{BufRead as _, Write as _};
@@ -17,8 +22,47 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kai_llm::ProviderKind;
-use kai_llm::fake::{FakeError, FakeErrorKind, FakeServer, FakeToolCall, Reply};
+use kai_llm::fake::{Endpoint, FakeError, FakeErrorKind, FakeServer, FakeToolCall, Reply};
 use serde_json::{Value, json};
+
+/// Answers by the system prompts, as `kai/tests/node/tasks.rs` does: the planner gets `plan`, the
+/// reviewer an accept, an executor's step `done: <its instruction>`; anything else falls through
+/// to the scripted queue's default (echo).
+fn task_agents(plan: Value) -> kai_llm::fake::Responder {
+    Arc::new(move |endpoint, body| {
+        if endpoint != Endpoint::Chat {
+            return None;
+        }
+        // Every system message: a persona's prompt may come before the agent's.
+        let messages = body["messages"].as_array()?;
+        let system: String = messages
+            .iter()
+            .filter(|m| m["role"] == "system")
+            .filter_map(|m| m["content"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        if system.contains("You plan; you do not execute") {
+            return Some(Reply::text(plan.to_string()));
+        }
+        if system.contains("\"verdict\"") {
+            return Some(Reply::text(r#"{"verdict": "accept"}"#));
+        }
+        let step = messages
+            .iter()
+            .filter(|m| m["role"] == "user")
+            .find_map(|m| m["content"].as_str()?.split("Your step: ").nth(1)?.lines().next())?;
+        // A step "ask: <question>" asks the owner first, then answers with what they said.
+        if let Some(question) = step.strip_prefix("ask: ") {
+            if !messages.iter().any(|m| m["role"] == "assistant") {
+                let args = json!({"question": question});
+                return Some(Reply::ToolCalls(vec![FakeToolCall::new("ask_1", "ask_user", &args)]));
+            }
+            let answer = messages.last()?["content"].as_str().unwrap_or_default();
+            return Some(Reply::text(format!("answered: {answer}")));
+        }
+        Some(Reply::text(format!("done: {step}")))
+    })
+}
 
 fn command(server: &FakeServer, line: &str) -> Result<(), String> {
     let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
@@ -50,6 +94,8 @@ fn command(server: &FakeServer, line: &str) -> Result<(), String> {
         };
         let message = v.get("message").and_then(Value::as_str).unwrap_or("scripted failure");
         server.push_chat(Reply::Error(FakeError::new(kind, message)));
+    } else if let Some(plan) = v.get("tasks").and_then(|t| t.get("plan")) {
+        server.set_responder(task_agents(plan.clone()));
     } else if let Some(ms) = v.get("chunk_delay_ms").and_then(Value::as_u64) {
         server.set_chunk_delay(Duration::from_millis(ms));
     } else {
