@@ -50,7 +50,10 @@ fn main() {
     let t = Instant::now();
     for id in 0..n as u64 {
         let len = rng.gen_range(12..30);
-        let text = (0..len).map(|_| words[zipf(&mut rng, words.len())].as_str()).collect::<Vec<_>>().join(" ");
+        let text = (0..len)
+            .map(|_| words[zipf(&mut rng, words.len())].as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
         index.insert(id, &text).expect("insert");
     }
     let build = t.elapsed().as_secs_f64();

@@ -58,6 +58,8 @@ pub struct Services {
     pub agents: Arc<kai_runtime::agents::Agents>,
     /// Tasks: submission, plans, steps, questions.
     pub tasks: Arc<kai_runtime::tasks::Tasks>,
+    /// Events serialized once for every WebSocket that forwards them.
+    pub ws_frames: Arc<routes::ws::FrameCache>,
 }
 
 /// How the live configuration's reloads went: the problems of the last rejected edit (cleared

@@ -167,6 +167,7 @@ pub async fn serve(
         memory,
         agents,
         tasks,
+        ws_frames: Arc::default(),
     });
 
     let listener = tokio::net::TcpListener::bind(addr)

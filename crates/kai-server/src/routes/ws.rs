@@ -173,6 +173,7 @@ async fn subscribe(
     match state.node.bus.subscribe(filter, Some(after), DeliveryPolicy::DropSlow).await {
         Ok(sub) => {
             let task = tokio::spawn(forward(
+                state.ws_frames.clone(),
                 id.clone(),
                 actor.to_owned(),
                 sub,
@@ -245,7 +246,42 @@ async fn serve(state: AppState, actor: String, liveness: Liveness, mut socket: W
     }
 }
 
+/// Recently serialized events by bus offset, shared by every connection of one node that
+/// forwards the same event: with many subscribers an event is converted and serialized once,
+/// not once each.
+pub struct FrameCache(Vec<std::sync::Mutex<Option<(u64, Arc<str>)>>>);
+
+const FRAME_SLOTS: usize = 256;
+
+impl Default for FrameCache {
+    fn default() -> Self {
+        Self((0..FRAME_SLOTS).map(|_| std::sync::Mutex::new(None)).collect())
+    }
+}
+
+impl FrameCache {
+    /// The event's JSON (the seed 001 envelope), from the cache when another connection
+    /// already serialized it.
+    fn event_json(&self, event: kai_core::Envelope) -> Arc<str> {
+        let serialize = |e: kai_core::Envelope| -> Arc<str> {
+            serde_json::to_string(&crate::api::Event::from(e)).unwrap_or_default().into()
+        };
+        let Some(offset) = event.offset else { return serialize(event) };
+        let slot = &self.0[(offset % FRAME_SLOTS as u64) as usize];
+        if let Some((o, text)) = &*slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+            && *o == offset
+        {
+            return text.clone();
+        }
+        let text = serialize(event);
+        *slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((offset, text.clone()));
+        text
+    }
+}
+
 async fn forward(
+    frames: Arc<FrameCache>,
     id: String,
     actor: String,
     mut sub: kai_runtime::Subscription,
@@ -256,8 +292,11 @@ async fn forward(
         if !super::events::visible_to(&actor, &event) {
             continue;
         }
-        let frame =
-            json!({"op": "event", "sub": id, "event": crate::api::Event::from(event)}).to_string();
+        let frame = format!(
+            r#"{{"op":"event","sub":{},"event":{}}}"#,
+            serde_json::to_string(&id).unwrap_or_default(),
+            frames.event_json(event)
+        );
         let len = frame.len();
         if queued.fetch_add(len, Ordering::Relaxed) + len > OUTBOUND_BYTES
             || out.try_send(Outbound::Frame(frame)).is_err()
