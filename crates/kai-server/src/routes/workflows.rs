@@ -161,9 +161,9 @@ pub async fn delete_webhook(
     principal: Principal,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    if state.node.store.webhook(&name).await?.is_none() {
+    let Some(hook) = state.node.store.webhook(&name).await? else {
         return Err(ApiError::NotFound(format!("webhook {name}")));
-    }
+    };
     super::audit(
         &state,
         &principal.actor(),
@@ -173,6 +173,11 @@ pub async fn delete_webhook(
     )
     .await?;
     state.node.store.delete_webhook(&name).await?;
+    // Its signing secret goes with it.
+    match state.node.vault.delete(kai_runtime::vault::SECRET, &hook.secret_name).await {
+        Ok(()) | Err(kai_runtime::VaultError::NotFound(_)) => {}
+        Err(e) => tracing::warn!(webhook = %name, error = %e, "webhook secret not deleted"),
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
