@@ -109,7 +109,8 @@ pub async fn serve(
         kai.store.clone(),
         kai.vault.clone(),
         llm.clone(),
-    ));
+        node::memory_settings(&config, &data),
+    );
     let prompts = std::sync::Arc::new(kai_runtime::prompts::Prompts::new(kai.store.clone()));
     let artifacts = std::sync::Arc::new(
         kai_runtime::artifacts::Artifacts::from_config(
@@ -121,7 +122,6 @@ pub async fn serve(
         .with_context(|| {
             format!("cannot open the artifact store in {}", data.artifacts_dir().display())
         })?,
-        node::memory_settings(&config, &data),
     );
     memory.start(&tracker, background.clone());
     let chat = std::sync::Arc::new(
