@@ -7,10 +7,13 @@ output in the prompt. TASKS graph invocations run concurrently under `asyncio.ga
 one JSON line: makespan, the ideal (STEPS x latency for a chain), overhead per step, CPU time per
 step, and the peak RSS of this process.
 
-`--mode raw` runs the same chains with plain httpx calls and no LangGraph: what Python + httpx
-alone cost, to tell LangGraph's share from the HTTP client's.
+`--mode raw` runs the same chains with plain HTTP calls and no LangGraph: what Python and the
+HTTP client alone cost, to tell LangGraph's share from the client's. `--client aiohttp` uses one
+shared aiohttp session instead of httpx (httpx's connection pool is slow at 1,000 concurrent
+connections; aiohttp shows what LangGraph costs with a faster client).
 
-Usage: python langgraph_bench.py BASE_URL TASKS STEPS LATENCY_MS [--mode langgraph|raw] [--warmup N]
+Usage: python langgraph_bench.py BASE_URL TASKS STEPS LATENCY_MS [--mode langgraph|raw]
+       [--client httpx|aiohttp] [--warmup N]
 """
 
 import argparse
@@ -32,26 +35,31 @@ class State(TypedDict):
 
 
 def prompt(task: int, step: int, last: str) -> str:
-    # Bounded, so the prompt does not grow with the echo of every earlier step.
-    return f"Task {task}, step {step + 1}. Previous step's output: {last[-160:]}"
+    # The fake echoes the prompt, so each step's prompt carries every earlier one (as kai's does).
+    return f"Task {task}, step {step + 1}. Previous step's output: {last}"
 
 
-async def call(client: httpx.AsyncClient, url: str, text: str) -> str:
-    resp = await client.post(
-        url,
-        json={
-            "model": "fake-chat",
-            "messages": [
-                {"role": "system", "content": "You are a helpful executor."},
-                {"role": "user", "content": text},
-            ],
-        },
-    )
-    resp.raise_for_status()
-    return resp.json()["choices"][0]["message"]["content"]
+def body(text: str) -> dict:
+    return {
+        "model": "fake-chat",
+        "messages": [
+            {"role": "system", "content": "You are a helpful executor."},
+            {"role": "user", "content": text},
+        ],
+    }
 
 
-def build_graph(client: httpx.AsyncClient, url: str, steps: int):
+async def call(client, url: str, text: str) -> str:
+    if isinstance(client, httpx.AsyncClient):
+        resp = await client.post(url, json=body(text))
+        resp.raise_for_status()
+        return resp.json()["choices"][0]["message"]["content"]
+    async with client.post(url, json=body(text)) as resp:  # aiohttp
+        resp.raise_for_status()
+        return (await resp.json())["choices"][0]["message"]["content"]
+
+
+def build_graph(client, url: str, steps: int):
     from langgraph.graph import END, START, StateGraph
 
     graph = StateGraph(State)
@@ -72,7 +80,7 @@ def build_graph(client: httpx.AsyncClient, url: str, steps: int):
     return graph.compile()
 
 
-async def raw_chain(client: httpx.AsyncClient, url: str, task: int, steps: int) -> dict:
+async def raw_chain(client, url: str, task: int, steps: int) -> dict:
     last = ""
     for i in range(steps):
         last = await call(client, url, prompt(task, i, last))
@@ -86,11 +94,22 @@ async def main() -> None:
     p.add_argument("steps", type=int)
     p.add_argument("latency_ms", type=float)
     p.add_argument("--mode", choices=["langgraph", "raw"], default="langgraph")
+    p.add_argument("--client", choices=["httpx", "aiohttp"], default="httpx")
     p.add_argument("--warmup", type=int, default=10)
     a = p.parse_args()
     url = a.base_url.rstrip("/") + "/chat/completions"
-    limits = httpx.Limits(max_connections=a.tasks + 16, max_keepalive_connections=a.tasks + 16)
-    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(120.0)) as client:
+    if a.client == "httpx":
+        limits = httpx.Limits(max_connections=a.tasks + 16, max_keepalive_connections=a.tasks + 16)
+        session = httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(120.0))
+        client_version = f"httpx {httpx.__version__}"
+    else:
+        import aiohttp
+
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=a.tasks + 16), timeout=aiohttp.ClientTimeout(total=120)
+        )
+        client_version = f"aiohttp {aiohttp.__version__}"
+    async with session as client:
         if a.mode == "langgraph":
             graph = build_graph(client, url, a.steps)
 
@@ -114,7 +133,7 @@ async def main() -> None:
         sys.exit(f"only {done} of {a.tasks} graphs finished all {a.steps} steps")
     ideal = a.steps * a.latency_ms / 1000.0
     steps_total = a.tasks * a.steps
-    impl = "raw httpx (no orchestration)"
+    impl = f"raw {a.client} (no orchestration)"
     if a.mode == "langgraph":
         from importlib.metadata import version
 
@@ -124,7 +143,7 @@ async def main() -> None:
             {
                 "impl": impl,
                 "python": sys.version.split()[0],
-                "httpx": httpx.__version__,
+                "client": client_version,
                 "tasks": a.tasks,
                 "steps": a.steps,
                 "latency_ms": a.latency_ms,
