@@ -8,6 +8,14 @@ cd "$(dirname "$0")/.."
 
 bash scripts/services.sh
 
+# The shell tool's sandbox (kai-tools): bubblewrap, installed when root and missing; its tests
+# then fail instead of skipping if it cannot run.
+if ! command -v bwrap >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing bubblewrap" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null
+fi
+command -v bwrap >/dev/null 2>&1 && export KAI_TEST_REQUIRE_BWRAP=1
+
 # The official `openai` Python client tests the OpenAI-compatible API (from PyPI).
 python3 -c "import openai" 2>/dev/null || python3 -m pip install -q openai
 export KAI_TEST_REQUIRE_OPENAI=1

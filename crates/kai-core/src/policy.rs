@@ -55,6 +55,10 @@ pub enum Resource {
     Artifacts,
     /// The caller's own memories and memory graph.
     Memory,
+    /// The agent registry: definitions, lifecycle, messages.
+    Agents,
+    /// Tasks (goals, plans, steps, questions), saved workflows, triggers and webhooks.
+    Tasks,
 }
 
 impl Resource {
@@ -74,6 +78,8 @@ impl Resource {
             Self::Prompts => "prompts",
             Self::Artifacts => "artifacts",
             Self::Memory => "memory",
+            Self::Agents => "agents",
+            Self::Tasks => "tasks",
         }
     }
 }
@@ -103,6 +109,8 @@ impl Role {
                     | (Prompts, Read)
                     | (Artifacts, Read | Write)
                     | (Memory, Read | Write)
+                    | (Agents, Read)
+                    | (Tasks, Read | Write)
             );
         }
         let needed = match (resource, action) {
@@ -113,7 +121,9 @@ impl Role {
             | (Chat, Read)
             | (Prompts, Read)
             | (Artifacts, Read)
-            | (Memory, Read) => Self::Viewer,
+            | (Memory, Read)
+            | (Agents, Read)
+            | (Tasks, Read) => Self::Viewer,
             (Events, Write)
             | (Secrets, Read | Write)
             | (Vault, Write)
@@ -121,7 +131,8 @@ impl Role {
             | (Chat, Write)
             | (Prompts, Write)
             | (Artifacts, Write)
-            | (Memory, Write) => Self::Member,
+            | (Memory, Write)
+            | (Tasks, Write) => Self::Member,
             (System, Write | Admin)
             | (Audit, _)
             | (Users, _)
@@ -129,7 +140,9 @@ impl Role {
             | (Secrets, Admin)
             | (Vault, Admin)
             | (Prompts, Admin)
-            | (Artifacts, Admin) => Self::Admin,
+            | (Artifacts, Admin)
+            | (Agents, Write | Admin)
+            | (Tasks, Admin) => Self::Admin,
             (VaultKeys, _)
             | (Events, Admin)
             | (Account, Admin)

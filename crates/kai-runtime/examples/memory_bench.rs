@@ -98,7 +98,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             false,
         )
         .await?;
-    let llm = Arc::new(Llm::new(&[], &[], vault.clone()));
+    let llm = Arc::new(Llm::new(&[], &[], None, vault.clone()));
     let settings = MemorySettings::new(dir.path().join("memory"));
     let memory = Memory::new(store.clone(), vault.clone(), llm.clone(), settings.clone());
     let caller = Caller::user("bench", "user:bench");

@@ -17,9 +17,11 @@ pub mod llm;
 pub mod memory;
 pub mod metrics;
 pub mod node;
-pub mod queue;
 pub mod prompts;
+pub mod queue;
 pub mod spend;
+pub mod tasks;
+pub mod tools;
 pub mod users;
 pub mod vault;
 

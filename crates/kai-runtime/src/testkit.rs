@@ -32,7 +32,11 @@ impl Fixture {
         let store = kai_store::open(&url, 4).await.unwrap();
         let vault = Arc::new(Vault::new(store.clone(), KdfPolicy::AllowWeakForTests));
         vault
-            .create(&SecretString::from("fixture passphrase".to_owned()), KdfParams::testing_only_fast(), false)
+            .create(
+                &SecretString::from("fixture passphrase".to_owned()),
+                KdfParams::testing_only_fast(),
+                false,
+            )
             .await
             .unwrap();
         let tracker = TaskTracker::new();
@@ -41,9 +45,16 @@ impl Fixture {
             checkpoint_every: 1000,
             checkpoint_interval: Duration::from_secs(3600),
         });
-        let audit = AuditLog::open(store.clone(), Identity::generate(), settings, None, &tracker, cancel.clone())
-            .await
-            .unwrap();
+        let audit = AuditLog::open(
+            store.clone(),
+            Identity::generate(),
+            settings,
+            None,
+            &tracker,
+            cancel.clone(),
+        )
+        .await
+        .unwrap();
         let bus: Arc<dyn EventBus> =
             Arc::new(MemoryBus::new(store.clone(), 1024, tracker.clone(), cancel.clone()));
         Self { store, vault, audit, bus, tracker, cancel, _dir: dir }

@@ -36,6 +36,8 @@ pub fn rule(method: &Method, path: &str) -> Option<Access> {
         ("POST", "/vault/unlock" | "/auth/login" | "/auth/refresh") => Public,
         // A share link is its own credential (checked by the handler, for that artifact only).
         ("GET", "/share/{token}") => Public,
+        // A webhook delivery is authenticated by its HMAC signature (checked by the handler).
+        ("POST", "/webhooks/{name}") => Public,
         ("GET", "/metrics" | "/system/info") => Need(System, Read),
         ("GET", "/system/config") => Need(System, Admin),
         ("POST", "/system/identity/rotate") => Need(System, Admin),
@@ -113,6 +115,21 @@ pub fn rule(method: &Method, path: &str) -> Option<Access> {
         | ("PATCH" | "DELETE", "/memories/{id}")
         | ("POST", "/memory/entities" | "/memory/entities/{id}/merge" | "/memory/relations")
         | ("DELETE", "/memory/entities/{id}" | "/memory/relations/{id}") => Need(Memory, Write),
+        ("GET", "/agents" | "/agent/status" | "/agents/{id}") => Need(Agents, Read),
+        ("POST", "/agents" | "/agents/{id}/lifecycle") => Need(Agents, Write),
+        ("POST", "/agents/{id}/messages") => Need(Tasks, Write),
+        ("GET", "/tasks" | "/tasks/{id}") => Need(Tasks, Read),
+        ("POST", "/agent/task" | "/planner/plan" | "/tasks/{id}/cancel" | "/tasks/{id}/retry")
+        | (
+            "POST",
+            "/tasks/{id}/plan/approve" | "/tasks/{id}/plan/reject" | "/questions/{id}/answer",
+        )
+        | ("PUT", "/tasks/{id}/plan") => Need(Tasks, Write),
+        ("GET", "/workflows" | "/workflows/{name}") => Need(Tasks, Read),
+        ("POST", "/workflows" | "/workflows/{name}/run") => Need(Tasks, Write),
+        ("GET", "/webhooks") | ("POST", "/webhooks") | ("DELETE", "/webhooks/{name}") => {
+            Need(Tasks, Admin)
+        }
         _ => return None,
     })
 }

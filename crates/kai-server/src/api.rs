@@ -212,3 +212,4 @@ pub struct Rotated {
 mod security;
 pub use security::*;
 pub mod library;
+pub mod tasks;

@@ -54,6 +54,10 @@ pub struct Services {
     pub artifacts: Arc<kai_runtime::artifacts::Artifacts>,
     /// Memories and the memory graph.
     pub memory: Arc<kai_runtime::memory::Memory>,
+    /// The agent registry.
+    pub agents: Arc<kai_runtime::agents::Agents>,
+    /// Tasks: submission, plans, steps, questions.
+    pub tasks: Arc<kai_runtime::tasks::Tasks>,
 }
 
 /// How the live configuration's reloads went: the problems of the last rejected edit (cleared
@@ -101,6 +105,8 @@ impl Deref for AppState {
         (name = "prompts", description = "The prompt library: versioned templates, renders, history"),
         (name = "artifacts", description = "Stored files: streaming upload, Range download, previews, share links, notes, full-text search"),
         (name = "memory", description = "Memories (hybrid vector + full-text search, tiers, namespaces, TTL, private memories) and the memory graph"),
+        (name = "agents", description = "The agent registry and agent lifecycles"),
+        (name = "tasks", description = "Goals, plans, steps and questions; workflows, triggers and webhooks"),
     )
 )]
 struct ApiDoc;
@@ -205,6 +211,26 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::memory_graph::merge))
         .routes(routes!(routes::memory_graph::add_relation))
         .routes(routes!(routes::memory_graph::delete_relation))
+        .routes(routes!(routes::agents::list, routes::agents::create))
+        .routes(routes!(routes::agents::status))
+        .routes(routes!(routes::agents::get))
+        .routes(routes!(routes::agents::lifecycle))
+        .routes(routes!(routes::agents::message))
+        .routes(routes!(routes::tasks::submit))
+        .routes(routes!(routes::tasks::plan))
+        .routes(routes!(routes::tasks::list))
+        .routes(routes!(routes::tasks::get))
+        .routes(routes!(routes::tasks::cancel))
+        .routes(routes!(routes::tasks::retry))
+        .routes(routes!(routes::tasks::edit_plan))
+        .routes(routes!(routes::tasks::approve))
+        .routes(routes!(routes::tasks::reject))
+        .routes(routes!(routes::tasks::answer))
+        .routes(routes!(routes::workflows::list, routes::workflows::save))
+        .routes(routes!(routes::workflows::get))
+        .routes(routes!(routes::workflows::run))
+        .routes(routes!(routes::workflows::list_webhooks, routes::workflows::create_webhook))
+        .routes(routes!(routes::workflows::delete_webhook, routes::workflows::deliver))
 }
 
 /// The OpenAPI document.

@@ -1,22 +1,25 @@
 //! Route handlers, one module per resource. Handlers stay thin: parse, call one service,
 //! audit, convert. Authentication and authorization happened before (see `auth::authorize`).
 
+pub mod agents;
 pub mod artifacts;
 pub mod audit;
 pub mod auth;
 pub mod chat;
 pub mod events;
-pub mod notes;
 pub mod memory;
 pub mod memory_graph;
+pub mod notes;
 pub mod openai;
 pub mod prompts;
 pub mod shares;
 pub mod system;
+pub mod tasks;
 pub mod tokens;
 pub mod ui;
 pub mod users;
 pub mod vault;
+pub mod workflows;
 pub mod ws;
 
 use kai_crypto::audit::Outcome;

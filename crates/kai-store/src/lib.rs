@@ -17,11 +17,11 @@ mod records;
 mod security;
 mod sql;
 mod sql_chat;
+mod sql_library;
+mod sql_memory;
 mod sql_queue;
 mod sql_queue_ops;
 mod sql_queue_rows;
-mod sql_library;
-mod sql_memory;
 mod sql_security;
 mod sql_tasks;
 mod sqlite;
@@ -35,12 +35,12 @@ use kai_crypto::audit::{Checkpoint, Entry};
 
 pub use chat::{ChatMessageRow, ChatStore, ChatSummaryRow, ThreadRow};
 pub use error::{StoreError, StoreResult};
-pub use queue::{QueueError, QueueResult, QueueStore};
 pub use library::{
     ArtifactQuery, ArtifactRow, ArtifactStore, DeletedArtifact, NoteRow, PromptQuery,
     PromptRenderRow, PromptRow, PromptStore, PromptVersionRow, SearchDocRow, ShareRow,
 };
 pub use memory::{EntityRow, MemoryRow, MemoryStore, RelationRow};
+pub use queue::{QueueError, QueueResult, QueueStore};
 
 /// Meta key holding the audit writer's Merkle frontier, updated atomically with each batch.
 pub const AUDIT_FRONTIER_KEY: &str = "audit.frontier";

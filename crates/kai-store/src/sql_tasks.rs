@@ -428,6 +428,31 @@ macro_rules! impl_task_store {
                 if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
             }
 
+            async fn set_step_status_if(&self, task_id: &str, step_id: &str, from: &str, to: &str) -> $crate::StoreResult<bool> {
+                let done = sqlx::query("UPDATE steps SET status = $4 WHERE task_id = $1 AND step_id = $2 AND status = $3")
+                    .bind(task_id)
+                    .bind(step_id)
+                    .bind(from)
+                    .bind(to)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn agent_step_counts(&self) -> $crate::StoreResult<Vec<(String, String, i64)>> {
+                let rows = sqlx::query(
+                    "SELECT agent, status, COUNT(*) AS n FROM steps WHERE status IN ('running', 'queued') GROUP BY agent, status",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        use sqlx::Row as _;
+                        Ok((r.try_get("agent")?, r.try_get("status")?, r.try_get::<i64, _>("n")?))
+                    })
+                    .collect()
+            }
+
             async fn insert_question(&self, q: &$crate::QuestionRow) -> $crate::StoreResult<()> {
                 sqlx::query(
                     "INSERT INTO task_questions (id, task_id, step_id, question, asked_at_us) VALUES ($1, $2, $3, $4, $5) \

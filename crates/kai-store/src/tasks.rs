@@ -217,7 +217,17 @@ pub trait TaskStore: Send + Sync {
     async fn steps(&self, task_id: &str) -> StoreResult<Vec<StepRow>>;
     /// Writes a step's mutable fields.
     async fn update_step(&self, step: &StepRow) -> StoreResult<()>;
+    /// Moves a step from `from` to `to` only if it is still in `from`; true if it moved.
+    async fn set_step_status_if(
+        &self,
+        task_id: &str,
+        step_id: &str,
+        from: &str,
+        to: &str,
+    ) -> StoreResult<bool>;
 
+    /// `(agent, status, steps)` for steps that are `running` or `queued`.
+    async fn agent_step_counts(&self) -> StoreResult<Vec<(String, String, i64)>>;
     async fn insert_question(&self, q: &QuestionRow) -> StoreResult<()>;
     async fn question(&self, id: &str) -> StoreResult<Option<QuestionRow>>;
     async fn questions(&self, task_id: &str) -> StoreResult<Vec<QuestionRow>>;

@@ -93,6 +93,18 @@ pub enum Command {
         after_help = "Examples:\n  kai memory add \"the wifi password is in the blue notebook\"\n  kai memory add --private --tier working --ttl 3600 \"call Ana back\"\n  kai memory search wifi\n  kai memory export > memories.jsonl\n  kai memory import memories.jsonl"
     )]
     Memory(MemoryCommand),
+    /// Give the node a goal and follow it: plans, steps, questions, results.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  kai task submit --follow \"summarize the notes in my workspace\"\n  kai task submit --ask \"clean up old files\"   (approve the plan first)\n  kai task list --status running\n  kai task show TASK_ID --follow\n  kai task answer QUESTION_ID \"yes, go ahead\""
+    )]
+    Task(TaskCommand),
+    /// The agents: list with their state and load, show, register, lifecycle.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  kai agent list\n  kai agent create researcher.yaml\n  kai agent lifecycle kExecutor:researcher initialize\n  kai agent lifecycle kExecutor:researcher activate\n  kai agent lifecycle kExecutor:researcher suspend \"too many calls\""
+    )]
+    Agent(AgentCommand),
     /// Token usage per principal and persona (yours; everyone's for admins).
     Usage {
         /// Hours back from now (1–720).
@@ -196,6 +208,102 @@ pub enum Shell {
     Bash,
     Zsh,
     Fish,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// Submit a goal; prints the task id (or follows it with --follow).
+    Submit {
+        #[arg(required = true)]
+        goal: Vec<String>,
+        /// Show the task live (a tree of steps with progress) until it ends; exit 0 if it succeeded.
+        #[arg(long, short)]
+        follow: bool,
+        /// Wait for your approval of the plan before anything runs.
+        #[arg(long)]
+        ask: bool,
+        /// Accept step results without the reviewer.
+        #[arg(long)]
+        no_review: bool,
+        #[arg(long)]
+        max_steps: Option<u32>,
+        #[arg(long)]
+        max_tokens: Option<u64>,
+        #[arg(long)]
+        max_cost_usd: Option<f64>,
+        #[arg(long)]
+        max_wall_secs: Option<u64>,
+        /// Run this task graph (YAML or JSON `{steps: [...]}`) instead of asking the planner.
+        #[arg(long, value_name = "FILE")]
+        graph: Option<PathBuf>,
+        /// Submitting again with the same key returns the first task.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Your tasks, newest first.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// A task with its plan, steps, questions and result.
+    Show {
+        id: String,
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Stop a task.
+    Cancel { id: String },
+    /// Run a failed or cancelled task's unfinished steps again.
+    Retry {
+        id: String,
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Approve the plan awaiting approval (or --version N).
+    Approve {
+        id: String,
+        #[arg(long)]
+        version: Option<i64>,
+    },
+    /// Reject the plan awaiting approval, ending the task.
+    Reject {
+        id: String,
+        #[arg(long)]
+        version: Option<i64>,
+        reason: Vec<String>,
+    },
+    /// Answer a question a step asked.
+    Answer {
+        question: String,
+        #[arg(required = true)]
+        answer: Vec<String>,
+    },
+    /// Show the plan the planner would make, without running it.
+    Plan {
+        #[arg(required = true)]
+        goal: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Every agent with its state and running/queued steps.
+    List,
+    /// One agent's manifest entry.
+    Show { id: String },
+    /// Register an agent from a definition file (.yaml, .toml, .json).
+    Create { file: PathBuf },
+    /// initialize, activate, suspend, resume, modify (--file), apply, terminate.
+    Lifecycle {
+        id: String,
+        action: String,
+        /// The new definition, for modify.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        reason: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,9 +9,9 @@ mod client;
 mod commands;
 mod init;
 mod logging;
+mod memory;
 #[cfg(feature = "local-models")]
 mod models;
-mod memory;
 mod node;
 mod output;
 mod paths;
@@ -19,6 +19,7 @@ mod prompts;
 mod secure;
 mod serve;
 mod settings;
+mod tasks;
 
 use clap::{CommandFactory as _, Parser as _};
 use kai_core::config::ConfigError;
@@ -162,6 +163,8 @@ async fn dispatch(ctx: &Ctx, command: Command) -> anyhow::Result<i32> {
             "this kai was built without the embedded models (cargo feature `local-models`)"
         ),
         Command::Memory(cmd) => memory::run(ctx, cmd).await.map(|()| 0),
+        Command::Task(cmd) => tasks::run(ctx, cmd).await,
+        Command::Agent(cmd) => tasks::agent(ctx, cmd).await,
         Command::Chat { thread, persona, title, message } => {
             let message = (!message.is_empty()).then(|| message.join(" "));
             chat::run(ctx, chat::ChatArgs { thread, persona, title, message }).await.map(|()| 0)

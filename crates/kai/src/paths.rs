@@ -49,6 +49,14 @@ impl DataDir {
     pub fn artifacts_dir(&self) -> PathBuf {
         self.root.join("artifacts")
     }
+    /// Owner-defined agent files (`*.yaml`, `*.toml`, `*.json`), registered at start.
+    pub fn agents_dir(&self) -> PathBuf {
+        self.root.join("agents")
+    }
+    /// The agents' workspaces (the `files` and `shell` tools are confined to one each).
+    pub fn workspaces_dir(&self) -> PathBuf {
+        self.root.join("workspaces")
+    }
     pub fn lock_file(&self) -> PathBuf {
         self.root.join("kai.lock")
     }

@@ -128,6 +128,31 @@ pub async fn serve(
         kai_runtime::chat::Chat::new(kai.store.clone(), kai.bus.clone(), llm.clone())
             .with_memory(memory.clone()),
     );
+    let agents = Arc::new(kai_runtime::agents::Agents::new(
+        kai.store.clone(),
+        kai.bus.clone(),
+        kai.vault.clone(),
+    ));
+    let queue = kai_runtime::queue::Queue::new(kai.store.clone());
+    let tool_settings =
+        kai_runtime::tools::ToolSettings::from_config(&config.tasks, data.workspaces_dir())
+            .map_err(anyhow::Error::msg)?;
+    let tools = Arc::new(kai_runtime::tools::Toolbox::new(
+        kai_runtime::tools::builtin(&tool_settings, Some(memory.clone())),
+        tool_settings,
+        kai.vault.clone(),
+    ));
+    let tasks = Arc::new(kai_runtime::tasks::Tasks::new(
+        kai.store.clone(),
+        kai.bus.clone(),
+        kai_runtime::tasks::Tasks::audit_of(kai.clone()),
+        queue.clone(),
+        agents.clone(),
+        llm.clone(),
+        tools,
+        config_rx.clone(),
+    ));
+    start_agents(&kai, &agents, &tasks, &queue, &data, &config, &tracker, background.clone());
     let state = AppState::new(Services {
         node: kai.clone(),
         config: config_rx,
@@ -140,6 +165,8 @@ pub async fn serve(
         prompts,
         artifacts,
         memory,
+        agents,
+        tasks,
     });
 
     let listener = tokio::net::TcpListener::bind(addr)
@@ -188,6 +215,87 @@ pub async fn serve(
     drop(lock);
     tracing::info!("kai node stopped");
     Ok(())
+}
+
+/// Once the vault is unsealed (now, or when the owner unlocks it): registers the built-in
+/// agents and the definition files in `<data>/agents/`, then starts the task workers. Queued
+/// work from before a crash resumes then.
+#[allow(clippy::too_many_arguments)]
+fn start_agents(
+    kai: &Arc<kai_runtime::node::Node>,
+    agents: &Arc<kai_runtime::agents::Agents>,
+    tasks: &Arc<kai_runtime::tasks::Tasks>,
+    queue: &kai_runtime::queue::Queue,
+    data: &crate::paths::DataDir,
+    config: &kai_core::config::Config,
+    tracker: &TaskTracker,
+    stop: CancellationToken,
+) {
+    let (kai, agents, tasks, queue) = (kai.clone(), agents.clone(), tasks.clone(), queue.clone());
+    let dir = data.agents_dir();
+    let workers = config.tasks.workers;
+    let name = config.node.name.clone();
+    let inner = tracker.clone();
+    tracker.spawn(async move {
+        let audit = loop {
+            if let Ok(u) = kai.unsealed() {
+                break u.audit;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                () = stop.cancelled() => return,
+            }
+        };
+        let files = read_agent_files(&dir);
+        match agents.load(&audit, &files).await {
+            Ok(problems) => {
+                for (file, problem) in problems {
+                    tracing::warn!(file = %file, problem = %problem, "agent definition not loaded");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot register the agents; tasks will not run");
+                return;
+            }
+        }
+        if let Err(e) = tasks.apply_agent_limits().await {
+            tracing::warn!(error = %e, "agents' concurrency limits not applied");
+        }
+        let mut settings =
+            kai_runtime::queue::WorkerSettings::new(name, kai_runtime::tasks::Tasks::queues());
+        settings.concurrency = workers;
+        // Short leases: after a crash, the steps the dead process held are taken up again
+        // within 30 s (heartbeats keep long model calls leased).
+        settings.lease = Duration::from_secs(30);
+        settings.heartbeat_every = Duration::from_secs(10);
+        settings.claim_batch = u32::try_from(workers).unwrap_or(u32::MAX);
+        match queue.start_workers(settings, Arc::new(tasks.router()), &inner, stop.clone()) {
+            Ok(_) => tracing::info!(workers, "task workers started"),
+            Err(e) => tracing::error!(error = %e, "cannot start the task workers"),
+        }
+        tasks.start_triggers(&inner, stop);
+    });
+}
+
+/// `(file name, text)` of every agent definition file; unreadable ones are logged.
+fn read_agent_files(dir: &std::path::Path) -> Vec<(String, String)> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut files: Vec<(String, String)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            match std::fs::read_to_string(e.path()) {
+                Ok(text) => Some((name, text)),
+                Err(err) => {
+                    tracing::warn!(file = %name, error = %err, "cannot read agent definition");
+                    None
+                }
+            }
+        })
+        .collect();
+    files.sort();
+    files
 }
 
 fn install_metrics() -> anyhow::Result<PrometheusHandle> {

@@ -15,6 +15,7 @@ mod node {
     pub mod prompts;
     pub mod security;
     pub mod server;
+    pub mod tasks;
     pub mod ui;
     pub mod ws;
 }

@@ -10,6 +10,7 @@ mod artifacts;
 mod layers;
 mod memory;
 mod schema;
+mod tasks;
 
 pub use artifacts::{ArtifactBackend, ArtifactsConfig, S3_MAX_PUT_BYTES, S3Config};
 pub use layers::{
@@ -21,3 +22,4 @@ pub use schema::{
     LogConfig, LogFormat, LogLevel, MetricsConfig, ModelsConfig, NodeConfig, PersonaEntry,
     ProviderEntry, ProviderKindName, ServerConfig, StorageConfig,
 };
+pub use tasks::TasksConfig;

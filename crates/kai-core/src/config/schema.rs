@@ -30,6 +30,8 @@ pub struct Config {
     pub artifacts: super::artifacts::ArtifactsConfig,
     /// `[memory]`: embeddings, vector backend, TTL sweep, recall and graph extraction.
     pub memory: super::memory::MemoryConfig,
+    /// `[tasks]`: task workers and tool limits.
+    pub tasks: super::tasks::TasksConfig,
 }
 
 /// `[models]`: where the embedded models' weights are and how they run. They are the provider
@@ -424,6 +426,7 @@ impl Config {
         let providers: Vec<&str> = self.providers.iter().map(|p| p.name.as_str()).collect();
         let personas: Vec<&str> = self.personas.iter().map(|p| p.name.as_str()).collect();
         self.memory.validate(&providers, &personas, &mut out);
+        self.tasks.validate(&mut out);
         if !self.bus.nats_url.starts_with("nats://") && !self.bus.nats_url.starts_with("tls://") {
             out.push(FieldError {
                 key: "bus.nats_url",
@@ -603,6 +606,7 @@ impl Config {
         check(self.artifacts.backend != new.artifacts.backend, "artifacts.backend");
         check(self.artifacts.s3 != new.artifacts.s3, "artifacts.s3");
         check(self.memory != new.memory, "memory");
+        check(self.tasks.workers != new.tasks.workers, "tasks.workers");
         keys
     }
 }

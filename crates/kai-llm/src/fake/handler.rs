@@ -78,13 +78,15 @@ pub(super) async fn handle(
             }
             (Some(route), _) => {
                 let queued = s.queues.get_mut(&route.endpoint).and_then(VecDeque::pop_front);
-                queued.or_else(|| s.defaults.get(&route.endpoint).cloned()).unwrap_or(
-                    match route.endpoint {
+                let responded = || s.responder.as_ref().and_then(|r| r(route.endpoint, &json));
+                queued
+                    .or_else(responded)
+                    .or_else(|| s.defaults.get(&route.endpoint).cloned())
+                    .unwrap_or(match route.endpoint {
                         Endpoint::Chat => Reply::Echo,
                         Endpoint::Embed => Reply::Embeddings,
                         Endpoint::Models => Reply::Models,
-                    },
-                )
+                    })
             }
         };
         (reply, route, s.latency, s.chunk_delay, s.models.clone(), s.dims)

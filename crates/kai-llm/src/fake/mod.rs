@@ -98,8 +98,13 @@ impl Route {
     }
 }
 
+/// Picks a reply from the request body (a test's stand-in for a model that answers by what it
+/// is asked); `None` falls through to the endpoint's default.
+pub type Responder = Arc<dyn Fn(Endpoint, &Value) -> Option<Reply> + Send + Sync>;
+
 struct Settings {
     queues: HashMap<Endpoint, VecDeque<Reply>>,
+    responder: Option<Responder>,
     defaults: HashMap<Endpoint, Reply>,
     log: Vec<RecordedRequest>,
     latency: Duration,
@@ -157,6 +162,7 @@ impl FakeServer {
             dialect,
             settings: Mutex::new(Settings {
                 queues: HashMap::new(),
+                responder: None,
                 defaults: HashMap::new(),
                 log: Vec::new(),
                 latency: Duration::ZERO,
@@ -238,6 +244,11 @@ impl FakeServer {
     }
 
     /// Every response waits this long before its headers (fixed-latency mode).
+    /// Answers requests the queues do not cover by calling `responder` with the request body.
+    pub fn set_responder(&self, responder: Responder) {
+        self.shared.settings().responder = Some(responder);
+    }
+
     pub fn set_latency(&self, latency: Duration) {
         self.shared.settings().latency = latency;
     }

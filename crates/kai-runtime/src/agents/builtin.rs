@@ -12,10 +12,20 @@ pub const MEMORY: &str = "kMemory:memory";
 pub const PERSONA: &str = "kPersona:persona";
 pub const BRIDGE: &str = "kBridge:bridge";
 
-pub const BUILTIN: [&str; 8] = [CORE, PLANNER, EXECUTOR, REVIEWER, SENTINEL, MEMORY, PERSONA, BRIDGE];
+pub const BUILTIN: [&str; 8] =
+    [CORE, PLANNER, EXECUTOR, REVIEWER, SENTINEL, MEMORY, PERSONA, BRIDGE];
 
-fn def(id: &str, kind: AgentType, description: &str, instructions: &str, tools: &[&str]) -> AgentDefinition {
-    let mut permissions = Permissions { tools: tools.iter().map(|t| (*t).to_owned()).collect(), ..Permissions::default() };
+fn def(
+    id: &str,
+    kind: AgentType,
+    description: &str,
+    instructions: &str,
+    tools: &[&str],
+) -> AgentDefinition {
+    let mut permissions = Permissions {
+        tools: tools.iter().map(|t| (*t).to_owned()).collect(),
+        ..Permissions::default()
+    };
     if tools.contains(&"shell") {
         permissions.approval.insert("shell".into(), Approval::Ask);
     }
@@ -37,7 +47,13 @@ fn def(id: &str, kind: AgentType, description: &str, instructions: &str, tools: 
 /// Every built-in definition.
 pub fn definitions() -> Vec<AgentDefinition> {
     vec![
-        def(CORE, AgentType::Assistant, "Orchestrator: turns goals into tasks and drives them to an end", "Coordinate the other agents.", &[]),
+        def(
+            CORE,
+            AgentType::Assistant,
+            "Orchestrator: turns goals into tasks and drives them to an end",
+            "Coordinate the other agents.",
+            &[],
+        ),
         def(
             PLANNER,
             AgentType::Analyzer,
@@ -59,9 +75,33 @@ pub fn definitions() -> Vec<AgentDefinition> {
             "Judge whether the result does what the step asked, in service of the goal. Be strict about correctness, lenient about style.",
             &[],
         ),
-        def(SENTINEL, AgentType::Analyzer, "Watches runs for loops, budget overruns and anomalies; can suspend an agent", "", &[]),
-        def(MEMORY, AgentType::Specialist, "Stores and recalls memories", "Store what is worth remembering; recall what is relevant.", &["memory_store", "memory_search"]),
-        def(PERSONA, AgentType::Assistant, "Speaks for the owner in chat with their chosen persona", "", &[]),
-        def(BRIDGE, AgentType::Specialist, "Talks to external APIs", "Call external services only as the step requires.", &["http_fetch"]),
+        def(
+            SENTINEL,
+            AgentType::Analyzer,
+            "Watches runs for loops, budget overruns and anomalies; can suspend an agent",
+            "",
+            &[],
+        ),
+        def(
+            MEMORY,
+            AgentType::Specialist,
+            "Stores and recalls memories",
+            "Store what is worth remembering; recall what is relevant.",
+            &["memory_store", "memory_search"],
+        ),
+        def(
+            PERSONA,
+            AgentType::Assistant,
+            "Speaks for the owner in chat with their chosen persona",
+            "",
+            &[],
+        ),
+        def(
+            BRIDGE,
+            AgentType::Specialist,
+            "Talks to external APIs",
+            "Call external services only as the step requires.",
+            &["http_fetch"],
+        ),
     ]
 }

@@ -195,7 +195,10 @@ impl Agents {
                     None => {
                         self.create(def, "node", audit).await?;
                     }
-                    Some(existing) if existing.definition != serde_json::to_string(&def).unwrap_or_default() => {
+                    Some(existing)
+                        if existing.definition
+                            != serde_json::to_string(&def).unwrap_or_default() =>
+                    {
                         problems.push((file.clone(), format!("{} is already registered with a different definition; modify it through the API (or delete the agent) to apply the file", def.name)));
                     }
                     Some(_) => {}
@@ -207,7 +210,12 @@ impl Agents {
     }
 
     /// Registers a new agent in state `created`.
-    pub async fn create(&self, def: AgentDefinition, actor: &str, audit: &AuditLog) -> Result<AgentView> {
+    pub async fn create(
+        &self,
+        def: AgentDefinition,
+        actor: &str,
+        audit: &AuditLog,
+    ) -> Result<AgentView> {
         def.check()?;
         if BUILTIN.iter().any(|b| *b == def.name.as_str()) {
             return Err(AgentError::Builtin(def.name.to_string(), "redefined"));
@@ -225,10 +233,21 @@ impl Agents {
             updated_at_us: now,
         };
         audit
-            .record(actor, "agent.create", def.name.as_str(), Outcome::Success, json!({"version": def.version, "did": row.did}))
+            .record(
+                actor,
+                "agent.create",
+                def.name.as_str(),
+                Outcome::Success,
+                json!({"version": def.version, "did": row.did}),
+            )
             .await?;
         self.store.insert_agent(&row).await?;
-        self.publish(&def.name, "AGENT_CREATED", json!({"state": "created", "version": def.version})).await;
+        self.publish(
+            &def.name,
+            "AGENT_CREATED",
+            json!({"state": "created", "version": def.version}),
+        )
+        .await;
         view(&row)
     }
 
@@ -253,7 +272,8 @@ impl Agents {
         audit: &AuditLog,
     ) -> Result<AgentView> {
         let current = self.get(id).await?;
-        if current.builtin && matches!(action, LifecycleAction::Terminate | LifecycleAction::Modify) {
+        if current.builtin && matches!(action, LifecycleAction::Terminate | LifecycleAction::Modify)
+        {
             return Err(AgentError::Builtin(id.to_owned(), "modified or terminated"));
         }
         let next = current.state.apply(action)?;
@@ -296,6 +316,9 @@ impl Agents {
                 Utc::now().timestamp_micros(),
             )
             .await?;
+        if next.is_runnable() {
+            self.deliver(current.id()).await?;
+        }
         self.publish(
             current.id(),
             "AGENT_STATE",
@@ -303,6 +326,72 @@ impl Agents {
         )
         .await;
         self.get(id).await
+    }
+
+    /// Sends a message from one agent to another in the seed 001 envelope (`from`, `to`,
+    /// `task`, `payload`), signed by the sender's identity. An active recipient gets it at once
+    /// (an `AGENT_MESSAGE` event addressed to it); otherwise it stays queued and is delivered
+    /// when the recipient is active again. Returns the stored message.
+    pub async fn send(
+        &self,
+        from: &str,
+        to: &str,
+        task: Option<&str>,
+        payload: Value,
+    ) -> Result<kai_store::AgentMessageRow> {
+        let sender = self.get(from).await?;
+        let recipient = self.get(to).await?;
+        let body =
+            serde_json::to_vec(&json!({"from": from, "to": to, "task": task, "payload": payload}))
+                .unwrap_or_default();
+        if body.len() > 64 * 1024 {
+            return Err(AgentError::Conflict("a message is at most 64 KiB".into()));
+        }
+        let identity = self.identity(sender.id()).await?;
+        let signature = hex::encode(identity.sign(&body));
+        let now = Utc::now().timestamp_micros();
+        let row = kai_store::AgentMessageRow {
+            id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
+            from_agent: from.to_owned(),
+            to_agent: to.to_owned(),
+            task_id: task.map(str::to_owned),
+            payload: json!({"payload": payload, "signature": signature, "did": identity.did().to_string()}).to_string(),
+            status: "queued".into(),
+            created_at_us: now,
+            delivered_at_us: None,
+        };
+        self.store.insert_agent_message(&row).await?;
+        if recipient.state.is_runnable() {
+            self.deliver(recipient.id()).await?;
+        }
+        Ok(self.store.queued_messages(to, 1).await?.into_iter().find(|m| m.id == row.id).unwrap_or(
+            kai_store::AgentMessageRow {
+                status: "delivered".into(),
+                delivered_at_us: Some(Utc::now().timestamp_micros()),
+                ..row
+            },
+        ))
+    }
+
+    /// Delivers `agent`'s queued messages (oldest first); returns how many.
+    pub async fn deliver(&self, agent: &AgentId) -> Result<usize> {
+        let mut n = 0;
+        loop {
+            let batch = self.store.queued_messages(agent.as_str(), 100).await?;
+            if batch.is_empty() {
+                return Ok(n);
+            }
+            for m in batch {
+                let payload: Value = serde_json::from_str(&m.payload).unwrap_or(Value::Null);
+                let mut event = json!({"message_id": m.id, "from": m.from_agent, "to": m.to_agent, "task": m.task_id});
+                event["payload"] = payload["payload"].clone();
+                event["signature"] = payload["signature"].clone();
+                event["did"] = payload["did"].clone();
+                self.publish(agent, "AGENT_MESSAGE", event).await;
+                self.store.mark_delivered(&m.id, Utc::now().timestamp_micros()).await?;
+                n += 1;
+            }
+        }
     }
 
     /// What each agent may do, for plan checks.

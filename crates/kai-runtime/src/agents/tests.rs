@@ -34,21 +34,42 @@ async fn builtins_files_lifecycle_and_identities_survive_a_restart() {
 
     let id = "kExecutor:scraper";
     assert_eq!(agents.get(id).await.unwrap().state, AgentState::Created);
-    let err = agents.transition(id, LifecycleAction::Activate, None, "user:o", "", &f.audit).await.unwrap_err();
+    let err = agents
+        .transition(id, LifecycleAction::Activate, None, "user:o", "", &f.audit)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "illegal_transition");
-    for action in [LifecycleAction::Initialize, LifecycleAction::Activate, LifecycleAction::Suspend, LifecycleAction::Resume] {
+    for action in [
+        LifecycleAction::Initialize,
+        LifecycleAction::Activate,
+        LifecycleAction::Suspend,
+        LifecycleAction::Resume,
+    ] {
         agents.transition(id, action, None, "user:o", "test", &f.audit).await.unwrap();
     }
     let mut v2 = AgentDefinition::parse(SCRAPER, Format::Yaml).unwrap();
     v2.version = "1.1.0".into();
-    let staged = agents.transition(id, LifecycleAction::Modify, Some(v2.clone()), "user:o", "", &f.audit).await.unwrap();
+    let staged = agents
+        .transition(id, LifecycleAction::Modify, Some(v2.clone()), "user:o", "", &f.audit)
+        .await
+        .unwrap();
     assert_eq!((staged.state, staged.definition.version.as_str()), (AgentState::Modified, "1.0.0"));
-    let applied = agents.transition(id, LifecycleAction::Apply, None, "user:o", "", &f.audit).await.unwrap();
-    assert_eq!((applied.state, applied.definition.version.as_str(), applied.staged), (AgentState::Active, "1.1.0", None));
+    let applied =
+        agents.transition(id, LifecycleAction::Apply, None, "user:o", "", &f.audit).await.unwrap();
+    assert_eq!(
+        (applied.state, applied.definition.version.as_str(), applied.staged),
+        (AgentState::Active, "1.1.0", None)
+    );
 
-    let err = agents.transition(EXECUTOR, LifecycleAction::Terminate, None, "user:o", "", &f.audit).await.unwrap_err();
+    let err = agents
+        .transition(EXECUTOR, LifecycleAction::Terminate, None, "user:o", "", &f.audit)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "builtin_agent");
-    let err = agents.create(AgentDefinition::parse(SCRAPER, Format::Yaml).unwrap(), "user:o", &f.audit).await.unwrap_err();
+    let err = agents
+        .create(AgentDefinition::parse(SCRAPER, Format::Yaml).unwrap(), "user:o", &f.audit)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "conflict");
 
     // A new registry on the same store and vault: same state, same identities.
@@ -64,8 +85,17 @@ async fn builtins_files_lifecycle_and_identities_survive_a_restart() {
     assert!(scraper.runnable && scraper.tools.contains_key("http_fetch"));
 
     // Every transition is in the audit log.
-    let actions: Vec<String> = f.store.audit_tail(100).await.unwrap().into_iter().map(|e| e.action).collect();
-    for a in ["agent.create", "agent.initialize", "agent.activate", "agent.suspend", "agent.resume", "agent.modify", "agent.apply"] {
+    let actions: Vec<String> =
+        f.store.audit_tail(100).await.unwrap().into_iter().map(|e| e.action).collect();
+    for a in [
+        "agent.create",
+        "agent.initialize",
+        "agent.activate",
+        "agent.suspend",
+        "agent.resume",
+        "agent.modify",
+        "agent.apply",
+    ] {
         assert!(actions.iter().any(|x| x == a), "{a}: {actions:?}");
     }
 }

@@ -47,7 +47,7 @@ async fn fixture(persona: bool) -> Fixture {
     } else {
         Vec::new()
     };
-    let llm = Arc::new(Llm::new(&[provider], &personas, vault.clone()));
+    let llm = Arc::new(Llm::new(&[provider], &personas, None, vault.clone()));
     Fixture { dir, store, vault, llm, fake }
 }
 
