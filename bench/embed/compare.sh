@@ -50,7 +50,7 @@ short = [" ".join(rng.choice(words) for _ in range(rng.randint(6, 14))).capitali
 long = [" ".join(rng.choice(words) for _ in range(100)).capitalize() + "." for _ in range(256)]
 json.dump(short, open(f"{sys.argv[1]}/short.json", "w")); json.dump(long, open(f"{sys.argv[1]}/long.json", "w"))
 PY
-cargo build -q --release -p kai-local --examples
+[ "${BENCH_SKIP_BUILD:-}" = 1 ] || cargo build -q --release -p kai-local --examples
 EMBED=${CARGO_TARGET_DIR:-target}/release/examples/embed_bench
 GEN=${CARGO_TARGET_DIR:-target}/release/examples/generate_bench
 

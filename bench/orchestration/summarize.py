@@ -27,13 +27,16 @@ for side, rs in sides.items():
         "tasks_per_s_median": med("tasks_per_s"),
         "peak_rss_mib_max": max(r["peak_rss_mib"] for r in rs),
     }
-if "kai" in summary and "langgraph" in summary:
-    k, lg = summary["kai"], summary["langgraph"]
-    summary["ratios"] = {
-        "langgraph_over_kai_overhead_per_step": lg["overhead_per_step_ms_median"] / max(k["overhead_per_step_ms_median"], 1e-9),
-        "langgraph_over_kai_cpu_per_step": lg["cpu_per_step_us_median"] / max(k["cpu_per_step_us_median"], 1e-9),
-        "kai_within_10pct_of_ideal": k["vs_ideal_median"] <= 1.10,
-    }
+ratios = {}
+for lg_side in ("langgraph-httpx", "langgraph-aiohttp"):
+    if "kai" in summary and lg_side in summary:
+        k, lg = summary["kai"], summary[lg_side]
+        ratios[f"{lg_side}_over_kai_overhead_per_step"] = lg["overhead_per_step_ms_median"] / max(k["overhead_per_step_ms_median"], 1e-9)
+        ratios[f"{lg_side}_over_kai_cpu_per_step"] = lg["cpu_per_step_us_median"] / max(k["cpu_per_step_us_median"], 1e-9)
+if "kai" in summary:
+    ratios["kai_within_10pct_of_ideal"] = summary["kai"]["vs_ideal_median"] <= 1.10
+if ratios:
+    summary["ratios"] = ratios
 out = {"summary": summary, "runs": runs, "load_average_after": os.getloadavg()}
 json.dump(out, open(sys.argv[2], "w"), indent=1)
 print(f"{'side':10} {'makespan s':>11} {'x ideal':>8} {'ovh/step ms':>12} {'cpu/step us':>12} {'steps/s':>9} {'peak RSS MiB':>13}")
