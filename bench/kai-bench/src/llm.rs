@@ -42,7 +42,8 @@ async fn stream_once(
     while let Some(chunk) = resp.chunk().await? {
         if first.is_none() {
             seen.extend_from_slice(&chunk);
-            if seen.windows(13).any(|w| w == b"\"content\":\"t") {
+            const FIRST: &[u8] = b"\"content\":\"t";
+            if seen.windows(FIRST.len()).any(|w| w == FIRST) {
                 first = Some(started.elapsed());
             }
         }

@@ -7,8 +7,13 @@
 //! data directory made by `kai init`, and prints the throughput as JSON.
 //!
 //! `kai-bench ws-fanout URL TOKEN SUBSCRIBERS RATE SECS`: WebSocket fan-out (see `fanout.rs`).
+//!
+//! `kai-bench orchestration TASKS STEPS LATENCY_MS [options]`: the task orchestrator against a
+//! fake LLM with fixed latency; `kai-bench chains BASE_URL TASKS STEPS LATENCY_MS`: the fake
+//! server alone, the floor under it (see [`orchestration`]).
 
 mod fanout;
+mod orchestration;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +33,12 @@ async fn main() -> anyhow::Result<()> {
     if args.get(1).map(String::as_str) == Some("ws-fanout") {
         return fanout::run(&args[2..]).await;
     }
+    if args.get(1).map(String::as_str) == Some("chains") {
+        return orchestration::chains(&args[2..]).await;
+    }
+    if args.get(1).map(String::as_str) == Some("orchestration") {
+        return orchestration::orchestration(&args[2..]).await;
+    }
     if let [_, cmd, kai, requests, tokens] = args.as_slice()
         && cmd == "llm-overhead"
     {
@@ -35,7 +46,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let [_, cmd, dir, entries, concurrency] = args.as_slice() else {
         bail!(
-            "usage: kai-bench audit-append DATA_DIR ENTRIES CONCURRENCY | llm-overhead KAI_BIN REQUESTS TOKENS"
+            "usage: kai-bench audit-append DATA_DIR ENTRIES CONCURRENCY | llm-overhead KAI_BIN REQUESTS TOKENS | ws-fanout … | orchestration TASKS STEPS LATENCY_MS [options] | chains BASE_URL TASKS STEPS LATENCY_MS"
         );
     };
     if cmd != "audit-append" {

@@ -1,7 +1,8 @@
-//! `fake-llm [--kind openai|ollama|anthropic|gemini] [--chunk-delay-ms N]`: runs one of the fake
-//! provider servers (the real wire format: JSON, SSE or NDJSON streaming) on 127.0.0.1 with an
-//! OS-assigned port, for tests outside this crate (the dashboard's browser tests) and manual
-//! trials. It prints `{"listening": ADDR, "base_url": URL}` on its first stdout line.
+//! `fake-llm [--kind openai|ollama|anthropic|gemini] [--chunk-delay-ms N] [--latency-ms N]`: runs
+//! one of the fake provider servers (the real wire format: JSON, SSE or NDJSON streaming) on
+//! 127.0.0.1 with an OS-assigned port, for tests outside this crate (the dashboard's browser
+//! tests), benchmarks (`bench/orchestration`) and manual trials. It prints
+//! `{"listening": ADDR, "base_url": URL}` on its first stdout line.
 //!
 //! Chat calls answer `echo: <last user message>` unless a reply is scripted: each stdin line is
 //! one JSON command, acknowledged with `{"ok": true}` (or `{"ok": false, "error": …}`):
@@ -15,6 +16,8 @@
 //!                                                   accept, a step with "done: <instruction>"
 //!                                                   (a step "ask: <question>" first calls
 //!                                                   ask_user, then answers "answered: <reply>")
+//!   {"latency_ms": N}                               wait before every response's headers
+//!                                                   (fixed-latency mode, as `--latency-ms`)
 //! It exits when stdin closes, so it never outlives the process that started it.
 
 use std::io::{BufRead as _, Write as _};
@@ -98,6 +101,8 @@ fn command(server: &FakeServer, line: &str) -> Result<(), String> {
         server.set_responder(task_agents(plan.clone()));
     } else if let Some(ms) = v.get("chunk_delay_ms").and_then(Value::as_u64) {
         server.set_chunk_delay(Duration::from_millis(ms));
+    } else if let Some(ms) = v.get("latency_ms").and_then(Value::as_u64) {
+        server.set_latency(Duration::from_millis(ms));
     } else {
         return Err("unknown command; see the doc comment of examples/fake-llm.rs".into());
     }
@@ -115,6 +120,7 @@ async fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut kind = ProviderKind::OpenAi;
     let mut delay = 0;
+    let mut latency = 0;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match (arg.as_str(), it.next()) {
@@ -130,9 +136,12 @@ async fn main() -> Result<(), String> {
             ("--chunk-delay-ms", Some(ms)) => {
                 delay = ms.parse().map_err(|e| format!("--chunk-delay-ms: {e}"))?
             }
+            ("--latency-ms", Some(ms)) => {
+                latency = ms.parse().map_err(|e| format!("--latency-ms: {e}"))?
+            }
             _ => {
                 return Err(
-                    "usage: fake-llm [--kind openai|ollama|anthropic|gemini] [--chunk-delay-ms N]"
+                    "usage: fake-llm [--kind openai|ollama|anthropic|gemini] [--chunk-delay-ms N] [--latency-ms N]"
                         .into(),
                 );
             }
@@ -141,6 +150,7 @@ async fn main() -> Result<(), String> {
     let server =
         Arc::new(FakeServer::start(kind).await.map_err(|e| format!("cannot listen: {e}"))?);
     server.set_chunk_delay(Duration::from_millis(delay));
+    server.set_latency(Duration::from_millis(latency));
     say(&json!({"listening": server.addr().to_string(), "base_url": server.base_url()}));
     // Commands arrive on a plain thread (stdin is blocking); the server keeps serving meanwhile.
     let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();

@@ -60,7 +60,7 @@ fn main() {
     let qs: Vec<String> = (0..queries)
         .map(|_| (0..3).map(|_| words[zipf(&mut rng, 2000)].as_str()).collect::<Vec<_>>().join(" "))
         .collect();
-    let quarter = |id: u64| id % 4 == 0;
+    let quarter = |id: u64| id.is_multiple_of(4);
     let mut plain = Vec::new();
     let mut filtered = Vec::new();
     let mut hits = 0usize;

@@ -249,7 +249,10 @@ async fn serve(state: AppState, actor: String, liveness: Liveness, mut socket: W
 /// Recently serialized events by bus offset, shared by every connection of one node that
 /// forwards the same event: with many subscribers an event is converted and serialized once,
 /// not once each.
-pub struct FrameCache(Vec<std::sync::Mutex<Option<(u64, Arc<str>)>>>);
+pub struct FrameCache(Vec<std::sync::Mutex<Option<Frame>>>);
+
+/// A bus offset and that event's JSON.
+type Frame = (u64, Arc<str>);
 
 const FRAME_SLOTS: usize = 256;
 
