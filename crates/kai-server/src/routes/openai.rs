@@ -215,6 +215,9 @@ pub async fn chat(
             )
         }
     });
+    // Tokens that are already there go out together: one chunk (and one write) for every run
+    // of text deltas the upstream delivered at once, instead of one wake-up per token.
+    let stream = stream.ready_chunks(64).flat_map(|batch| futures::stream::iter(coalesce(batch)));
     let body = stream.filter_map(move |item| {
         let chunk = chunk.clone();
         let (store, actor, persona_name, llm) =
@@ -254,6 +257,20 @@ pub async fn chat(
     });
     let done = futures::stream::once(async { Ok(Event::default().data("[DONE]")) });
     Ok(Sse::new(first.chain(body).chain(done)).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// Merges adjacent text deltas of a batch; everything else keeps its place and order.
+fn coalesce(
+    batch: Vec<Result<ChatChunk, kai_llm::LlmError>>,
+) -> Vec<Result<ChatChunk, kai_llm::LlmError>> {
+    let mut out: Vec<Result<ChatChunk, kai_llm::LlmError>> = Vec::with_capacity(batch.len());
+    for item in batch {
+        match (out.last_mut(), item) {
+            (Some(Ok(ChatChunk::Text(prev))), Ok(ChatChunk::Text(next))) => prev.push_str(&next),
+            (_, item) => out.push(item),
+        }
+    }
+    out
 }
 
 /// An embeddings request in OpenAI's shape: `input` is a string or a list of strings.
@@ -318,4 +335,31 @@ pub async fn embeddings(
     Ok(Json(
         json!({"object": "list", "data": data, "model": persona.name, "usage": {"prompt_tokens": resp.usage.prompt_tokens, "total_tokens": resp.usage.prompt_tokens}}),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use kai_llm::{ChatChunk, ToolCallDelta};
+
+    use super::coalesce;
+
+    fn text(s: &str) -> Result<ChatChunk, kai_llm::LlmError> {
+        Ok(ChatChunk::Text(s.into()))
+    }
+
+    #[test]
+    fn adjacent_text_merges_and_nothing_else_moves() {
+        let delta = ToolCallDelta { index: 0, id: None, name: None, arguments: "{}".into() };
+        let out =
+            coalesce(vec![text("a"), text("b"), Ok(ChatChunk::ToolCallDelta(delta)), text("c")]);
+        let shapes: Vec<String> = out
+            .iter()
+            .map(|c| match c {
+                Ok(ChatChunk::Text(t)) => format!("text:{t}"),
+                Ok(ChatChunk::ToolCallDelta(_)) => "tool".into(),
+                _ => "other".into(),
+            })
+            .collect();
+        assert_eq!(shapes, ["text:ab", "tool", "text:c"]);
+    }
 }
