@@ -12,8 +12,12 @@ HTTP client alone cost, to tell LangGraph's share from the client's. `--client a
 shared aiohttp session instead of httpx (httpx's connection pool is slow at 1,000 concurrent
 connections; aiohttp shows what LangGraph costs with a faster client).
 
+`--checkpointer sqlite` persists every step's state with LangGraph's own `AsyncSqliteSaver`
+(PyPI `langgraph-checkpoint-sqlite`; WAL, SQLite's default synchronous=FULL — the durability kai
+gives every step), one thread per task: the like-for-like peer for kai's durable orchestrator.
+
 Usage: python langgraph_bench.py BASE_URL TASKS STEPS LATENCY_MS [--mode langgraph|raw]
-       [--client httpx|aiohttp] [--warmup N]
+       [--client httpx|aiohttp] [--warmup N] [--checkpointer none|sqlite] [--db PATH]
 """
 
 import argparse
@@ -59,7 +63,7 @@ async def call(client, url: str, text: str) -> str:
         return (await resp.json())["choices"][0]["message"]["content"]
 
 
-def build_graph(client, url: str, steps: int):
+def build_graph(client, url: str, steps: int, checkpointer=None):
     from langgraph.graph import END, START, StateGraph
 
     graph = StateGraph(State)
@@ -77,7 +81,7 @@ def build_graph(client, url: str, steps: int):
     for i in range(1, steps):
         graph.add_edge(f"step_{i - 1}", f"step_{i}")
     graph.add_edge(f"step_{steps - 1}", END)
-    return graph.compile()
+    return graph.compile(checkpointer=checkpointer)
 
 
 async def raw_chain(client, url: str, task: int, steps: int) -> dict:
@@ -96,6 +100,8 @@ async def main() -> None:
     p.add_argument("--mode", choices=["langgraph", "raw"], default="langgraph")
     p.add_argument("--client", choices=["httpx", "aiohttp"], default="httpx")
     p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--checkpointer", choices=["none", "sqlite"], default="none")
+    p.add_argument("--db", default="")
     a = p.parse_args()
     url = a.base_url.rstrip("/") + "/chat/completions"
     if a.client == "httpx":
@@ -109,12 +115,22 @@ async def main() -> None:
             connector=aiohttp.TCPConnector(limit=a.tasks + 16), timeout=aiohttp.ClientTimeout(total=120)
         )
         client_version = f"aiohttp {aiohttp.__version__}"
+    saver_cm = None
+    if a.checkpointer == "sqlite":
+        import tempfile
+
+        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+        db = a.db or os.path.join(tempfile.mkdtemp(prefix="lg-ckpt-"), "checkpoints.db")
+        saver_cm = AsyncSqliteSaver.from_conn_string(db)
+    saver = await saver_cm.__aenter__() if saver_cm else None
     async with session as client:
         if a.mode == "langgraph":
-            graph = build_graph(client, url, a.steps)
+            graph = build_graph(client, url, a.steps, saver)
 
             def invoke(t: int):
-                return graph.ainvoke({"task": t, "step": 0, "last": ""})
+                config = {"configurable": {"thread_id": f"task-{t}"}}
+                return graph.ainvoke({"task": t, "step": 0, "last": ""}, config=config)
         else:
 
             def invoke(t: int):
@@ -128,6 +144,8 @@ async def main() -> None:
         results = await asyncio.gather(*(invoke(t) for t in range(a.tasks)))
         makespan = time.perf_counter() - t0
         cpu = time.process_time() - cpu0
+    if saver_cm:
+        await saver_cm.__aexit__(None, None, None)
     done = sum(1 for r in results if r["step"] == a.steps)
     if done != a.tasks:
         sys.exit(f"only {done} of {a.tasks} graphs finished all {a.steps} steps")
@@ -138,6 +156,8 @@ async def main() -> None:
         from importlib.metadata import version
 
         impl = f"langgraph {version('langgraph')}"
+        if a.checkpointer == "sqlite":
+            impl += f" + AsyncSqliteSaver {version('langgraph-checkpoint-sqlite')}"
     print(
         json.dumps(
             {
