@@ -23,7 +23,7 @@ TASKS=${1:-1000}
 STEPS=${2:-10}
 LATENCY=${3:-50}
 REPEATS=${4:-3}
-SIDES=${5:-chains raw-aiohttp langgraph-aiohttp langgraph-httpx kai}
+SIDES=${5:-chains raw-aiohttp langgraph-aiohttp langgraph-sqlite langgraph-httpx kai}
 VENV=${BENCH_VENV:-$HOME/.cache/kai-bench-venv}
 PY=${BENCH_PYTHON:-$VENV/bin/python}
 TARGET=${CARGO_TARGET_DIR:-target}
@@ -65,6 +65,9 @@ run_side() {
       "$PY" bench/orchestration/langgraph_bench.py "$FAKE_URL" "$TASKS" "$STEPS" "$LATENCY" --mode raw --client "${1#raw-}" ;;
     langgraph-httpx | langgraph-aiohttp)
       "$PY" bench/orchestration/langgraph_bench.py "$FAKE_URL" "$TASKS" "$STEPS" "$LATENCY" --client "${1#langgraph-}" ;;
+    # The durability-matched peer: every step checkpointed to SQLite (WAL, synchronous=FULL).
+    langgraph-sqlite)
+      "$PY" bench/orchestration/langgraph_bench.py "$FAKE_URL" "$TASKS" "$STEPS" "$LATENCY" --client aiohttp --checkpointer sqlite ;;
     # The largest worker slots (256) and provider concurrency (64) a node's config allows.
     # (--workers 1000 stalled in the first trial: no model call was made; to investigate.)
     kai) "$BENCH" orchestration "$TASKS" "$STEPS" "$LATENCY" --fake-url "$FAKE_URL" ;;
