@@ -16,7 +16,7 @@
 # $HOME/.cache/kai-bench-venv, created on first use).
 # Usage: bench/orchestration/compare.sh [TASKS] [STEPS] [LATENCY_MS] [REPEATS] [SIDES]
 #   SIDES: space-separated subset of "chains raw-httpx raw-aiohttp langgraph-httpx langgraph-aiohttp
-#   kai" (default: chains raw-aiohttp langgraph-aiohttp langgraph-httpx kai)
+#   langgraph-sqlite kai" (default: chains raw-aiohttp langgraph-aiohttp langgraph-sqlite langgraph-httpx kai)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 TASKS=${1:-1000}
