@@ -248,11 +248,14 @@ pub async fn orchestration(args: &[String]) -> anyhow::Result<()> {
     // pool), an unlocked vault, the audit log, the in-process bus, agents, queue, tools.
     let dir = tempfile::tempdir()?;
     let config_defaults = Config::default();
-    let store = kai_store::open(
-        &format!("sqlite://{}", dir.path().join("kai.db").display()),
-        config_defaults.storage.max_connections,
-    )
-    .await?;
+    // `KAI_BENCH_DB_CONNECTIONS` overrides the pool size (default: the node's).
+    let connections = std::env::var("KAI_BENCH_DB_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(config_defaults.storage.max_connections);
+    let store =
+        kai_store::open(&format!("sqlite://{}", dir.path().join("kai.db").display()), connections)
+            .await?;
     let tracker = TaskTracker::new();
     let cancel = CancellationToken::new();
     let vault = Arc::new(Vault::new(store.clone(), KdfPolicy::AllowWeakForTests));
