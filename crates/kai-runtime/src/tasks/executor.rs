@@ -120,8 +120,14 @@ pub async fn call_model(call: ModelCall<'_>) -> Result<ChatResponse, StepError> 
     }
     let response = provider.chat(request).await.map_err(ModelError::from)?;
     let prices = tasks.llm.prices(&entry.name, &response.model);
+    // One call, two views: the acting agent's usage (its own budget) and the owner's (whose
+    // daily budget pays for the tasks they submit). `/telemetry/usage` lists both rows.
     spend::record_usage(tasks.store.as_ref(), &principal, &entry.name, &response.usage, prices)
         .await;
+    if owner != principal && !owner.is_empty() {
+        let persona = format!("{} via {}", entry.name, agent.id());
+        spend::record_usage(tasks.store.as_ref(), owner, &persona, &response.usage, prices).await;
+    }
     if let Some(id) = task {
         let cost = spend::cost_micros(&response.usage, prices);
         let usage = kai_store::TaskUsage {

@@ -651,3 +651,27 @@ async fn workflows_schedules_events_and_webhooks_start_tasks() {
         "not_found"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owners_daily_budget_counts_the_tasks_they_submit() {
+    let plan = json!({"steps": [{"id": "one", "instruction": "step one"}]});
+    let w = world(plan, 2).await;
+    let first = w.tasks.submit(Submit { skip_review: true, ..submit("first") }).await.unwrap();
+    assert_eq!(wait_final(&w.tasks, &first.id).await.status, status::SUCCEEDED);
+    let owner = w.f.store.spent_since("user:owner", 0).await.unwrap();
+    let agent = w.f.store.spent_since("agent:kExecutor:executor", 0).await.unwrap();
+    assert!(owner.tokens > 0 && agent.tokens > 0, "both the payer and the agent see the calls");
+    w._config.send_modify(|c| {
+        c.config.budgets.push(kai_core::config::BudgetEntry {
+            name: "user:owner".into(),
+            tokens_per_day: Some(1),
+            cost_per_day: None,
+        });
+    });
+    let calls = w.fake.requests().len();
+    let second = w.tasks.submit(Submit { skip_review: true, ..submit("second") }).await.unwrap();
+    let done = wait_final(&w.tasks, &second.id).await;
+    assert_eq!(done.status, status::BUDGET_EXCEEDED, "{:?}", done.error);
+    assert!(done.error.as_deref().unwrap().contains("user:owner"), "{:?}", done.error);
+    assert_eq!(w.fake.requests().len(), calls, "no call is made over the owner's budget");
+}
