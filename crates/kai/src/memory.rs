@@ -17,15 +17,7 @@ const IMPORT_CHUNK_BYTES: usize = 1024 * 1024;
 const IMPORT_CHUNK_LINES: usize = 5000;
 
 fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    kai_blob::s3::sigv4::uri_encode(s, false)
 }
 
 fn text_arg(words: Vec<String>) -> anyhow::Result<String> {

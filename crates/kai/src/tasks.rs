@@ -40,15 +40,7 @@ fn one_line(text: &str, max: usize) -> String {
 }
 
 fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    kai_blob::s3::sigv4::uri_encode(s, false)
 }
 
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {

@@ -136,6 +136,13 @@ pub struct Submit {
 /// Largest goal accepted, in bytes.
 pub const MAX_GOAL_BYTES: usize = 16 * 1024;
 
+fn check_goal(goal: &str) -> Result<()> {
+    if goal.trim().is_empty() || goal.len() > MAX_GOAL_BYTES {
+        return Err(TaskError::BadRequest(format!("the goal is 1 to {MAX_GOAL_BYTES} bytes")));
+    }
+    Ok(())
+}
+
 /// A task with its plan and steps, as the API shows it.
 #[derive(Debug, Clone)]
 pub struct TaskView {
@@ -217,9 +224,7 @@ impl Tasks {
     /// Stores the task and enqueues its planning (or, for a ready graph, its checked plan), all
     /// before answering: an `Ok` is a durable promise to work on it.
     pub async fn submit(&self, s: Submit) -> Result<TaskRow> {
-        if s.goal.trim().is_empty() || s.goal.len() > MAX_GOAL_BYTES {
-            return Err(TaskError::BadRequest(format!("the goal is 1 to {MAX_GOAL_BYTES} bytes")));
-        }
+        check_goal(&s.goal)?;
         s.budget.validate().map_err(TaskError::BadRequest)?;
         let depth = match &s.parent {
             Some(p) => {
@@ -303,9 +308,7 @@ impl Tasks {
     /// A plan for `goal` without running anything (`POST /planner/plan`): the planner's graph
     /// and the check's repairs, order and approvals, or its problems.
     pub async fn dry_run(&self, goal: &str, owner: &str) -> Result<Value> {
-        if goal.trim().is_empty() || goal.len() > MAX_GOAL_BYTES {
-            return Err(TaskError::BadRequest(format!("the goal is 1 to {MAX_GOAL_BYTES} bytes")));
-        }
+        check_goal(goal)?;
         let ctx = self.plan_context(&TaskBudget::default()).await?;
         let outcome = planner::plan(self, goal, owner, None, &ctx).await;
         Ok(match outcome {
@@ -496,6 +499,14 @@ impl Tasks {
             tracing::warn!(error = %e, task, "task event not published");
         }
     }
+}
+
+/// Workflow and webhook names: 1 to 64 of `a-z`, `0-9`, `-` and `_`.
+pub(crate) fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 pub(crate) fn key(text: &str) -> Result<IdempotencyKey> {

@@ -294,11 +294,7 @@ impl Tasks {
         target: &Value,
         actor: &str,
     ) -> Result<(kai_store::WebhookRow, String)> {
-        let ok = (1..=64).contains(&name.len())
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-        if !ok {
+        if !super::valid_name(name) {
             return Err(TaskError::BadRequest(format!(
                 "webhook name {name:?}: 1 to 64 of a-z, 0-9, - and _"
             )));

@@ -75,12 +75,7 @@ impl Workflow {
         }
         let wf: Self = serde_yaml_ng::from_str(text)
             .map_err(|e| bad(format!("the workflow is not valid: {e}")))?;
-        let name_ok = (1..=64).contains(&wf.name.len())
-            && wf
-                .name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-        if !name_ok {
+        if !super::valid_name(&wf.name) {
             return Err(bad(format!("workflow name {:?}: 1 to 64 of a-z, 0-9, - and _", wf.name)));
         }
         for (name, p) in &wf.parameters {

@@ -6,9 +6,7 @@ use kai_store::{PlanRow, QuestionRow, StepRow, TaskRow};
 use serde::Serialize;
 use serde_json::Value;
 
-fn time(us: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros(us).unwrap_or_default()
-}
+use super::library::time;
 
 fn json_or_null(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or(Value::Null)
