@@ -106,7 +106,7 @@ impl HnswIndex {
         let mut scratch = self.pool.take();
         let mut cur = Near(dist.dist(entry), entry);
         if level < top {
-            cur = descend(&self.graph, cur, top, level, &dist);
+            cur = descend(&self.graph, cur, top, level, &dist, &mut scratch.buf);
         }
         let mut chosen = Vec::with_capacity(self.graph.m0);
         for lev in (0..=level.min(top)).rev() {
@@ -238,8 +238,14 @@ impl HnswIndex {
             let orphan = orphan as u32;
             let dist = SlotMetric { vectors: &self.vectors, slot: orphan };
             let accept = |n: u32| n != orphan && self.state[n as usize] == LIVE;
-            let start =
-                descend(&self.graph, Near(dist.dist(entry), entry), self.max_level, 0, &dist);
+            let start = descend(
+                &self.graph,
+                Near(dist.dist(entry), entry),
+                self.max_level,
+                0,
+                &dist,
+                &mut scratch.buf,
+            );
             search_layer(
                 &self.graph,
                 0,
@@ -288,8 +294,14 @@ impl HnswIndex {
             let mut pairs: Vec<(f32, u32)> = cands.iter().map(|&n| (dist.dist(n), n)).collect();
             if pairs.len() < self.params.m / 2 + 1 {
                 let accept = |n: u32| n != slot && !dead(n);
-                let start =
-                    descend(&self.graph, Near(dist.dist(entry), entry), self.max_level, lev, &dist);
+                let start = descend(
+                    &self.graph,
+                    Near(dist.dist(entry), entry),
+                    self.max_level,
+                    lev,
+                    &dist,
+                    &mut scratch.buf,
+                );
                 search_layer(
                     &self.graph,
                     lev,

@@ -11,6 +11,10 @@
 //! int8 storage: i8 codes[n × dim] · f32 scales[n] · f32 originals[n × dim]
 //! ```
 //!
+//! Lists are stored as plain `u32` words (a count, then the entries, padded to the list's
+//! capacity) whatever the in-memory packing (see `graph`), so the packed layout did not change
+//! the format: files of version 1 from before it load as they are.
+//!
 //! Load checks every structural invariant (ranges, degrees, neighbour slots, unique live ids,
 //! finite values) as well as the checksum, so a file that passes cannot make a search panic or
 //! return ids that were not in it. With [`Storage::Int8FileRerank`] the originals section is
@@ -50,21 +54,30 @@ impl HnswIndex {
             w.bytes(&self.state)?;
             w.u32(self.entry.unwrap_or(NO_ENTRY))?;
             w.u8(self.max_level)?;
-            let words: Vec<u32> = self
-                .graph
-                .links0
-                .iter()
-                .map(|a| a.load(std::sync::atomic::Ordering::Relaxed))
-                .collect();
+            let mut words = Vec::new();
+            let mut list = Vec::new();
+            let mut write_list = |slot: u32, level: u8, words: &mut Vec<u32>| {
+                self.graph.neighbors_into(slot, level, &mut list);
+                words.push(list.len() as u32);
+                words.extend_from_slice(&list);
+                words.resize(words.len() + self.graph.max_degree(level) - list.len(), 0);
+            };
+            for slot in 0..n as u32 {
+                write_list(slot, 0, &mut words);
+                if words.len() >= 1 << 16 {
+                    w.u32s(&words)?;
+                    words.clear();
+                }
+            }
             w.u32s(&words)?;
-            let mut upper: Vec<u32> = self.graph.upper.keys().copied().collect();
-            upper.sort_unstable();
+            let upper = self.graph.upper_slots();
             w.len(upper.len())?;
             for slot in upper {
                 w.u32(slot)?;
-                let words: Vec<u32> = self.graph.upper.get(&slot).map_or_else(Vec::new, |l| {
-                    l.iter().map(|a| a.load(std::sync::atomic::Ordering::Relaxed)).collect()
-                });
+                words.clear();
+                for level in 1..=self.graph.upper_levels(slot) {
+                    write_list(slot, level, &mut words);
+                }
                 w.u32s(&words)?;
             }
             if !self.params.storage.quantized() {
@@ -138,24 +151,34 @@ impl HnswIndex {
         r.read_exact(&mut index.state)?;
         let entry = r.u32()?;
         index.max_level = r.u8()?;
+        index.graph = Graph::new(m);
+        index.graph.grow_to(n);
+        // Read in chunks and packed as they come, so that loading needs no second copy.
         let stride = 1 + 2 * m;
         let mut words = Vec::new();
-        r.u32s(n * stride, &mut words)?;
-        index.graph = Graph::new(m);
-        index.graph.links0 = words.into_iter().map(std::sync::atomic::AtomicU32::new).collect();
+        let mut slot = 0;
+        while slot < n {
+            let take = (n - slot).min(1024);
+            words.clear();
+            r.u32s(take * stride, &mut words)?;
+            for list in words.chunks_exact(stride) {
+                set_list(&index.graph, slot as u32, 0, list, n).map_err(|e| r.corrupt(e))?;
+                slot += 1;
+            }
+        }
         let upper_count = r.len(4)?;
         for _ in 0..upper_count {
             let slot = r.u32()?;
             let level = index.levels.get(slot as usize).copied().unwrap_or(0);
-            if level == 0 || index.graph.upper.contains_key(&slot) {
+            if level == 0 || index.graph.upper_levels(slot) > 0 {
                 return Err(r.corrupt(format!("unexpected upper-layer lists for slot {slot}")));
             }
-            let mut words = Vec::new();
+            index.graph.set_upper_levels(slot, level);
+            words.clear();
             r.u32s(usize::from(level) * (1 + m), &mut words)?;
-            index
-                .graph
-                .upper
-                .insert(slot, words.into_iter().map(std::sync::atomic::AtomicU32::new).collect());
+            for (lev, list) in (1..=level).zip(words.chunks_exact(1 + m)) {
+                set_list(&index.graph, slot, lev, list, n).map_err(|e| r.corrupt(e))?;
+            }
         }
         let v = &mut index.vectors;
         if storage.quantized() {
@@ -191,30 +214,20 @@ impl HnswIndex {
     fn validate(&mut self) -> std::result::Result<(), String> {
         let n = self.ids.len();
         let slot_ok = |s: u32| (s as usize) < n && self.state[s as usize] != FREE;
+        let mut list = Vec::with_capacity(self.graph.m0);
         for (s, (&level, &state)) in self.levels.iter().zip(&self.state).enumerate() {
             if state > FREE || level > 30 || (state == FREE && level != 0) {
                 return Err(format!("slot {s}: state {state}, level {level}"));
             }
-            let has_upper = self.graph.upper.contains_key(&(s as u32));
-            if has_upper != (level > 0) {
+            if self.graph.upper_levels(s as u32) != level {
                 return Err(format!("slot {s}: level {level} without its upper lists"));
             }
             for lev in 0..=level {
-                let list = self.graph.list(s as u32, lev);
-                let Some((count, _)) = list.split_first() else {
-                    return Err(format!("slot {s}: missing list at level {lev}"));
-                };
-                let count = count.load(std::sync::atomic::Ordering::Relaxed) as usize;
-                if count > self.graph.max_degree(lev) || (state == FREE && count > 0) {
-                    return Err(format!("slot {s}: {count} neighbours at level {lev}"));
+                self.graph.neighbors_into(s as u32, lev, &mut list);
+                if state == FREE && !list.is_empty() {
+                    return Err(format!("slot {s}: {} neighbours at level {lev}", list.len()));
                 }
-                let mut bad = None;
-                self.graph.for_each_neighbor(s as u32, lev, |nb| {
-                    let ok = slot_ok(nb) && self.levels[nb as usize] >= lev;
-                    if !ok {
-                        bad = Some(nb);
-                    }
-                });
+                let bad = list.iter().find(|&&nb| !slot_ok(nb) || self.levels[nb as usize] < lev);
                 if let Some(nb) = bad {
                     return Err(format!("slot {s}: bad neighbour {nb} at level {lev}"));
                 }
@@ -256,4 +269,27 @@ impl HnswIndex {
         self.free.reverse();
         Ok(())
     }
+}
+
+/// Stores one list read from the file (`words`: a count, then the entries) as `slot`'s list at
+/// `level`, refusing a count above the level's degree or an entry that is not a slot below `n`
+/// (which the packed layout could not even represent).
+fn set_list(
+    graph: &Graph,
+    slot: u32,
+    level: u8,
+    words: &[u32],
+    n: usize,
+) -> std::result::Result<(), String> {
+    let (&count, entries) = words.split_first().ok_or("empty list")?;
+    let count = count as usize;
+    if count > graph.max_degree(level) || count > entries.len() {
+        return Err(format!("slot {slot}: {count} neighbours at level {level}"));
+    }
+    let entries = &entries[..count];
+    if let Some(bad) = entries.iter().find(|&&e| e as usize >= n) {
+        return Err(format!("slot {slot}: bad neighbour {bad} at level {level}"));
+    }
+    graph.set_neighbors(slot, level, entries);
+    Ok(())
 }

@@ -15,8 +15,9 @@
 //! and 1.04–1.37× with int8.
 //!
 //! Layout, per node: an id (`u64`), a level (`u8`), a state (`u8`: live, tombstone, free), a
-//! layer-0 list of `1 + 2M` `u32` words and, for the ~1/M nodes above layer 0, upper lists; plus
-//! the vector in the chosen [`Storage`]. Ids map to slots through a `HashMap` of live ids.
+//! layer-0 list of `2M` bit-packed slot numbers (17 bits each at 100k nodes; see `graph`) and,
+//! for the ~1/M nodes above layer 0, upper lists; plus the vector in the chosen [`Storage`].
+//! Ids map to slots through a `HashMap` of live ids.
 //!
 //! Deletes mark a tombstone: the node keeps routing searches but is never returned. When
 //! tombstones pass 10 % of the live nodes (or on [`HnswIndex::compact`]) every list that points to
@@ -272,7 +273,14 @@ impl HnswIndex {
                 && filter.is_none_or(|f| self.ids.get(s).is_some_and(|id| f(*id)))
         };
         let mut scratch = self.pool.take();
-        let start = descend(&self.graph, Near(dist.dist(entry), entry), self.max_level, 0, &dist);
+        let start = descend(
+            &self.graph,
+            Near(dist.dist(entry), entry),
+            self.max_level,
+            0,
+            &dist,
+            &mut scratch.buf,
+        );
         search_layer(&self.graph, 0, start, ef, &dist, &accept, &mut scratch);
         let mut found: Vec<Near> = scratch.results.drain().collect();
         found.sort_unstable();
@@ -355,7 +363,7 @@ impl HnswIndex {
         self.levels.reserve(n);
         self.state.reserve(n);
         self.slot_of.reserve(additional);
-        self.graph.links0.reserve(n * (self.graph.m0 + 1));
+        self.graph.reserve(self.ids.len() + n);
         self.vectors.reserve(n);
     }
 

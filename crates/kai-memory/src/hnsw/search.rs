@@ -108,22 +108,29 @@ impl ScratchPool {
 }
 
 /// Greedy descent from `entry` through layers `top..=bottom+1` (top first); returns the closest
-/// node found at layer `bottom + 1` with its distance.
-pub(crate) fn descend(graph: &Graph, entry: Near, top: u8, bottom: u8, dist: &impl Metric) -> Near {
+/// node found at layer `bottom + 1` with its distance. `buf` is scratch for neighbour lists.
+pub(crate) fn descend(
+    graph: &Graph,
+    entry: Near,
+    top: u8,
+    bottom: u8,
+    dist: &impl Metric,
+    buf: &mut Vec<u32>,
+) -> Near {
     let mut cur = entry;
     let mut level = top;
     while level > bottom {
         let mut changed = true;
         while changed {
             changed = false;
-            let at = cur.1;
-            graph.for_each_neighbor(at, level, |n| {
+            graph.neighbors_into(cur.1, level, buf);
+            for &n in buf.iter() {
                 let d = dist.dist(n);
                 if d < cur.0 {
                     cur = Near(d, n);
                     changed = true;
                 }
-            });
+            }
         }
         level -= 1;
     }
@@ -158,12 +165,8 @@ pub(crate) fn search_layer(
         // Gather the unvisited neighbours first, then compute their distances back to back:
         // independent loads let the CPU fetch several vectors at once.
         let mut batch = std::mem::take(&mut scratch.buf);
-        batch.clear();
-        graph.for_each_neighbor(c, level, |n| {
-            if scratch.visit(n) {
-                batch.push(n);
-            }
-        });
+        graph.neighbors_into(c, level, &mut batch);
+        batch.retain(|&n| scratch.visit(n));
         let mut dists = std::mem::take(&mut scratch.floats);
         dists.clear();
         dist.warm(&batch);

@@ -313,3 +313,69 @@ fn batch_builds_leave_no_unreachable_nodes() {
         }
     }
 }
+
+/// A loaded index keeps taking inserts (past a power of two of slots, so every packed list is
+/// widened) and deletes (past the compaction threshold), keeps its recall, and saves and loads
+/// again with the same answers.
+#[test]
+fn loaded_index_takes_inserts_and_deletes() {
+    let dim = 24;
+    let g = Clustered::new(dim, 12, 0.8, 61);
+    let data = g.sample(2_400, 62);
+    let queries = g.sample(40, 63);
+    let dir = tempfile::tempdir().unwrap();
+    for storage in ALL {
+        let path = dir.path().join(format!("{storage:?}.hnsw"));
+        // 1 500 slots need 11 bits; 2 400 need 12.
+        let mut index = build(&data[..1_500 * dim], dim, storage);
+        index.save(&path).unwrap();
+        let mut index = HnswIndex::load(&path).unwrap();
+        assert_eq!(index.graph.bits(), 11);
+        let more: Vec<(u64, &[f32])> = data[1_500 * dim..]
+            .chunks_exact(dim)
+            .enumerate()
+            .map(|(i, v)| ((1_500 + i) as u64 * 3 + 7, v))
+            .collect();
+        for (id, v) in &more[..100] {
+            index.insert(*id, v).unwrap();
+        }
+        index.insert_batch(&more[100..]).unwrap();
+        assert_eq!(index.graph.bits(), 12);
+        assert_eq!(index.len(), 2_400);
+        let deleted: HashSet<u64> =
+            (0..2_400u64).filter(|r| r % 7 == 3).map(|r| r * 3 + 7).collect();
+        for id in &deleted {
+            assert!(index.delete(*id));
+        }
+        assert!(index.stats().free_slots > 0, "{storage:?}: compaction ran");
+        assert!(index.unreachable().is_empty(), "{storage:?}");
+        let keep = |row: usize| row % 7 != 3;
+        let mut total = 0.0;
+        let mut answers = Vec::new();
+        for q in queries.chunks_exact(dim) {
+            let got = ids_of(&index.search(q, &SearchParams::new(10, 64), None).unwrap());
+            assert!(got.iter().all(|id| !deleted.contains(id)), "{storage:?}");
+            let want: Vec<u64> = crate::exact::top_k(&data, dim, q, 10, keep)
+                .iter()
+                .map(|(r, _)| *r as u64 * 3 + 7)
+                .collect();
+            total += crate::exact::recall(&got, &want);
+            answers.push(got);
+        }
+        let recall = total / 40.0;
+        assert!(recall >= 0.9, "{storage:?}: recall after load, inserts and deletes {recall}");
+        index.save(&path).unwrap();
+        let again = HnswIndex::load(&path).unwrap();
+        assert_eq!(again.len(), 2_400 - deleted.len());
+        for (q, want) in queries.chunks_exact(dim).zip(&answers) {
+            let got = ids_of(&again.search(q, &SearchParams::new(10, 64), None).unwrap());
+            assert_eq!(&got, want, "{storage:?}");
+        }
+        let mut ids: Vec<u64> = again.ids().collect();
+        ids.sort_unstable();
+        let mut want: Vec<u64> =
+            (0..2_400u64).map(|r| r * 3 + 7).filter(|id| !deleted.contains(id)).collect();
+        want.sort_unstable();
+        assert_eq!(ids, want);
+    }
+}
