@@ -27,7 +27,7 @@ const MAX_LEVEL: u8 = 30;
 impl HnswIndex {
     /// Gives `id` a slot holding the unit vector `v`; an older vector of `id` becomes a tombstone.
     pub(super) fn stage(&mut self, id: u64, v: &[f32]) -> Result<u32> {
-        if let Some(old) = self.slot_of.remove(&id) {
+        if let Some(old) = self.slot_of.remove(id, &self.ids) {
             self.state[old as usize] = TOMBSTONE;
             self.tombstones += 1;
         }
@@ -50,7 +50,8 @@ impl HnswIndex {
         self.state[s] = LIVE;
         self.graph.reset_slot(slot, level);
         self.vectors.put(slot, v);
-        self.slot_of.insert(id, slot);
+        let replaced = self.slot_of.insert(slot, &self.ids);
+        debug_assert!(replaced.is_none(), "{id} was removed above");
         Ok(slot)
     }
 

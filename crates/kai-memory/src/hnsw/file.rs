@@ -253,12 +253,13 @@ impl HnswIndex {
             return Err("non-finite vector component".into());
         }
         self.slot_of.clear();
+        self.slot_of.reserve(self.state.iter().filter(|&&s| s == LIVE).count(), &self.ids);
         self.free.clear();
         self.tombstones = 0;
         for (s, (&id, &state)) in self.ids.iter().zip(&self.state).enumerate() {
             match state {
                 LIVE => {
-                    if self.slot_of.insert(id, s as u32).is_some() {
+                    if self.slot_of.insert(s as u32, &self.ids).is_some() {
                         return Err(format!("id {id} appears twice"));
                     }
                 }

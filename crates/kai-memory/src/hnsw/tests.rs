@@ -379,3 +379,25 @@ fn loaded_index_takes_inserts_and_deletes() {
         assert_eq!(ids, want);
     }
 }
+
+/// The memory of a loaded index: layer-0 lists bit-packed at 12 bits (4 000 slots) and the id
+/// map at 4 bytes an entry, at most 80 % full.
+#[test]
+fn loaded_index_is_compact() {
+    let (n, dim) = (4_000, 16);
+    let g = Clustered::new(dim, 40, 0.8, 71);
+    let data = g.sample(n, 72);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("idx");
+    build(&data, dim, Storage::Int8FileRerank).save(&path).unwrap();
+    let index = HnswIndex::load(&path).unwrap();
+    assert_eq!(index.graph.bits(), 12);
+    // 1 header word + 32 × 12 bits = 13 words a list (it was 33 words with u32 entries).
+    let layer0 = n * 13 * 4;
+    let upper_and_locks = index.graph.memory_bytes() - layer0;
+    assert!(upper_and_locks < n * 12 + 1024 * 8, "upper lists and locks: {upper_and_locks} B");
+    assert!(index.slot_of.memory_bytes() <= n * 5 + 8, "{}", index.slot_of.memory_bytes());
+    let per_vector = index.memory_bytes() / n;
+    // codes 16 + scale 4 + layer 0 52 + id 8 + level/state 2 + map 5 + upper ≈ 90.
+    assert!(per_vector <= 100, "{per_vector} B per vector");
+}
