@@ -32,9 +32,9 @@ OUT=${BENCH_OUT:-bench/results/orchestration.json}
 mkdir -p "$TMP" bench/results
 say() { echo "$@" >&2; }
 
-if ! "$PY" -c 'import langgraph, httpx, aiohttp' 2>/dev/null; then
-  say "== installing langgraph, httpx and aiohttp into $VENV"
-  python3 -m venv "$VENV" && "$VENV/bin/pip" install -q langgraph httpx aiohttp
+if ! "$PY" -c 'import langgraph, httpx, aiohttp, langgraph.checkpoint.sqlite' 2>/dev/null; then
+  say "== installing langgraph, langgraph-checkpoint-sqlite, httpx and aiohttp into $VENV"
+  python3 -m venv "$VENV" && "$VENV/bin/pip" install -q langgraph langgraph-checkpoint-sqlite httpx aiohttp
 fi
 if [ "${BENCH_SKIP_BUILD:-}" != 1 ]; then
   say "== building (release)"

@@ -13,9 +13,9 @@
 //! ready-made chain of STEPS model steps for `kExecutor:executor` (a saved-workflow graph: no
 //! planner call; review skipped unless `--review`), whose persona's provider is the fake server
 //! at URL (or one started in process with LATENCY_MS), and measures from the first submit to
-//! the last `TASK_COMPLETED`. Worker slots default to min(TASKS, 256) and provider concurrency
-//! to min(TASKS, 64), the largest values the node's config allows; larger ones are accepted
-//! here to measure the orchestrator itself.
+//! the last `TASK_COMPLETED`. Worker slots default to min(TASKS, 4096) and provider concurrency
+//! to min(TASKS, 1024), the largest values the node's config allows (`tasks.workers`,
+//! `providers[].concurrency`): one slot and one connection per concurrent task.
 //!
 //! Every run prints one JSON line: makespan, the ideal (STEPS × latency for a chain), overhead
 //! per step on the critical path ((makespan − ideal) / STEPS), CPU time per step, tasks/s,
@@ -183,8 +183,8 @@ struct KaiOptions {
 fn kai_options(rest: &[String], tasks: usize) -> anyhow::Result<KaiOptions> {
     let mut o = KaiOptions {
         fake_url: None,
-        workers: tasks.clamp(1, 256),
-        provider_concurrency: tasks.clamp(1, 64),
+        workers: tasks.clamp(1, 4096),
+        provider_concurrency: tasks.clamp(1, 1024),
         review: false,
     };
     let mut it = rest.iter();

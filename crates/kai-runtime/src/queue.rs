@@ -44,7 +44,8 @@ pub struct WorkerSettings {
     pub queues: Vec<QueueName>,
     /// How many jobs run at once (worker slots).
     pub concurrency: usize,
-    /// Most jobs one claim takes (at most `concurrency`).
+    /// Most jobs one claim takes (at most `concurrency`, and at most
+    /// [`kai_core::queue::MAX_CLAIM`]: a larger batch is claimed in several queries).
     pub claim_batch: u32,
     /// How long a claim (and each heartbeat) holds a job.
     pub lease: Duration,

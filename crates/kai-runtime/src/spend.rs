@@ -16,6 +16,24 @@ pub fn cost_micros(usage: &kai_llm::Usage, prices: (f64, f64)) -> i64 {
     micros
 }
 
+/// The usage row of one call, counted for `actor`.
+pub fn usage_row(
+    actor: &str,
+    persona: &str,
+    usage: &kai_llm::Usage,
+    prices: (f64, f64),
+) -> kai_store::UsageRow {
+    kai_store::UsageRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        at_us: chrono::Utc::now().timestamp_micros(),
+        principal: actor.to_owned(),
+        persona: persona.to_owned(),
+        prompt_tokens: i64::try_from(usage.prompt_tokens).unwrap_or(i64::MAX),
+        completion_tokens: i64::try_from(usage.completion_tokens).unwrap_or(i64::MAX),
+        cost_micros: cost_micros(usage, prices),
+    }
+}
+
 /// Records one call's usage. A failure is logged: the answer the call produced is not lost.
 pub async fn record_usage(
     store: &dyn Store,
@@ -24,15 +42,7 @@ pub async fn record_usage(
     usage: &kai_llm::Usage,
     prices: (f64, f64),
 ) {
-    let row = kai_store::UsageRow {
-        id: uuid::Uuid::now_v7().to_string(),
-        at_us: chrono::Utc::now().timestamp_micros(),
-        principal: actor.to_owned(),
-        persona: persona.to_owned(),
-        prompt_tokens: i64::try_from(usage.prompt_tokens).unwrap_or(i64::MAX),
-        completion_tokens: i64::try_from(usage.completion_tokens).unwrap_or(i64::MAX),
-        cost_micros: cost_micros(usage, prices),
-    };
+    let row = usage_row(actor, persona, usage, prices);
     if let Err(e) = store.record_usage(&row).await {
         tracing::error!(error = %e, "could not record LLM usage");
     }

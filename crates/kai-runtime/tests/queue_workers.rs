@@ -84,6 +84,7 @@ on_both_backends!(
     effects_run_once_across_attempts,
     pools_respect_concurrency_limits,
     unrecordable_completion_fails_for_good,
+    pools_wider_than_one_claim_fill_every_slot,
 );
 
 /// A successful run's result.
@@ -511,5 +512,49 @@ async fn unrecordable_completion_fails_for_good(store: Arc<dyn Store>) {
     let j = store.job(id).await.unwrap().unwrap();
     assert_eq!((j.state, j.attempts), (JobState::Dead, 1), "not re-run: it cannot succeed");
     assert!(j.last_error.unwrap().contains("idempotency_conflict"));
+    pool.stop().await;
+}
+
+/// A pool with more slots than one claim may take (`MAX_CLAIM`) claims in several queries and
+/// runs a job in every slot at once. (An unclamped claim batch was refused by the store on
+/// every try, and such a pool never ran anything.)
+async fn pools_wider_than_one_claim_fill_every_slot(store: Arc<dyn Store>) {
+    let queue = Queue::new(store.clone());
+    let slots = kai_core::queue::MAX_CLAIM as usize + 44;
+    // Every job holds its slot until the gate opens, so `slots` jobs started means all slots
+    // were taken at once.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let started = Arc::new((AtomicU64::new(0), tokio::sync::Notify::new()));
+    let (g, st) = (gate.clone(), started.clone());
+    let (pool, stats) = start(
+        &queue,
+        WorkerSettings { concurrency: slots, claim_batch: slots as u32, ..settings("wide") },
+        handler(move |_ctx: JobContext| {
+            let (g, st) = (g.clone(), st.clone());
+            async move {
+                st.0.fetch_add(1, Ordering::SeqCst);
+                st.1.notify_waiters();
+                g.acquire().await.unwrap().forget();
+                done(json!({}))
+            }
+        }),
+    );
+    let jobs: Vec<NewJob> = (0..slots).map(|n| NewJob::new(q("wide"), json!({"n": n}))).collect();
+    queue.enqueue_batch(&jobs).await.unwrap();
+    let all_started = async {
+        loop {
+            let changed = started.1.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if started.0.load(Ordering::SeqCst) == slots as u64 {
+                return;
+            }
+            changed.await;
+        }
+    };
+    tokio::time::timeout(WAIT, all_started).await.expect("every slot running at once");
+    assert!(stats.claim_queries() >= 2, "{} claims", stats.claim_queries());
+    gate.add_permits(slots);
+    until(&stats, "every job done", |s| s.succeeded() == slots as u64).await;
     pool.stop().await;
 }

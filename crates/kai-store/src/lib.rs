@@ -1,11 +1,12 @@
 //! Storage of the kai node: the traits services persist through, and their SQLite
-//! (embedded default, WAL, `synchronous=FULL`) and PostgreSQL implementations on sqlx.
+//! (embedded default, WAL with group commit: `wal_sync.rs`) and PostgreSQL implementations on sqlx.
 //!
 //! Both backends share one SQL body (`sql.rs`, `sql_chat.rs`, `sql_security.rs`,
 //! `sql_queue*.rs`) and differ only in connection set-up, a few SQL fragments (the queue's
 //! locking) and migration files (`migrations/sqlite`, `migrations/postgres`), applied at open.
 //! The durable task queue ([`QueueStore`], in `queue.rs`) is a store concern too.
-//! A write that returns `Ok` is committed and durable: callers may acknowledge it.
+//! A write that returns `Ok` is committed and durable: callers may acknowledge it (inside
+//! [`deferred_flush`], committed at once and durable with the caller's next write outside it).
 
 mod chat;
 mod error;
@@ -26,6 +27,7 @@ mod sql_security;
 mod sql_tasks;
 mod sqlite;
 mod tasks;
+mod wal_sync;
 
 use std::sync::Arc;
 
@@ -41,6 +43,7 @@ pub use library::{
 };
 pub use memory::{EntityRow, MemoryRow, MemoryStore, RelationRow};
 pub use queue::{QueueError, QueueResult, QueueStore};
+pub use wal_sync::deferred_flush;
 
 /// Meta key holding the audit writer's Merkle frontier, updated atomically with each batch.
 pub const AUDIT_FRONTIER_KEY: &str = "audit.frontier";
@@ -78,12 +81,21 @@ pub trait AuditStore: Send + Sync {
     async fn audit_count(&self) -> StoreResult<u64>;
 }
 
-/// The persisted event log: every event published on the bus, with a dense, increasing offset.
+/// The persisted event log: every event published on the bus, with an increasing offset (dense,
+/// except that an append refused as a duplicate may use one up).
 #[async_trait]
 pub trait EventLog: Send + Sync {
     /// Persists an event and returns its offset. Appending an event whose `id` is already
-    /// stored returns the existing offset (idempotent retries).
+    /// stored returns the existing offset (idempotent retries). Unlike the other writes, `Ok`
+    /// means committed (it survives a process crash) but not yet flushed: call
+    /// [`EventLog::sync_events`] before acknowledging it, so that a publisher holding the
+    /// bus's ordering lock does not hold it across a disk flush.
     async fn append_event(&self, event: &Envelope) -> StoreResult<u64>;
+    /// [`EventLog::append_event`] for several events in one transaction (all or none), offsets
+    /// in input order: how a busy bus appends what its publishers queued meanwhile.
+    async fn append_events(&self, events: &[Envelope]) -> StoreResult<Vec<u64>>;
+    /// Returns once every event appended before the call is durable (survives a power loss).
+    async fn sync_events(&self) -> StoreResult<()>;
     /// Up to `limit` events with offset greater than `after`, in order.
     async fn events_after(&self, after: u64, limit: u32) -> StoreResult<Vec<Envelope>>;
     /// The offset of the newest event (0 when empty).

@@ -12,6 +12,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 /// The PostgreSQL store.
 pub(crate) struct PgStore {
     pool: sqlx::PgPool,
+    /// The same pool: PostgreSQL runs concurrent writers itself.
+    writer: sqlx::PgPool,
 }
 
 fn options(url: &str) -> StoreResult<PgConnectOptions> {
@@ -46,7 +48,18 @@ impl PgStore {
             .connect_with(opts)
             .await?;
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
-        Ok(Self { pool })
+        Ok(Self { writer: pool.clone(), pool })
+    }
+
+    /// PostgreSQL's commit is already durable (and group-committed by the server).
+    #[allow(clippy::unused_async)]
+    async fn durable(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    #[allow(clippy::unused_async)]
+    async fn flush_now(&self) -> StoreResult<()> {
+        Ok(())
     }
 }
 
@@ -60,7 +73,7 @@ pub(crate) async fn drop_schema(url: &str, schema: &str) -> StoreResult<()> {
 
 crate::sql::impl_store!(PgStore, sqlx::Postgres, "postgres");
 crate::sql_chat::impl_chat_store!(PgStore, sqlx::Postgres);
-crate::sql_tasks::impl_task_store!(PgStore, sqlx::Postgres);
+crate::sql_tasks::impl_task_store!(PgStore, sqlx::Postgres, lock_task: Some("SELECT id FROM tasks WHERE id = $1 FOR UPDATE"));
 crate::sql_library::impl_library_store!(PgStore, sqlx::Postgres);
 crate::sql_memory::impl_memory_store!(PgStore, sqlx::Postgres);
 crate::sql_security::impl_security_store!(PgStore, sqlx::Postgres);

@@ -130,7 +130,7 @@ macro_rules! impl_store {
                 frontier: &str,
             ) -> $crate::StoreResult<()> {
                 use $crate::sql::i64_of;
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 for chunk in entries.chunks(500) {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
                         "INSERT INTO audit_entries ({}) ",
@@ -176,6 +176,7 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(())
             }
 
@@ -240,7 +241,7 @@ macro_rules! impl_store {
                 .bind(e.task_id.clone())
                 .bind(e.payload.to_string())
                 .bind(e.timestamp.timestamp_micros())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await?;
                 let offset = match inserted {
                     Some(o) => o,
@@ -265,6 +266,37 @@ macro_rules! impl_store {
                 let n: Option<i64> = sqlx::query_scalar("SELECT MAX(event_offset) FROM events").fetch_one(&self.pool).await?;
                 $crate::sql::u64_of(n.unwrap_or(0), "offset")
             }
+
+            async fn append_events(&self, events: &[kai_core::Envelope]) -> $crate::StoreResult<Vec<u64>> {
+                let mut tx = self.writer.begin().await?;
+                let mut offsets = Vec::with_capacity(events.len());
+                for e in events {
+                    let id = e.id.to_string();
+                    let inserted: Option<i64> = sqlx::query_scalar(
+                        "INSERT INTO events (id, type, agent, task_id, payload, timestamp_us) VALUES ($1, $2, $3, $4, $5, $6) \
+                         ON CONFLICT (id) DO NOTHING RETURNING event_offset",
+                    )
+                    .bind(&id)
+                    .bind(e.kind.as_str())
+                    .bind(e.agent.as_ref().map(|a| a.as_str().to_owned()))
+                    .bind(e.task_id.clone())
+                    .bind(e.payload.to_string())
+                    .bind(e.timestamp.timestamp_micros())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let offset = match inserted {
+                        Some(o) => o,
+                        None => sqlx::query_scalar("SELECT event_offset FROM events WHERE id = $1").bind(&id).fetch_one(&mut *tx).await?,
+                    };
+                    offsets.push($crate::sql::u64_of(offset, "offset")?);
+                }
+                tx.commit().await?;
+                Ok(offsets)
+            }
+
+            async fn sync_events(&self) -> $crate::StoreResult<()> {
+                self.durable().await
+            }
         }
 
         #[async_trait::async_trait]
@@ -283,8 +315,9 @@ macro_rules! impl_store {
                 .bind(t.revoked_at_us)
                 .bind(t.scopes.join(" "))
                 .bind(&t.user_id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
+                self.durable().await?;
                 Ok(())
             }
 
@@ -312,8 +345,9 @@ macro_rules! impl_store {
                 let done = sqlx::query("UPDATE api_tokens SET revoked_at_us = $1 WHERE id = $2 AND revoked_at_us IS NULL")
                     .bind(at_us)
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
+                    self.durable().await?;
                 if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
             }
         }
@@ -328,8 +362,9 @@ macro_rules! impl_store {
                 sqlx::query("INSERT INTO node_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
                     .bind(key)
                     .bind(value)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
+                    self.durable().await?;
                 Ok(())
             }
         }
@@ -350,6 +385,7 @@ macro_rules! impl_store {
 
             async fn close(&self) {
                 self.pool.close().await;
+                self.writer.close().await;
             }
         }
     };

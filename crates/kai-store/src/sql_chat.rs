@@ -63,8 +63,9 @@ macro_rules! impl_chat_store {
                 .bind(&t.head_id)
                 .bind(t.created_at_us)
                 .bind(t.updated_at_us)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
+                self.durable().await?;
                 Ok(())
             }
 
@@ -105,13 +106,14 @@ macro_rules! impl_chat_store {
                 .bind(persona)
                 .bind(head_id)
                 .bind(at_us)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
+                self.durable().await?;
                 if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
             }
 
             async fn delete_thread(&self, id: &str) -> $crate::StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 sqlx::query("DELETE FROM chat_summaries WHERE thread_id = $1").bind(id).execute(&mut *tx).await?;
                 sqlx::query("DELETE FROM chat_messages WHERE thread_id = $1").bind(id).execute(&mut *tx).await?;
                 let done = sqlx::query("DELETE FROM chat_threads WHERE id = $1").bind(id).execute(&mut *tx).await?;
@@ -119,11 +121,12 @@ macro_rules! impl_chat_store {
                     return Err($crate::StoreError::NotFound);
                 }
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(())
             }
 
             async fn append_message(&self, m: &$crate::ChatMessageRow) -> $crate::StoreResult<i64> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let seq: Option<i64> = sqlx::query_scalar(
                     "UPDATE chat_threads SET message_count = message_count + 1, head_id = $2, updated_at_us = $3 \
                      WHERE id = $1 RETURNING message_count",
@@ -152,6 +155,7 @@ macro_rules! impl_chat_store {
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(seq)
             }
 
@@ -173,8 +177,9 @@ macro_rules! impl_chat_store {
                 .bind(&s.covered)
                 .bind(&s.content)
                 .bind(s.created_at_us)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
+                self.durable().await?;
                 Ok(())
             }
 

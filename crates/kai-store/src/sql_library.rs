@@ -128,7 +128,7 @@ macro_rules! impl_library_store {
         #[async_trait::async_trait]
         impl $crate::PromptStore for $store {
             async fn insert_prompt(&self, p: &$crate::PromptRow, v: &$crate::PromptVersionRow) -> $crate::StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 sqlx::query(
                     "INSERT INTO prompts (id, name, description, tags, latest_version, usage_count, rating_sum, rating_count, created_by, created_at_us, updated_at_us) \
                      VALUES ($1, $2, $3, $4, $5, 0, 0, 0, $6, $7, $8)",
@@ -145,6 +145,7 @@ macro_rules! impl_library_store {
                 .await?;
                 Self::lib_insert_version(&mut tx, v).await?;
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(())
             }
 
@@ -179,7 +180,7 @@ macro_rules! impl_library_store {
             }
 
             async fn add_prompt_version(&self, v: &$crate::PromptVersionRow) -> $crate::StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let done = sqlx::query(
                     "UPDATE prompts SET latest_version = $2, description = $3, updated_at_us = $4 \
                      WHERE id = $1 AND latest_version = $5",
@@ -205,6 +206,7 @@ macro_rules! impl_library_store {
                 }
                 Self::lib_insert_version(&mut tx, v).await?;
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(())
             }
 
@@ -230,13 +232,14 @@ macro_rules! impl_library_store {
                     .bind(id)
                     .bind($crate::sql_library::tags_json(tags))
                     .bind(at_us)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
+                    self.durable().await?;
                 if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
             }
 
             async fn rate_prompt(&self, id: &str, rater: &str, stars: i64, at_us: i64) -> $crate::StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let exists = sqlx::query("UPDATE prompts SET updated_at_us = updated_at_us WHERE id = $1")
                     .bind(id)
                     .execute(&mut *tx)
@@ -262,16 +265,18 @@ macro_rules! impl_library_store {
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(())
             }
 
             async fn delete_prompt(&self, id: &str) -> $crate::StoreResult<()> {
-                let done = sqlx::query("DELETE FROM prompts WHERE id = $1").bind(id).execute(&self.pool).await?;
+                let done = sqlx::query("DELETE FROM prompts WHERE id = $1").bind(id).execute(&self.writer).await?;
+                self.durable().await?;
                 if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
             }
 
             async fn record_render(&self, r: &$crate::PromptRenderRow) -> $crate::StoreResult<i64> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let id: i64 = sqlx::query_scalar(
                     "INSERT INTO prompt_renders (prompt_id, prompt_name, version, actor, ok, variables, output_bytes, error, at_us) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
@@ -294,6 +299,7 @@ macro_rules! impl_library_store {
                         .await?;
                 }
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(id)
             }
 
@@ -365,7 +371,7 @@ macro_rules! impl_library_store {
         #[async_trait::async_trait]
         impl $crate::ArtifactStore for $store {
             async fn insert_artifact(&self, a: &$crate::ArtifactRow, text: Option<&str>) -> $crate::StoreResult<($crate::ArtifactRow, Option<i64>)> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 // One statement picks the next version and inserts it (atomic on SQLite; a
                 // concurrent insert on PostgreSQL fails the unique index and is retried).
                 let version: i64 = sqlx::query_scalar(
@@ -389,6 +395,7 @@ macro_rules! impl_library_store {
                     None => None,
                 };
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(($crate::ArtifactRow { version, ..a.clone() }, doc))
             }
 
@@ -433,13 +440,14 @@ macro_rules! impl_library_store {
                 let done = sqlx::query("UPDATE artifacts SET tags = $2 WHERE id = $1")
                     .bind(id)
                     .bind($crate::sql_library::tags_json(tags))
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
+                    self.durable().await?;
                 if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
             }
 
             async fn delete_artifact(&self, id: &str) -> $crate::StoreResult<$crate::DeletedArtifact> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let row = sqlx::query("DELETE FROM artifacts WHERE id = $1 RETURNING *")
                     .bind(id)
                     .fetch_optional(&mut *tx)
@@ -456,6 +464,7 @@ macro_rules! impl_library_store {
                     .fetch_one(&mut *tx)
                     .await?;
                 tx.commit().await?;
+                self.durable().await?;
                 Ok($crate::DeletedArtifact { row, remaining_refs, doc_id })
             }
 
@@ -474,8 +483,9 @@ macro_rules! impl_library_store {
                 .bind(&s.created_by)
                 .bind(s.created_at_us)
                 .bind(s.expires_at_us)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
+                self.durable().await?;
                 Ok(())
             }
 
@@ -504,8 +514,9 @@ macro_rules! impl_library_store {
                 let done = sqlx::query("UPDATE artifact_shares SET revoked_at_us = COALESCE(revoked_at_us, $2) WHERE id = $1")
                     .bind(id)
                     .bind(at_us)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
+                    self.durable().await?;
                 if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
             }
 
@@ -513,13 +524,14 @@ macro_rules! impl_library_store {
                 sqlx::query("UPDATE artifact_shares SET uses = uses + 1, last_used_at_us = $2 WHERE id = $1")
                     .bind(id)
                     .bind(at_us)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
+                    self.durable().await?;
                 Ok(())
             }
 
             async fn insert_note(&self, n: &$crate::NoteRow) -> $crate::StoreResult<i64> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 sqlx::query(
                     "INSERT INTO notes (id, owner, title, body, tags, task_id, created_at_us, updated_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
@@ -535,6 +547,7 @@ macro_rules! impl_library_store {
                 .await?;
                 let doc = Self::lib_insert_doc(&mut tx, "note", &n.id, &n.owner, &n.title, &n.body).await?;
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(doc)
             }
 
@@ -557,7 +570,7 @@ macro_rules! impl_library_store {
             }
 
             async fn update_note(&self, n: &$crate::NoteRow) -> $crate::StoreResult<i64> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let done = sqlx::query(
                     "UPDATE notes SET title = $2, body = $3, tags = $4, task_id = $5, updated_at_us = $6 WHERE id = $1",
                 )
@@ -579,11 +592,12 @@ macro_rules! impl_library_store {
                     .fetch_one(&mut *tx)
                     .await?;
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(doc)
             }
 
             async fn delete_note(&self, id: &str) -> $crate::StoreResult<i64> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let done = sqlx::query("DELETE FROM notes WHERE id = $1").bind(id).execute(&mut *tx).await?;
                 if done.rows_affected() == 0 {
                     return Err($crate::StoreError::NotFound);
@@ -593,6 +607,7 @@ macro_rules! impl_library_store {
                     .fetch_one(&mut *tx)
                     .await?;
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(doc)
             }
 

@@ -85,7 +85,7 @@ macro_rules! impl_memory_store {
         #[async_trait::async_trait]
         impl $crate::MemoryStore for $store {
             async fn insert_memories(&self, rows: &[$crate::MemoryRow]) -> $crate::StoreResult<Vec<i64>> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let mut nums = Vec::with_capacity(rows.len());
                 for m in rows {
                     let num: i64 = sqlx::query_scalar(
@@ -112,6 +112,7 @@ macro_rules! impl_memory_store {
                     nums.push(num);
                 }
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(nums)
             }
 
@@ -156,8 +157,9 @@ macro_rules! impl_memory_store {
                 .bind(m.needs_extraction)
                 .bind(m.updated_at_us)
                 .bind(m.expires_at_us)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
+                self.durable().await?;
                 if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
             }
 
@@ -175,19 +177,21 @@ macro_rules! impl_memory_store {
                 .bind(updated_at_us)
                 .bind(embedding)
                 .bind(model)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
+                self.durable().await?;
                 Ok(done.rows_affected() == 1)
             }
 
             async fn delete_memory(&self, id: &str) -> $crate::StoreResult<Option<i64>> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 sqlx::query("DELETE FROM memory_mentions WHERE memory_id = $1").bind(id).execute(&mut *tx).await?;
                 let num: Option<i64> = sqlx::query_scalar("DELETE FROM memories WHERE id = $1 RETURNING num")
                     .bind(id)
                     .fetch_optional(&mut *tx)
                     .await?;
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(num)
             }
 
@@ -237,13 +241,14 @@ macro_rules! impl_memory_store {
                 sqlx::query("UPDATE memories SET needs_extraction = $2 WHERE id = $1")
                     .bind(id)
                     .bind(false)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
+                    self.durable().await?;
                 Ok(())
             }
 
             async fn delete_expired_memories(&self, now_us: i64, limit: u32) -> $crate::StoreResult<Vec<i64>> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let expired: Vec<(i64, String)> = sqlx::query_as(
                     "SELECT num, id FROM memories WHERE expires_at_us IS NOT NULL AND expires_at_us <= $1 ORDER BY num LIMIT $2",
                 )
@@ -256,11 +261,12 @@ macro_rules! impl_memory_store {
                     sqlx::query("DELETE FROM memories WHERE id = $1").bind(id).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(expired.into_iter().map(|(n, _)| n).collect())
             }
 
             async fn upsert_entity(&self, e: &$crate::EntityRow) -> $crate::StoreResult<$crate::EntityRow> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 sqlx::query(
                     "INSERT INTO memory_entities (id, owner, name, norm, kind, properties, created_at_us, updated_at_us) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (owner, norm, kind) DO NOTHING",
@@ -296,6 +302,7 @@ macro_rules! impl_memory_store {
                     }
                 }
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(stored)
             }
 
@@ -342,7 +349,7 @@ macro_rules! impl_memory_store {
             }
 
             async fn delete_entity(&self, id: &str) -> $crate::StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 sqlx::query("DELETE FROM memory_relations WHERE source_id = $1 OR target_id = $1").bind(id).execute(&mut *tx).await?;
                 sqlx::query("DELETE FROM memory_mentions WHERE entity_id = $1").bind(id).execute(&mut *tx).await?;
                 let done = sqlx::query("DELETE FROM memory_entities WHERE id = $1").bind(id).execute(&mut *tx).await?;
@@ -350,11 +357,12 @@ macro_rules! impl_memory_store {
                     return Err($crate::StoreError::NotFound);
                 }
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(())
             }
 
             async fn insert_relation(&self, r: &$crate::RelationRow) -> $crate::StoreResult<$crate::RelationRow> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 sqlx::query(
                     "INSERT INTO memory_relations (id, owner, source_id, target_id, rel_type, memory_id, properties, created_at_us) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (owner, source_id, target_id, rel_type) DO NOTHING",
@@ -379,6 +387,7 @@ macro_rules! impl_memory_store {
                 .fetch_one(&mut *tx)
                 .await?;
                 tx.commit().await?;
+                self.durable().await?;
                 Self::relation_from_row(&row)
             }
 
@@ -388,7 +397,8 @@ macro_rules! impl_memory_store {
             }
 
             async fn delete_relation(&self, id: &str) -> $crate::StoreResult<()> {
-                let done = sqlx::query("DELETE FROM memory_relations WHERE id = $1").bind(id).execute(&self.pool).await?;
+                let done = sqlx::query("DELETE FROM memory_relations WHERE id = $1").bind(id).execute(&self.writer).await?;
+                self.durable().await?;
                 if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
             }
 
@@ -422,7 +432,7 @@ macro_rules! impl_memory_store {
             }
 
             async fn merge_entities(&self, into: &str, from: &[String], at_us: i64) -> $crate::StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let target = sqlx::query("SELECT * FROM memory_entities WHERE id = $1")
                     .bind(into)
                     .fetch_optional(&mut *tx)
@@ -486,11 +496,12 @@ macro_rules! impl_memory_store {
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(())
             }
 
             async fn add_mentions(&self, memory_id: &str, entity_ids: &[String]) -> $crate::StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 for e in entity_ids {
                     sqlx::query(
                         "INSERT INTO memory_mentions (memory_id, entity_id) VALUES ($1, $2) ON CONFLICT (memory_id, entity_id) DO NOTHING",
@@ -501,6 +512,7 @@ macro_rules! impl_memory_store {
                     .await?;
                 }
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(())
             }
 

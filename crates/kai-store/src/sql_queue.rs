@@ -227,7 +227,7 @@ macro_rules! impl_queue_store {
                 let queues: Vec<String> = req.queues.iter().map(|q| q.as_str().to_owned()).collect();
                 let lease_until_us = now_us.saturating_add($crate::sql_queue::duration_us(req.lease));
                 let max = usize::try_from(req.max).unwrap_or(usize::MAX);
-                let mut tx = self.pool.begin_with($begin).await?;
+                let mut tx = self.writer.begin_with($begin).await?;
                 Self::queue_reap(&mut tx, &queues, now_us).await?;
                 let any_limits: bool = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM queue_limits")
                     .fetch_one(&mut *tx)
@@ -255,6 +255,7 @@ macro_rules! impl_queue_store {
                     (0..candidates.len().min(max)).collect()
                 };
                 if admitted.is_empty() {
+                    // Nothing handed out: whatever was reaped needs no flush before returning.
                     tx.commit().await?;
                     return Ok(Vec::new());
                 }
@@ -280,6 +281,7 @@ macro_rules! impl_queue_store {
                     claimed.insert(job.id.to_string(), job);
                 }
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(admitted
                     .iter()
                     .filter_map(|&i| claimed.remove(&candidates[i].0))

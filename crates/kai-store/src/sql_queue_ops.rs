@@ -18,9 +18,10 @@ macro_rules! impl_queue_ops {
                 if jobs.is_empty() {
                     return Ok(Vec::new());
                 }
-                let mut tx = self.pool.begin_with($begin).await?;
+                let mut tx = self.writer.begin_with($begin).await?;
                 let out = Self::queue_insert(&mut tx, jobs, now_us).await?;
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(out)
             }
 
@@ -48,8 +49,9 @@ macro_rules! impl_queue_ops {
                 .bind(now_us)
                 .bind(lease.job.to_string())
                 .bind(lease.token.to_string())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await?;
+                self.durable().await?;
                 match cancel {
                     None => Err($crate::queue::QueueError::LeaseLost),
                     Some(true) => Ok($crate::queue::Heartbeat::CancelRequested { lease_until_us: until }),
@@ -71,7 +73,7 @@ macro_rules! impl_queue_ops {
                         limit: kai_core::queue::MAX_EFFECTS_PER_COMPLETION,
                     });
                 }
-                let mut tx = self.pool.begin_with($begin).await?;
+                let mut tx = self.writer.begin_with($begin).await?;
                 let attempt: Option<i64> = sqlx::query_scalar(
                     "UPDATE queue_jobs SET state = 'succeeded', result = $1, finished_at_us = $2, updated_at_us = $2, \
                      lease_id = NULL, lease_until_us = NULL, worker = NULL \
@@ -90,6 +92,7 @@ macro_rules! impl_queue_ops {
                 }
                 let follow_ups = Self::queue_insert(&mut tx, &completion.enqueue, now_us).await?;
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(follow_ups)
             }
 
@@ -100,7 +103,7 @@ macro_rules! impl_queue_ops {
                 now_us: i64,
             ) -> $crate::queue::QueueResult<$crate::queue::FailOutcome> {
                 use $crate::queue::{FailOutcome, QueueError};
-                let mut tx = self.pool.begin_with($begin).await?;
+                let mut tx = self.writer.begin_with($begin).await?;
                 let row: Option<(i64, i64, i64, i64, bool)> = sqlx::query_as(concat!(
                     "SELECT attempts, max_attempts, backoff_initial_ms, backoff_max_ms, cancel_requested FROM queue_jobs \
                      WHERE id = $1 AND lease_id = $2 AND state = 'running'",
@@ -143,6 +146,7 @@ macro_rules! impl_queue_ops {
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(outcome)
             }
 
@@ -157,8 +161,9 @@ macro_rules! impl_queue_ops {
                 .bind(now_us)
                 .bind(lease.job.to_string())
                 .bind(lease.token.to_string())
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
+                self.durable().await?;
                 if done.rows_affected() == 0 { Err($crate::queue::QueueError::LeaseLost) } else { Ok(()) }
             }
 
@@ -171,14 +176,15 @@ macro_rules! impl_queue_ops {
                 .bind(now_us)
                 .bind(lease.job.to_string())
                 .bind(lease.token.to_string())
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
+                self.durable().await?;
                 if done.rows_affected() == 0 { Err($crate::queue::QueueError::LeaseLost) } else { Ok(()) }
             }
 
             async fn cancel_job(&self, id: kai_core::ids::JobId, now_us: i64) -> $crate::queue::QueueResult<$crate::queue::CancelOutcome> {
                 use $crate::queue::{CancelOutcome, QueueError};
-                let mut tx = self.pool.begin_with($begin).await?;
+                let mut tx = self.writer.begin_with($begin).await?;
                 let state: Option<String> = sqlx::query_scalar(concat!("SELECT state FROM queue_jobs WHERE id = $1", $for_update))
                     .bind(id.to_string())
                     .fetch_optional(&mut *tx)
@@ -207,11 +213,12 @@ macro_rules! impl_queue_ops {
                     done => CancelOutcome::AlreadyFinished(done),
                 };
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(outcome)
             }
 
             async fn cancel_parent(&self, parent: kai_core::ids::TaskId, now_us: i64) -> $crate::queue::QueueResult<$crate::queue::CancelCounts> {
-                let mut tx = self.pool.begin_with($begin).await?;
+                let mut tx = self.writer.begin_with($begin).await?;
                 let cancelled = sqlx::query(
                     "UPDATE queue_jobs SET state = 'cancelled', finished_at_us = $1, updated_at_us = $1 \
                      WHERE parent_id = $2 AND state = 'queued'",
@@ -231,6 +238,7 @@ macro_rules! impl_queue_ops {
                 .await?
                 .rows_affected();
                 tx.commit().await?;
+                self.durable().await?;
                 Ok($crate::queue::CancelCounts { cancelled, requested })
             }
 
@@ -336,11 +344,13 @@ macro_rules! impl_queue_ops {
                         )
                         .bind(name)
                         .bind(i64::from(n))
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await?;
+                        self.durable().await?;
                     }
                     None => {
-                        sqlx::query("DELETE FROM queue_limits WHERE scope = $1").bind(name).execute(&self.pool).await?;
+                        sqlx::query("DELETE FROM queue_limits WHERE scope = $1").bind(name).execute(&self.writer).await?;
+                        self.durable().await?;
                     }
                 }
                 Ok(())
@@ -361,7 +371,7 @@ macro_rules! impl_queue_ops {
                 now_us: i64,
             ) -> $crate::queue::QueueResult<$crate::queue::EffectStart> {
                 use $crate::queue::{EffectStart, QueueError};
-                let mut tx = self.pool.begin_with($begin).await?;
+                let mut tx = self.writer.begin_with($begin).await?;
                 let attempt: Option<i64> = sqlx::query_scalar(concat!(
                     "SELECT attempts FROM queue_jobs WHERE id = $1 AND lease_id = $2 AND state = 'running'",
                     $for_share
@@ -410,6 +420,8 @@ macro_rules! impl_queue_ops {
                     }
                 };
                 tx.commit().await?;
+                // Before the caller acts on the outside world: never deferred.
+                self.flush_now().await?;
                 Ok(start)
             }
 
@@ -421,7 +433,7 @@ macro_rules! impl_queue_ops {
                 now_us: i64,
             ) -> $crate::queue::QueueResult<$crate::queue::EffectFinish> {
                 use $crate::queue::{EffectFinish, QueueError};
-                let mut tx = self.pool.begin_with($begin).await?;
+                let mut tx = self.writer.begin_with($begin).await?;
                 let attempt: Option<i64> = sqlx::query_scalar("SELECT attempts FROM queue_jobs WHERE id = $1")
                     .bind(lease.job.to_string())
                     .fetch_optional(&mut *tx)
@@ -440,6 +452,8 @@ macro_rules! impl_queue_ops {
                     EffectFinish::AlreadyDone($crate::sql_queue::json_of(&r, "bad effect result")?)
                 };
                 tx.commit().await?;
+                // Before the caller acts on the outside world: never deferred.
+                self.flush_now().await?;
                 Ok(out)
             }
 
@@ -464,7 +478,7 @@ macro_rules! impl_queue_ops {
 
             async fn purge_finished(&self, before_us: i64, limit: u32) -> $crate::queue::QueueResult<u64> {
                 let limit = $crate::sql_queue::check_list_limit(limit)?;
-                let mut tx = self.pool.begin_with($begin).await?;
+                let mut tx = self.writer.begin_with($begin).await?;
                 let ids: Vec<String> = sqlx::query_scalar(
                     "SELECT id FROM queue_jobs WHERE state IN ('succeeded', 'dead', 'cancelled') AND finished_at_us < $1 \
                      ORDER BY finished_at_us LIMIT $2",
@@ -483,6 +497,7 @@ macro_rules! impl_queue_ops {
                 Self::queue_push_in(&mut qb, ids);
                 let n = qb.build().execute(&mut *tx).await?.rows_affected();
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(n)
             }
         }

@@ -70,8 +70,9 @@ macro_rules! impl_security_store {
                 )
                 .bind(header)
                 .bind(at_us)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
+                self.durable().await?;
                 Ok(())
             }
 
@@ -80,7 +81,7 @@ macro_rules! impl_security_store {
                 item: &$crate::VaultItemRow,
                 first: &$crate::VaultVersionRow,
             ) -> $crate::StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 sqlx::query(
                     "INSERT INTO vault_items (id, kind, name_hmac, sealed_name, policy, current_version, created_at_us) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -96,11 +97,12 @@ macro_rules! impl_security_store {
                 .await?;
                 Self::insert_version(&mut tx, first).await?;
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(())
             }
 
             async fn add_vault_version(&self, v: &$crate::VaultVersionRow) -> $crate::StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 Self::insert_version(&mut tx, v).await?;
                 let done = sqlx::query("UPDATE vault_items SET current_version = $1 WHERE id = $2")
                     .bind(v.version)
@@ -111,6 +113,7 @@ macro_rules! impl_security_store {
                     return Err($crate::StoreError::NotFound);
                 }
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(())
             }
 
@@ -153,19 +156,21 @@ macro_rules! impl_security_store {
                 let done = sqlx::query("UPDATE vault_items SET policy = $1 WHERE id = $2")
                     .bind(policy)
                     .bind(item_id)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
+                    self.durable().await?;
                 if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
             }
 
             async fn delete_vault_item(&self, item_id: &str) -> $crate::StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 sqlx::query("DELETE FROM vault_versions WHERE item_id = $1").bind(item_id).execute(&mut *tx).await?;
                 let done = sqlx::query("DELETE FROM vault_items WHERE id = $1").bind(item_id).execute(&mut *tx).await?;
                 if done.rows_affected() == 0 {
                     return Err($crate::StoreError::NotFound);
                 }
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(())
             }
 
@@ -183,7 +188,7 @@ macro_rules! impl_security_store {
                 versions: &[$crate::VaultVersionRow],
                 items: &[$crate::VaultItemRow],
             ) -> $crate::StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 for v in versions {
                     sqlx::query("UPDATE vault_versions SET sealed = $1, generation = $2 WHERE item_id = $3 AND version = $4")
                         .bind(&v.sealed)
@@ -202,6 +207,7 @@ macro_rules! impl_security_store {
                         .await?;
                 }
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(())
             }
         }
@@ -245,8 +251,9 @@ macro_rules! impl_security_store {
                 .bind(u.created_at_us)
                 .bind(u.updated_at_us)
                 .bind(u.disabled_at_us)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
+                self.durable().await?;
                 Ok(())
             }
 
@@ -279,13 +286,14 @@ macro_rules! impl_security_store {
                 .bind(u.updated_at_us)
                 .bind(u.disabled_at_us)
                 .bind(&u.id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
+                self.durable().await?;
                 if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
             }
 
             async fn delete_user(&self, id: &str) -> $crate::StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 sqlx::query("DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE user_id = $1)")
                     .bind(id)
                     .execute(&mut *tx)
@@ -296,6 +304,7 @@ macro_rules! impl_security_store {
                     return Err($crate::StoreError::NotFound);
                 }
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(())
             }
 
@@ -308,7 +317,7 @@ macro_rules! impl_security_store {
         #[async_trait::async_trait]
         impl $crate::SessionStore for $store {
             async fn insert_session(&self, s: &$crate::SessionRow, r: &$crate::RefreshRow) -> $crate::StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 sqlx::query("INSERT INTO sessions (id, user_id, created_at_us, revoked_at_us) VALUES ($1, $2, $3, $4)")
                     .bind(&s.id)
                     .bind(&s.user_id)
@@ -318,6 +327,7 @@ macro_rules! impl_security_store {
                     .await?;
                 Self::insert_refresh(&mut tx, r).await?;
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(())
             }
 
@@ -339,8 +349,9 @@ macro_rules! impl_security_store {
                 sqlx::query("UPDATE sessions SET revoked_at_us = $1 WHERE id = $2 AND revoked_at_us IS NULL")
                     .bind(at_us)
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
+                    self.durable().await?;
                 Ok(())
             }
 
@@ -348,8 +359,9 @@ macro_rules! impl_security_store {
                 sqlx::query("UPDATE sessions SET revoked_at_us = $1 WHERE user_id = $2 AND revoked_at_us IS NULL")
                     .bind(at_us)
                     .bind(user_id)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
+                    self.durable().await?;
                 Ok(())
             }
 
@@ -359,8 +371,9 @@ macro_rules! impl_security_store {
                 )
                 .bind(at_us)
                 .bind(hash.to_vec())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await?;
+                self.durable().await?;
                 row.as_ref().map(Self::refresh_from_row).transpose()
             }
 
@@ -373,14 +386,32 @@ macro_rules! impl_security_store {
             }
 
             async fn insert_refresh_token(&self, r: &$crate::RefreshRow) -> $crate::StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 Self::insert_refresh(&mut tx, r).await?;
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(())
             }
         }
 
         impl $store {
+            async fn insert_usage(tx: &mut sqlx::Transaction<'_, $db>, u: &$crate::UsageRow) -> $crate::StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO llm_usage (id, at_us, principal, persona, prompt_tokens, completion_tokens, cost_micros) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&u.id)
+                .bind(u.at_us)
+                .bind(&u.principal)
+                .bind(&u.persona)
+                .bind(u.prompt_tokens)
+                .bind(u.completion_tokens)
+                .bind(u.cost_micros)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+
             async fn insert_refresh(tx: &mut sqlx::Transaction<'_, $db>, r: &$crate::RefreshRow) -> $crate::StoreResult<()> {
                 sqlx::query(
                     "INSERT INTO refresh_tokens (token_hash, session_id, issued_at_us, expires_at_us, used_at_us) \
@@ -400,19 +431,10 @@ macro_rules! impl_security_store {
         #[async_trait::async_trait]
         impl $crate::UsageStore for $store {
             async fn record_usage(&self, u: &$crate::UsageRow) -> $crate::StoreResult<()> {
-                sqlx::query(
-                    "INSERT INTO llm_usage (id, at_us, principal, persona, prompt_tokens, completion_tokens, cost_micros) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(&u.id)
-                .bind(u.at_us)
-                .bind(&u.principal)
-                .bind(&u.persona)
-                .bind(u.prompt_tokens)
-                .bind(u.completion_tokens)
-                .bind(u.cost_micros)
-                .execute(&self.pool)
-                .await?;
+                let mut tx = self.writer.begin().await?;
+                Self::insert_usage(&mut tx, u).await?;
+                tx.commit().await?;
+                self.durable().await?;
                 Ok(())
             }
 

@@ -1,7 +1,7 @@
 //! SQL for agents, tasks, plans and steps, shared by both backends like `sql.rs`.
 
 macro_rules! impl_task_store {
-    ($store:ty, $db:ty) => {
+    ($store:ty, $db:ty, lock_task: $lock_task:expr) => {
         impl $store {
             fn agent_from_row(r: &<$db as sqlx::Database>::Row) -> $crate::StoreResult<$crate::AgentRow> {
                 use sqlx::Row as _;
@@ -142,8 +142,9 @@ macro_rules! impl_task_store {
                 .bind(&a.did)
                 .bind(a.created_at_us)
                 .bind(a.updated_at_us)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
+                self.durable().await?;
                 if done.rows_affected() == 0 {
                     return Err($crate::StoreError::Conflict(format!("agent {} already exists", a.id)));
                 }
@@ -185,8 +186,9 @@ macro_rules! impl_task_store {
                 .bind(set_staged)
                 .bind(staged)
                 .bind(at_us)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
+                self.durable().await?;
                 if done.rows_affected() == 1 {
                     return Ok(());
                 }
@@ -217,8 +219,9 @@ macro_rules! impl_task_store {
                 .bind(&t.idempotency_key)
                 .bind(t.created_at_us)
                 .bind(t.updated_at_us)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
+                self.durable().await?;
                 if inserted.rows_affected() == 1 {
                     return self.task(&t.id).await?.ok_or($crate::StoreError::NotFound);
                 }
@@ -278,8 +281,9 @@ macro_rules! impl_task_store {
                     .bind(finished)
                     .bind(at_us)
                     .bind(&current.status)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
+                    self.durable().await?;
                     if done.rows_affected() == 1 {
                         return Ok(true);
                     }
@@ -288,20 +292,11 @@ macro_rules! impl_task_store {
             }
 
             async fn add_task_usage(&self, id: &str, u: $crate::TaskUsage, at_us: i64) -> $crate::StoreResult<$crate::TaskRow> {
-                let row = sqlx::query(
-                    "UPDATE tasks SET used_steps = used_steps + $2, used_tool_calls = used_tool_calls + $3, \
-                     used_tokens = used_tokens + $4, used_cost_micros = used_cost_micros + $5, updated_at_us = $6 \
-                     WHERE id = $1 RETURNING *",
-                )
-                .bind(id)
-                .bind(u.steps)
-                .bind(u.tool_calls)
-                .bind(u.tokens)
-                .bind(u.cost_micros)
-                .bind(at_us)
-                .fetch_optional(&self.pool)
-                .await?;
-                row.as_ref().map(Self::task_from_row).transpose()?.ok_or($crate::StoreError::NotFound)
+                let mut tx = self.writer.begin().await?;
+                let row = Self::add_usage(&mut tx, id, u, at_us).await?;
+                tx.commit().await?;
+                self.durable().await?;
+                Ok(row)
             }
 
             async fn insert_plan(&self, p: &$crate::PlanRow) -> $crate::StoreResult<()> {
@@ -316,8 +311,9 @@ macro_rules! impl_task_store {
                 .bind(&p.checked)
                 .bind(&p.author)
                 .bind(p.created_at_us)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
+                self.durable().await?;
                 if done.rows_affected() == 0 {
                     return Err($crate::StoreError::Conflict(format!("plan version {} exists", p.version)));
                 }
@@ -342,7 +338,7 @@ macro_rules! impl_task_store {
             }
 
             async fn approve_plan(&self, task_id: &str, version: i64, steps: &[$crate::StepRow], at_us: i64) -> $crate::StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer.begin().await?;
                 let done = sqlx::query("UPDATE plans SET status = 'approved' WHERE task_id = $1 AND version = $2 AND status = 'proposed'")
                     .bind(task_id)
                     .bind(version)
@@ -377,6 +373,7 @@ macro_rules! impl_task_store {
                     .await?;
                 }
                 tx.commit().await?;
+                self.durable().await?;
                 Ok(())
             }
 
@@ -385,8 +382,9 @@ macro_rules! impl_task_store {
                     .bind(task_id)
                     .bind(version)
                     .bind(status)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
+                    self.durable().await?;
                 if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
             }
 
@@ -408,24 +406,77 @@ macro_rules! impl_task_store {
             }
 
             async fn update_step(&self, s: &$crate::StepRow) -> $crate::StoreResult<()> {
-                let done = sqlx::query(
-                    "UPDATE steps SET status = $3, attempts = $4, output = $5, feedback = $6, error = $7, tokens = $8, \
-                     tool_calls = $9, started_at_us = $10, finished_at_us = $11 WHERE task_id = $1 AND step_id = $2",
-                )
-                .bind(&s.task_id)
-                .bind(&s.step_id)
-                .bind(&s.status)
-                .bind(s.attempts)
-                .bind(&s.output)
-                .bind(&s.feedback)
-                .bind(&s.error)
-                .bind(s.tokens)
-                .bind(s.tool_calls)
-                .bind(s.started_at_us)
-                .bind(s.finished_at_us)
-                .execute(&self.pool)
-                .await?;
-                if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
+                let mut tx = self.writer.begin().await?;
+                Self::write_step(&mut tx, s).await?;
+                tx.commit().await?;
+                self.durable().await?;
+                Ok(())
+            }
+
+            async fn record_task_call(&self, id: &str, rows: &[$crate::UsageRow], u: $crate::TaskUsage, at_us: i64) -> $crate::StoreResult<$crate::TaskRow> {
+                let mut tx = self.writer.begin().await?;
+                for r in rows {
+                    Self::insert_usage(&mut tx, r).await?;
+                }
+                let row = Self::add_usage(&mut tx, id, u, at_us).await?;
+                tx.commit().await?;
+                self.durable().await?;
+                Ok(row)
+            }
+
+            async fn finish_step(
+                &self,
+                step: &$crate::StepRow,
+                follow: &(dyn for<'s> Fn(&'s [$crate::StepRow]) -> Vec<(String, $crate::queue::NewJob)> + Send + Sync),
+                now_us: i64,
+            ) -> $crate::StoreResult<(Vec<$crate::StepRow>, Vec<String>)> {
+                let mut tx = self.writer.begin().await?;
+                // Serializes the finishing steps of one task (PostgreSQL row lock; SQLite has
+                // one writer).
+                let lock: Option<&'static str> = $lock_task;
+                if let Some(sql) = lock {
+                    sqlx::query(sql).bind(&step.task_id).execute(&mut *tx).await?;
+                }
+                Self::write_step(&mut tx, step).await?;
+                let rows = sqlx::query("SELECT * FROM steps WHERE task_id = $1 ORDER BY step_id")
+                    .bind(&step.task_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let mut steps = rows.iter().map(Self::step_from_row).collect::<$crate::StoreResult<Vec<_>>>()?;
+                let mut queued = Vec::new();
+                let mut jobs = Vec::new();
+                for (id, job) in follow(&steps) {
+                    let done = sqlx::query("UPDATE steps SET status = 'queued' WHERE task_id = $1 AND step_id = $2 AND status = 'pending'")
+                        .bind(&step.task_id)
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await?;
+                    if done.rows_affected() == 1 {
+                        if let Some(s) = steps.iter_mut().find(|s| s.step_id == id) {
+                            s.status = "queued".into();
+                        }
+                        queued.push(id);
+                        jobs.push(job);
+                    }
+                }
+                if !jobs.is_empty() {
+                    Self::queue_insert(&mut tx, &jobs, now_us).await.map_err(|e| match e {
+                        $crate::queue::QueueError::Store(s) => s,
+                        other => $crate::StoreError::Conflict(other.to_string()),
+                    })?;
+                }
+                tx.commit().await?;
+                self.durable().await?;
+                Ok((steps, queued))
+            }
+
+            async fn update_step_with_usage(&self, s: &$crate::StepRow, u: $crate::TaskUsage, at_us: i64) -> $crate::StoreResult<$crate::TaskRow> {
+                let mut tx = self.writer.begin().await?;
+                Self::write_step(&mut tx, s).await?;
+                let row = Self::add_usage(&mut tx, &s.task_id, u, at_us).await?;
+                tx.commit().await?;
+                self.durable().await?;
+                Ok(row)
             }
 
             async fn set_step_status_if(&self, task_id: &str, step_id: &str, from: &str, to: &str) -> $crate::StoreResult<bool> {
@@ -434,8 +485,9 @@ macro_rules! impl_task_store {
                     .bind(step_id)
                     .bind(from)
                     .bind(to)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
+                    self.durable().await?;
                 Ok(done.rows_affected() == 1)
             }
 
@@ -463,8 +515,9 @@ macro_rules! impl_task_store {
                 .bind(&q.step_id)
                 .bind(&q.question)
                 .bind(q.asked_at_us)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
+                self.durable().await?;
                 Ok(())
             }
 
@@ -489,8 +542,9 @@ macro_rules! impl_task_store {
                 .bind(answer)
                 .bind(by)
                 .bind(at_us)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
+                self.durable().await?;
                 if done.rows_affected() == 1 {
                     return Ok(());
                 }
@@ -512,8 +566,9 @@ macro_rules! impl_task_store {
                 .bind(&m.payload)
                 .bind(&m.status)
                 .bind(m.created_at_us)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
+                self.durable().await?;
                 Ok(())
             }
 
@@ -532,8 +587,9 @@ macro_rules! impl_task_store {
                 sqlx::query("UPDATE agent_messages SET status = 'delivered', delivered_at_us = $2 WHERE id = $1 AND status = 'queued'")
                     .bind(id)
                     .bind(at_us)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
+                    self.durable().await?;
                 Ok(())
             }
 
@@ -552,8 +608,9 @@ macro_rules! impl_task_store {
                     .bind(definition)
                     .bind(author)
                     .bind(at_us)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
+                    self.durable().await?;
                     if done.rows_affected() == 1 {
                         return Ok(next);
                     }
@@ -590,8 +647,9 @@ macro_rules! impl_task_store {
                 .bind(&w.secret_name)
                 .bind(&w.target)
                 .bind(w.created_at_us)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
+                self.durable().await?;
                 Ok(())
             }
 
@@ -606,7 +664,8 @@ macro_rules! impl_task_store {
             }
 
             async fn delete_webhook(&self, name: &str) -> $crate::StoreResult<()> {
-                let done = sqlx::query("DELETE FROM webhooks WHERE name = $1").bind(name).execute(&self.pool).await?;
+                let done = sqlx::query("DELETE FROM webhooks WHERE name = $1").bind(name).execute(&self.writer).await?;
+                self.durable().await?;
                 if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
             }
 
@@ -622,19 +681,63 @@ macro_rules! impl_task_store {
                     None => sqlx::query("INSERT INTO trigger_state (id, last_fired_us) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                         .bind(id)
                         .bind(at_us)
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await?,
                     Some(prev) => sqlx::query("UPDATE trigger_state SET last_fired_us = $3 WHERE id = $1 AND last_fired_us = $2")
                         .bind(id)
                         .bind(prev)
                         .bind(at_us)
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await?,
                 };
+                self.durable().await?;
                 Ok(done.rows_affected() == 1)
+            }
+        }
+
+        impl $store {
+            async fn write_step(tx: &mut sqlx::Transaction<'_, $db>, s: &$crate::StepRow) -> $crate::StoreResult<()> {
+                let done = sqlx::query(
+                    "UPDATE steps SET status = $3, attempts = $4, output = $5, feedback = $6, error = $7, tokens = $8, \
+                     tool_calls = $9, started_at_us = $10, finished_at_us = $11 WHERE task_id = $1 AND step_id = $2",
+                )
+                .bind(&s.task_id)
+                .bind(&s.step_id)
+                .bind(&s.status)
+                .bind(s.attempts)
+                .bind(&s.output)
+                .bind(&s.feedback)
+                .bind(&s.error)
+                .bind(s.tokens)
+                .bind(s.tool_calls)
+                .bind(s.started_at_us)
+                .bind(s.finished_at_us)
+                .execute(&mut **tx)
+                .await?;
+                if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
+            }
+
+            async fn add_usage(tx: &mut sqlx::Transaction<'_, $db>, id: &str, u: $crate::TaskUsage, at_us: i64) -> $crate::StoreResult<$crate::TaskRow> {
+                let row = sqlx::query(
+                    "UPDATE tasks SET used_steps = used_steps + $2, used_tool_calls = used_tool_calls + $3, \
+                     used_tokens = used_tokens + $4, used_cost_micros = used_cost_micros + $5, updated_at_us = $6 \
+                     WHERE id = $1 RETURNING *",
+                )
+                .bind(id)
+                .bind(u.steps)
+                .bind(u.tool_calls)
+                .bind(u.tokens)
+                .bind(u.cost_micros)
+                .bind(at_us)
+                .fetch_optional(&mut **tx)
+                .await?;
+                row.as_ref().map(Self::task_from_row).transpose()?.ok_or($crate::StoreError::NotFound)
             }
         }
     };
 }
 
 pub(crate) use impl_task_store;
+
+/// SQLite needs no row lock to serialize a task's finishing steps: it has one writer.
+pub(crate) const NO_TASK_LOCK: Option<&str> = None;

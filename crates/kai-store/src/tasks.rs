@@ -197,6 +197,16 @@ pub trait TaskStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// Adds to the task's usage counters and returns the task as it is now.
     async fn add_task_usage(&self, id: &str, usage: TaskUsage, at_us: i64) -> StoreResult<TaskRow>;
+    /// Records one model call of task `id`: its usage rows (one per principal it counts
+    /// against, see [`crate::UsageStore::record_usage`]) and the task's counters, in one
+    /// transaction; returns the task as it is now.
+    async fn record_task_call(
+        &self,
+        id: &str,
+        rows: &[crate::UsageRow],
+        usage: TaskUsage,
+        at_us: i64,
+    ) -> StoreResult<TaskRow>;
 
     /// Stores a new plan version (`Conflict` if that version exists).
     async fn insert_plan(&self, plan: &PlanRow) -> StoreResult<()>;
@@ -217,6 +227,29 @@ pub trait TaskStore: Send + Sync {
     async fn steps(&self, task_id: &str) -> StoreResult<Vec<StepRow>>;
     /// Writes a step's mutable fields.
     async fn update_step(&self, step: &StepRow) -> StoreResult<()>;
+    /// Writes a step's fields and, in the same transaction, starts the steps this unblocked:
+    /// `follow` picks them from the task's steps as they are after the write (every step, in
+    /// step id order) and gives each one's job; each picked step still `pending` is moved to
+    /// `queued` and its job enqueued (as [`crate::QueueStore::enqueue_batch`] would). All of it
+    /// commits together, so no step is ever `queued` without its job. Concurrent calls for one
+    /// task are serialized, so of two steps finishing at once the later one sees both and no
+    /// dependent is missed. Returns the steps after the transaction and the ids it queued.
+    async fn finish_step(
+        &self,
+        step: &StepRow,
+        follow: &(
+             dyn for<'s> Fn(&'s [StepRow]) -> Vec<(String, crate::queue::NewJob)> + Send + Sync
+         ),
+        now_us: i64,
+    ) -> StoreResult<(Vec<StepRow>, Vec<String>)>;
+    /// [`TaskStore::update_step`] and [`TaskStore::add_task_usage`] for the step's task in one
+    /// transaction (a step starting counts against the task's step budget); returns the task.
+    async fn update_step_with_usage(
+        &self,
+        step: &StepRow,
+        usage: TaskUsage,
+        at_us: i64,
+    ) -> StoreResult<TaskRow>;
     /// Moves a step from `from` to `to` only if it is still in `from`; true if it moved.
     async fn set_step_status_if(
         &self,

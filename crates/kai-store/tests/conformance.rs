@@ -217,6 +217,24 @@ async fn events_get_dense_offsets_and_are_idempotent(b: &Backend) {
     }
     assert_eq!(page[0].offset, Some(offsets[5]));
     assert!(b.store.events_after(offsets[19], 10).await.unwrap().is_empty());
+
+    // A batch: dense offsets after the singles, in input order; a repeated id inside or
+    // outside the batch gets its first offset.
+    let more: Vec<Envelope> = (20..25).map(event).collect();
+    let batch = [more.clone(), vec![events[0].clone(), more[1].clone()]].concat();
+    let got = b.store.append_events(&batch).await.unwrap();
+    // (A refused duplicate may use up an offset: after one, offsets increase with a gap.)
+    let first = got[0];
+    assert!(first > offsets[19], "{got:?}");
+    assert_eq!(got, vec![first, first + 1, first + 2, first + 3, first + 4, offsets[0], first + 1]);
+    b.store.sync_events().await.unwrap();
+    assert_eq!(b.store.last_event_offset().await.unwrap(), first + 4);
+    let stored = b.store.events_after(offsets[19], 10).await.unwrap();
+    assert_eq!(
+        stored.iter().map(|e| e.id).collect::<Vec<_>>(),
+        more.iter().map(|e| e.id).collect::<Vec<_>>()
+    );
+    assert!(b.store.append_events(&[]).await.unwrap().is_empty());
 }
 
 async fn tokens_by_hash_and_revocation(b: &Backend) {

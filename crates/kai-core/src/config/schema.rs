@@ -304,7 +304,7 @@ pub struct ProviderEntry {
     /// Retries on 429/5xx (0–10).
     #[serde(default = "default_provider_retries")]
     pub max_retries: u32,
-    /// Requests in flight at once (1–64).
+    /// Requests in flight at once (1–1024).
     #[serde(default = "default_provider_concurrency")]
     pub concurrency: usize,
     /// US dollars per million prompt tokens (for cost budgets; 0: free).
@@ -487,11 +487,11 @@ impl Config {
             }
             if !(1..=600).contains(&p.timeout_secs)
                 || p.max_retries > 10
-                || !(1..=64).contains(&p.concurrency)
+                || !(1..=1024).contains(&p.concurrency)
             {
                 out.push(FieldError {
                     key: "providers",
-                    message: format!("provider {:?}: allowed: timeout_secs 1 to 600, max_retries 0 to 10, concurrency 1 to 64", p.name),
+                    message: format!("provider {:?}: allowed: timeout_secs 1 to 600, max_retries 0 to 10, concurrency 1 to 1024", p.name),
                 });
             }
             let price_ok = |x: f64| x.is_finite() && (0.0..=1_000_000.0).contains(&x);

@@ -43,7 +43,7 @@ impl TasksConfig {
                 out.push(FieldError { key, message: message.to_owned() });
             }
         };
-        check((1..=256).contains(&self.workers), "tasks.workers", "allowed 1 to 256");
+        check((1..=4096).contains(&self.workers), "tasks.workers", "allowed 1 to 4096");
         check(
             (1024..=100 * 1024 * 1024).contains(&self.fetch_max_bytes),
             "tasks.fetch_max_bytes",

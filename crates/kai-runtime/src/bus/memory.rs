@@ -1,5 +1,9 @@
 //! In-process bus. `publish` appends to the store's event log (the source of truth), then fans
 //! out to subscribers under one lock, so every subscriber sees events in offset order.
+//! Publishers that arrive while another holds the lock queue their events; the next holder
+//! appends the whole queue in one transaction and fans it out in order (group append: a busy
+//! node pays one commit per batch, not per event), and each publisher then waits for the
+//! shared flush that makes its event durable.
 //! Replay reads the log page by page, then switches to the live feed, skipping what it
 //! already delivered (the live feed is registered before the first page is read: no gap).
 
@@ -10,6 +14,7 @@ use kai_core::Envelope;
 use kai_core::event::EventFilter;
 use kai_store::EventLog;
 use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -23,11 +28,20 @@ struct Subscriber {
     reason: Arc<OnceLock<CloseReason>>,
 }
 
+/// An event waiting for the next append, and where its outcome goes.
+type Pending = (Envelope, oneshot::Sender<Result<Envelope, BusError>>);
+
+/// Most events appended in one transaction.
+const MAX_APPEND_BATCH: usize = 512;
+
 /// The in-process bus.
 pub struct MemoryBus {
     log: Arc<dyn EventLog>,
     subscribers: Mutex<Vec<Arc<Subscriber>>>,
+    /// Held while appending and fanning out, so offsets and delivery order agree.
     order: tokio::sync::Mutex<()>,
+    /// Events published while the lock was held, in arrival order.
+    pending: Mutex<Vec<Pending>>,
     queue: usize,
     tracker: TaskTracker,
     cancel: CancellationToken,
@@ -46,6 +60,7 @@ impl MemoryBus {
             log,
             subscribers: Mutex::new(Vec::new()),
             order: tokio::sync::Mutex::new(()),
+            pending: Mutex::new(Vec::new()),
             queue,
             tracker,
             cancel,
@@ -77,18 +92,39 @@ impl MemoryBus {
             .retain(|s| !dead.iter().any(|d| Arc::ptr_eq(s, d)));
     }
 
-    /// Number of live subscribers.
-    pub fn subscriber_count(&self) -> usize {
-        self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).len()
+    /// Appends up to [`MAX_APPEND_BATCH`] queued events in one transaction, fans them out in
+    /// offset order and tells each publisher. Called with the ordering lock held.
+    async fn append_pending(&self) {
+        let batch: Vec<Pending> = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let n = pending.len().min(MAX_APPEND_BATCH);
+            pending.drain(..n).collect()
+        };
+        if batch.is_empty() {
+            return;
+        }
+        let events: Vec<Envelope> = batch.iter().map(|(e, _)| e.clone()).collect();
+        match self.log.append_events(&events).await {
+            Ok(offsets) => {
+                for ((mut event, reply), offset) in batch.into_iter().zip(offsets) {
+                    event.offset = Some(offset);
+                    self.fan_out(&event).await;
+                    let _ = reply.send(Ok(event));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(BusError::Store(kai_store::StoreError::Unavailable(
+                        message.clone(),
+                    ))));
+                }
+            }
+        }
     }
-}
 
-#[async_trait]
-impl EventBus for MemoryBus {
-    async fn publish(&self, mut event: Envelope) -> Result<Envelope, BusError> {
-        check_size(&event)?;
-        let _order = self.order.lock().await;
-        event.offset = Some(self.log.append_event(&event).await?);
+    /// Delivers one stored event to every matching subscriber (by its delivery policy).
+    async fn fan_out(&self, event: &Envelope) {
         metrics::counter!(m::EVENTS_PUBLISHED, "type" => event.kind.to_string()).increment(1);
         let mut dead = Vec::new();
         let mut depth = 0;
@@ -97,7 +133,7 @@ impl EventBus for MemoryBus {
                 dead.push(sub);
                 continue;
             }
-            if sub.filter.matches(&event) {
+            if sub.filter.matches(event) {
                 match sub.policy {
                     DeliveryPolicy::Block => {
                         if sub.tx.send(event.clone()).await.is_err() {
@@ -119,6 +155,42 @@ impl EventBus for MemoryBus {
         }
         self.remove(&dead);
         metrics::gauge!(m::BUS_QUEUE_DEPTH).set(depth as f64);
+    }
+
+    /// Number of live subscribers.
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+#[async_trait]
+impl EventBus for MemoryBus {
+    async fn publish(&self, event: Envelope) -> Result<Envelope, BusError> {
+        check_size(&event)?;
+        let (tx, mut rx) = oneshot::channel();
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).push((event, tx));
+        let outcome = {
+            let _order = self.order.lock().await;
+            // Append what is queued, oldest first, until an earlier holder or this one has
+            // handled this publisher's event.
+            loop {
+                match rx.try_recv() {
+                    Ok(outcome) => break outcome,
+                    // The holder that took it was cancelled mid-append.
+                    Err(oneshot::error::TryRecvError::Closed) => {
+                        break Err(BusError::Backend(
+                            "the append was interrupted; publish again".into(),
+                        ));
+                    }
+                    Err(oneshot::error::TryRecvError::Empty) => self.append_pending().await,
+                }
+            }
+        };
+        let event = outcome?;
+        // The flush to disk happens outside the ordering lock, so publishers share flushes
+        // instead of queueing one each. Subscribers may therefore see an event a moment before
+        // it is durable: a power loss in that moment (never a process crash) can take it back.
+        self.log.sync_events().await?;
         Ok(event)
     }
 

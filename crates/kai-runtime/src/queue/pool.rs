@@ -172,7 +172,11 @@ async fn pause(
 async fn dispatch(shared: Arc<Shared>) {
     let s = &shared.settings;
     let slots = Arc::new(Semaphore::new(s.concurrency));
-    let batch = usize::try_from(s.claim_batch).unwrap_or(1).clamp(1, s.concurrency);
+    // The store refuses claims above MAX_CLAIM; a pool with more slots fills them in several
+    // claims (an unclamped batch made every claim fail, and a 1,000-slot pool never started).
+    let batch = usize::try_from(s.claim_batch.min(kai_core::queue::MAX_CLAIM))
+        .unwrap_or(1)
+        .clamp(1, s.concurrency);
     let mut wake = shared.queue.wake.subscribe();
     let store = shared.queue.store.clone();
     let mut due_but_empty = false;
@@ -286,7 +290,10 @@ async fn run_job(shared: Arc<Shared>, claimed: ClaimedJob, _slot: OwnedSemaphore
     let ctx = JobContext { job, lease, store: store.clone(), stop: stop.clone() };
     let started = Instant::now();
     let handler = shared.handler.clone();
-    let run = AssertUnwindSafe(async move { handler.run(ctx).await }).catch_unwind();
+    // The handler's writes become durable with the outcome recorded below (one shared WAL
+    // flush for the job instead of one per write; see `kai_store::deferred_flush`).
+    let run = AssertUnwindSafe(kai_store::deferred_flush(async move { handler.run(ctx).await }))
+        .catch_unwind();
     tokio::pin!(run);
     let mut beat = tokio::time::interval_at(Instant::now() + s.heartbeat_every, s.heartbeat_every);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

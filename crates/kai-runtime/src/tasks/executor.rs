@@ -122,20 +122,25 @@ pub async fn call_model(call: ModelCall<'_>) -> Result<ChatResponse, StepError> 
     let prices = tasks.llm.prices(&entry.name, &response.model);
     // One call, two views: the acting agent's usage (its own budget) and the owner's (whose
     // daily budget pays for the tasks they submit). `/telemetry/usage` lists both rows.
-    spend::record_usage(tasks.store.as_ref(), &principal, &entry.name, &response.usage, prices)
-        .await;
+    let mut rows = vec![spend::usage_row(&principal, &entry.name, &response.usage, prices)];
     if owner != principal && !owner.is_empty() {
         let persona = format!("{} via {}", entry.name, agent.id());
-        spend::record_usage(tasks.store.as_ref(), owner, &persona, &response.usage, prices).await;
+        rows.push(spend::usage_row(owner, &persona, &response.usage, prices));
     }
     if let Some(id) = task {
-        let cost = spend::cost_micros(&response.usage, prices);
         let usage = kai_store::TaskUsage {
             tokens: i64::try_from(response.usage.total_tokens()).unwrap_or(i64::MAX),
-            cost_micros: cost,
+            cost_micros: spend::cost_micros(&response.usage, prices),
             ..kai_store::TaskUsage::default()
         };
-        tasks.store.add_task_usage(id, usage, now_us()).await?;
+        // With the task's counters, in one write.
+        tasks.store.record_task_call(id, &rows, usage, now_us()).await?;
+    } else {
+        for row in &rows {
+            if let Err(e) = tasks.store.record_usage(row).await {
+                tracing::error!(error = %e, "could not record LLM usage");
+            }
+        }
     }
     Ok(response)
 }

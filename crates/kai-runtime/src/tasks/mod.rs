@@ -167,7 +167,14 @@ pub struct Tasks {
     pub(crate) tools: Arc<Toolbox>,
     pub(crate) config: watch::Receiver<LoadedConfig>,
     pub(crate) sentinel: sentinel::Sentinel,
+    /// Parsed plan graphs by (task, version). A stored plan version never changes (an edit is
+    /// a new version), so entries never go stale; the map is cleared when it grows past
+    /// [`PLAN_CACHE_ENTRIES`].
+    plans: std::sync::Mutex<std::collections::HashMap<(String, i64), Arc<TaskGraph>>>,
 }
+
+/// Most parsed plans [`Tasks`] keeps (a few hundred bytes to a few KB each).
+const PLAN_CACHE_ENTRIES: usize = 4096;
 
 pub(crate) fn now_us() -> i64 {
     Utc::now().timestamp_micros()
@@ -204,7 +211,25 @@ impl Tasks {
             tools,
             config,
             sentinel: sentinel::Sentinel::default(),
+            plans: std::sync::Mutex::default(),
         }
+    }
+
+    /// The graph of plan `version` of `task`, parsed once (every step and every advance of a
+    /// running task needs it). `None` if there is no such plan.
+    pub(crate) async fn graph(&self, task: &str, version: i64) -> Result<Option<Arc<TaskGraph>>> {
+        let key = (task.to_owned(), version);
+        if let Some(g) = self.plans.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(Some(g.clone()));
+        }
+        let Some(plan) = self.store.plan(task, version).await? else { return Ok(None) };
+        let graph = Arc::new(run::graph_of(&plan)?);
+        let mut cache = self.plans.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= PLAN_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(key, graph.clone());
+        Ok(Some(graph))
     }
 
     /// The audit log for a node (`None` while sealed).

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kai_core::plan::TaskGraph;
+use kai_core::plan::{PlanStep, TaskGraph};
 use kai_store::queue::{Completion, NewJob};
 use kai_store::{PlanRow, StepRow, TaskRow};
 use serde_json::{Value, json};
@@ -341,10 +341,8 @@ impl JobHandler for StepJob {
         let outcome =
             tracing::Instrument::instrument(run_step(tasks, &task, &mut row, &ctx), span).await;
         match outcome {
-            Ok(()) => {
-                advance(tasks, &id, 0).await?;
-                Ok(done(json!({"step": step_id, "status": "succeeded"})))
-            }
+            // The steps it unblocked were queued with its result (`finish_step`).
+            Ok(()) => Ok(done(json!({"step": step_id, "status": "succeeded"}))),
             Err(Outcome::Retry(m)) => Err(JobError::retryable(m)),
             Err(Outcome::Wait(m, d)) => Err(JobError::retry_after(m, d)),
             Err(Outcome::Ended(state)) => Ok(done(json!({"step": step_id, "task": state}))),
@@ -403,14 +401,13 @@ async fn run_step(
 ) -> Result<(), Outcome> {
     let last_attempt = job.attempt() >= job.job.retry.max_attempts;
     let budget = budget_of(task);
-    let plan = tasks
-        .store
-        .plan(&task.id, task.plan_version)
-        .await
-        .map_err(|e| Outcome::Retry(e.to_string()))?;
-    let Some(Ok(graph)) = plan.as_ref().map(graph_of) else {
-        let why = "the task's plan is missing or unreadable";
-        return Err(fail_task(tasks, task, row, status::FAILED, why).await);
+    let graph = match tasks.graph(&task.id, task.plan_version).await {
+        Ok(Some(g)) => g,
+        Err(TaskError::Store(e)) => return Err(Outcome::Retry(e.to_string())),
+        Ok(None) | Err(_) => {
+            let why = "the task's plan is missing or unreadable";
+            return Err(fail_task(tasks, task, row, status::FAILED, why).await);
+        }
     };
     let Some(step) = graph.step(&row.step_id).cloned() else {
         return Err(
@@ -427,18 +424,22 @@ async fn run_step(
             Duration::from_secs(30),
         ));
     }
+    row.status = "running".into();
+    row.attempts += 1;
+    row.started_at_us = Some(now_us());
+    // The step starts and counts against the task's step budget in one write.
     let used = tasks
         .store
-        .add_task_usage(&task.id, kai_store::TaskUsage { steps: 1, ..Default::default() }, now_us())
+        .update_step_with_usage(
+            row,
+            kai_store::TaskUsage { steps: 1, ..Default::default() },
+            now_us(),
+        )
         .await
         .map_err(|e| Outcome::Retry(e.to_string()))?;
     if let Some(over) = budget.exceeded(&Usage::of(&used), elapsed_secs(&used)) {
         return Err(fail_task(tasks, task, row, status::BUDGET_EXCEEDED, &over).await);
     }
-    row.status = "running".into();
-    row.attempts += 1;
-    row.started_at_us = Some(now_us());
-    tasks.store.update_step(row).await.map_err(|e| Outcome::Retry(e.to_string()))?;
     tasks
         .publish(
             &task.id,
@@ -558,7 +559,11 @@ async fn run_step(
     row.output = Some(output.clone());
     row.tool_calls += i64::try_from(result.tool_calls).unwrap_or(0);
     row.finished_at_us = Some(now_us());
-    tasks.store.update_step(row).await.map_err(|e| Outcome::Retry(e.to_string()))?;
+    let (steps, promoted) = tasks
+        .store
+        .finish_step(row, &unblocked(&graph, task), now_us())
+        .await
+        .map_err(|e| Outcome::Retry(e.to_string()))?;
     let preview: String = output.chars().take(2000).collect();
     let mut payload = details;
     payload["output"] = json!(preview);
@@ -572,7 +577,67 @@ async fn run_step(
         Some(&output),
     )
     .await;
-    Ok(())
+    follow_ups(tasks, task, &graph, steps, promoted)
+        .await
+        .map_err(|e| Outcome::Retry(e.to_string()))
+}
+
+/// Finishes the task if every step of `graph` succeeded (its result: the outputs of the steps
+/// nothing depends on). Returns whether it did.
+async fn finish_if_done(
+    tasks: &Tasks,
+    id: &str,
+    graph: &TaskGraph,
+    steps: &BTreeMap<String, StepRow>,
+) -> Result<bool, TaskError> {
+    if !graph.steps.iter().all(|s| steps.get(&s.id).is_some_and(|r| r.status == "succeeded")) {
+        return Ok(false);
+    }
+    let needed: BTreeSet<&str> =
+        graph.steps.iter().flat_map(|s| s.depends_on.iter().map(String::as_str)).collect();
+    let result: Vec<String> = graph
+        .steps
+        .iter()
+        .filter(|s| !needed.contains(s.id.as_str()))
+        .filter_map(|s| steps.get(&s.id).and_then(|r| r.output.clone()))
+        .collect();
+    tasks.finish(id, status::SUCCEEDED, Some(&result.join("\n\n")), None).await?;
+    Ok(true)
+}
+
+/// The steps of `graph` that may start now: every dependency succeeded, still `pending`.
+fn ready_steps<'g>(graph: &'g TaskGraph, steps: &BTreeMap<String, StepRow>) -> Vec<&'g PlanStep> {
+    let done: BTreeSet<String> =
+        steps.values().filter(|s| s.status == "succeeded").map(|s| s.step_id.clone()).collect();
+    let started: BTreeSet<String> =
+        steps.values().filter(|s| s.status != "pending").map(|s| s.step_id.clone()).collect();
+    graph.ready(&done, &started)
+}
+
+/// The job that runs `step` of task `id` (plan `version`), keyed by task, version, step and
+/// round so that every enqueue of the same run of a step finds the same job.
+fn step_job(
+    id: &str,
+    version: i64,
+    step: &PlanStep,
+    row: &StepRow,
+    round: i64,
+) -> Result<NewJob, TaskError> {
+    let key = key(&format!("step:{id}:{version}:{}:{}", step.id, row.attempts.max(round)))?;
+    let mut job = NewJob::new(
+        STEP_QUEUE.parse().map_err(|_| TaskError::BadRequest("queue".into()))?,
+        json!({"task_id": id, "step_id": step.id, "plan_version": version}),
+    )
+    .with_idempotency_key(key);
+    if let Some(p) = parent_of(id) {
+        job = job.with_parent(p);
+    }
+    if let Some(agent) = &step.agent
+        && let Ok(k) = format!("agent:{agent}").parse()
+    {
+        job = job.with_concurrency_key(k);
+    }
+    Ok(job)
 }
 
 /// Queues every pending step whose dependencies succeeded, or finishes the task when every
@@ -582,52 +647,19 @@ pub(crate) async fn advance(tasks: &Tasks, id: &str, round: i64) -> Result<(), T
     if status::FINAL.contains(&task.status.as_str()) || task.plan_version == 0 {
         return Ok(());
     }
-    let plan = tasks
-        .store
-        .plan(id, task.plan_version)
+    let graph = tasks
+        .graph(id, task.plan_version)
         .await?
         .ok_or_else(|| TaskError::NotFound("plan".into()))?;
-    let graph = graph_of(&plan)?;
     let steps: BTreeMap<String, StepRow> =
         tasks.store.steps(id).await?.into_iter().map(|s| (s.step_id.clone(), s)).collect();
-    let done: BTreeSet<String> =
-        steps.values().filter(|s| s.status == "succeeded").map(|s| s.step_id.clone()).collect();
-    if done.len() == graph.steps.len() {
-        let needed: BTreeSet<&str> =
-            graph.steps.iter().flat_map(|s| s.depends_on.iter().map(String::as_str)).collect();
-        let result: Vec<String> = graph
-            .steps
-            .iter()
-            .filter(|s| !needed.contains(s.id.as_str()))
-            .filter_map(|s| steps.get(&s.id).and_then(|r| r.output.clone()))
-            .collect();
-        tasks.finish(id, status::SUCCEEDED, Some(&result.join("\n\n")), None).await?;
+    if finish_if_done(tasks, id, &graph, &steps).await? {
         return Ok(());
     }
-    let started: BTreeSet<String> =
-        steps.values().filter(|s| s.status != "pending").map(|s| s.step_id.clone()).collect();
     let mut jobs = Vec::new();
-    for step in graph.ready(&done, &started) {
+    for step in ready_steps(&graph, &steps) {
         let Some(row) = steps.get(&step.id) else { continue };
-        let key = key(&format!(
-            "step:{id}:{}:{}:{}",
-            task.plan_version,
-            step.id,
-            row.attempts.max(round)
-        ))?;
-        let mut job = NewJob::new(
-            STEP_QUEUE.parse().map_err(|_| TaskError::BadRequest("queue".into()))?,
-            json!({"task_id": id, "step_id": step.id, "plan_version": task.plan_version}),
-        )
-        .with_idempotency_key(key);
-        if let Some(p) = parent_of(id) {
-            job = job.with_parent(p);
-        }
-        if let Some(agent) = &step.agent
-            && let Ok(k) = format!("agent:{agent}").parse()
-        {
-            job = job.with_concurrency_key(k);
-        }
+        let job = step_job(id, task.plan_version, step, row, round)?;
         jobs.push((job, step.id.clone(), step.agent.clone()));
     }
     if jobs.is_empty() {
@@ -641,6 +673,50 @@ pub(crate) async fn advance(tasks: &Tasks, id: &str, round: i64) -> Result<(), T
         if tasks.store.set_step_status_if(id, &step, "pending", "queued").await? {
             tasks.publish(id, agent.as_ref(), "STEP_QUEUED", json!({"step_id": step})).await;
         }
+    }
+    Ok(())
+}
+
+/// For [`kai_store::TaskStore::finish_step`]: the steps that may start, with their jobs, given
+/// the task's steps as they are once a step succeeded.
+fn unblocked<'g>(
+    graph: &'g TaskGraph,
+    task: &'g TaskRow,
+) -> impl Fn(&[StepRow]) -> Vec<(String, NewJob)> + Send + Sync + 'g {
+    move |steps: &[StepRow]| {
+        let by_id: BTreeMap<String, StepRow> =
+            steps.iter().map(|s| (s.step_id.clone(), s.clone())).collect();
+        ready_steps(graph, &by_id)
+            .into_iter()
+            .filter_map(|s| {
+                let row = by_id.get(&s.id)?;
+                let job = step_job(&task.id, task.plan_version, s, row, 0).ok()?;
+                Some((s.id.clone(), job))
+            })
+            .collect()
+    }
+}
+
+/// After a step succeeded and `finish_step` queued the steps it unblocked: finishes the task
+/// if that was the last step, else tells the bus and wakes the workers for the new jobs.
+async fn follow_ups(
+    tasks: &Tasks,
+    task: &TaskRow,
+    graph: &TaskGraph,
+    steps: Vec<StepRow>,
+    queued: Vec<String>,
+) -> Result<(), TaskError> {
+    let steps: BTreeMap<String, StepRow> =
+        steps.into_iter().map(|s| (s.step_id.clone(), s)).collect();
+    if finish_if_done(tasks, &task.id, graph, &steps).await? {
+        return Ok(());
+    }
+    if !queued.is_empty() {
+        tasks.queue.wake();
+    }
+    for id in queued {
+        let agent = graph.step(&id).and_then(|s| s.agent.clone());
+        tasks.publish(&task.id, agent.as_ref(), "STEP_QUEUED", json!({"step_id": id})).await;
     }
     Ok(())
 }

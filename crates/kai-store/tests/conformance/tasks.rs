@@ -162,6 +162,87 @@ pub async fn tasks_plans_and_steps(b: &Backend) {
     s.update_step(&a).await.unwrap();
     assert_eq!(s.steps("task_3").await.unwrap()[0], a);
     assert!(matches!(s.update_step(&step("task_3", "zz")).await, Err(StoreError::NotFound)));
+
+    // A step starting and its step count: one write, the task as it is after it.
+    let mut b2 = s.step("task_3", "b").await.unwrap().unwrap();
+    b2.status = "running".into();
+    b2.attempts = 1;
+    let one = TaskUsage { steps: 1, ..TaskUsage::default() };
+    let t = s.update_step_with_usage(&b2, one, 90).await.unwrap();
+    assert_eq!((t.used_steps, t.updated_at_us), (3, 90));
+    assert_eq!(s.step("task_3", "b").await.unwrap().unwrap().status, "running");
+    // All or nothing: an unknown step changes neither the step nor the counters.
+    let missing = s.update_step_with_usage(&step("task_3", "zz"), one, 91).await;
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+    assert_eq!(s.task("task_3").await.unwrap().unwrap().used_steps, 3);
+
+    // A model call of the task: its usage rows and the task's counters together.
+    let row = |id: &str, who: &str| kai_store::UsageRow {
+        id: id.into(),
+        at_us: 95,
+        principal: who.into(),
+        persona: "p".into(),
+        prompt_tokens: 3,
+        completion_tokens: 4,
+        cost_micros: 5,
+    };
+    let call = TaskUsage { tokens: 7, cost_micros: 5, ..TaskUsage::default() };
+    let rows = [row("call-1a", "agent:kExecutor:executor"), row("call-1b", "user:a")];
+    let t = s.record_task_call("task_3", &rows, call, 96).await.unwrap();
+    assert_eq!((t.used_tokens, t.used_cost_micros), (67, 13));
+    assert_eq!(s.spent_since("user:a", 0).await.unwrap().tokens, 7);
+    assert_eq!(s.spent_since("agent:kExecutor:executor", 0).await.unwrap().tokens, 7);
+    let gone = s.record_task_call("task_nope", &[row("call-2", "user:c")], call, 97).await;
+    assert!(matches!(gone, Err(StoreError::NotFound)), "{gone:?}");
+    assert_eq!(
+        s.spent_since("user:c", 0).await.unwrap().tokens,
+        0,
+        "rolled back with the task update"
+    );
+
+    // A step succeeding queues what it unblocked, with the jobs, in one transaction.
+    let job = |step: &str| {
+        kai_store::queue::NewJob::new(
+            "task.step".parse().unwrap(),
+            serde_json::json!({"task_id": "task_3", "step_id": step}),
+        )
+        .with_idempotency_key(format!("step:task_3:{step}").parse().unwrap())
+    };
+    let seen = std::sync::Mutex::new(Vec::new());
+    let follow = |steps: &[StepRow]| {
+        *seen.lock().unwrap() =
+            steps.iter().map(|s| (s.step_id.clone(), s.status.clone())).collect();
+        // `a` is not pending (succeeded): picking it again changes nothing.
+        vec![("a".to_owned(), job("a")), ("b".to_owned(), job("b"))]
+    };
+    let mut b3 = s.step("task_3", "b").await.unwrap().unwrap();
+    b3.status = "pending".into();
+    s.update_step(&b3).await.unwrap();
+    let mut a2 = s.step("task_3", "a").await.unwrap().unwrap();
+    a2.output = Some("a second haiku".into());
+    let (steps, queued) = s.finish_step(&a2, &follow, 100).await.unwrap();
+    assert_eq!(queued, ["b"]);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [("a".to_owned(), "succeeded".to_owned()), ("b".to_owned(), "pending".to_owned())],
+        "the picker sees the write"
+    );
+    assert_eq!(
+        steps.iter().map(|s| s.status.as_str()).collect::<Vec<_>>(),
+        ["succeeded", "queued"]
+    );
+    assert_eq!(steps[0].output.as_deref(), Some("a second haiku"));
+    let jobs =
+        s.jobs(&kai_store::queue::JobFilter { limit: 10, ..Default::default() }).await.unwrap();
+    let ours: Vec<_> = jobs.iter().filter(|j| j.payload["task_id"] == "task_3").collect();
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    assert_eq!(ours[0].payload["step_id"], "b");
+    // Again: nothing is pending any more, so nothing is queued and no job is added.
+    let (_, queued) = s.finish_step(&a2, &follow, 101).await.unwrap();
+    assert!(queued.is_empty());
+    // A step that does not exist rolls everything back.
+    let none = s.finish_step(&step("task_3", "zz"), &follow, 102).await;
+    assert!(matches!(none, Err(StoreError::NotFound)), "{none:?}");
 }
 
 pub async fn questions_messages_workflows_webhooks_triggers(b: &Backend) {
