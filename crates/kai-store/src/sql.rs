@@ -230,24 +230,8 @@ macro_rules! impl_store {
         #[async_trait::async_trait]
         impl $crate::EventLog for $store {
             async fn append_event(&self, e: &kai_core::Envelope) -> $crate::StoreResult<u64> {
-                let id = e.id.to_string();
-                let inserted: Option<i64> = sqlx::query_scalar(
-                    "INSERT INTO events (id, type, agent, task_id, payload, timestamp_us) VALUES ($1, $2, $3, $4, $5, $6) \
-                     ON CONFLICT (id) DO NOTHING RETURNING event_offset",
-                )
-                .bind(&id)
-                .bind(e.kind.as_str())
-                .bind(e.agent.as_ref().map(|a| a.as_str().to_owned()))
-                .bind(e.task_id.clone())
-                .bind(e.payload.to_string())
-                .bind(e.timestamp.timestamp_micros())
-                .fetch_optional(&self.writer)
-                .await?;
-                let offset = match inserted {
-                    Some(o) => o,
-                    None => sqlx::query_scalar("SELECT event_offset FROM events WHERE id = $1").bind(&id).fetch_one(&self.pool).await?,
-                };
-                $crate::sql::u64_of(offset, "offset")
+                let offsets = self.append_events(std::slice::from_ref(e)).await?;
+                offsets.first().copied().ok_or_else(|| $crate::StoreError::Corrupt("no offset for an appended event".into()))
             }
 
             async fn events_after(&self, after: u64, limit: u32) -> $crate::StoreResult<Vec<kai_core::Envelope>> {
