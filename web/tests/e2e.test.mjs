@@ -3,7 +3,9 @@
 // live event arrive, chat with a streaming reply, answer a tool call, regenerate and switch
 // branches, rename/search/export/delete threads, store and reveal a secret, verify the audit
 // log, register an agent and walk its lifecycle, submit goals and watch their task graphs
-// complete (one after plan approval; the fake model plans, executes and reviews), remember and
+// complete (one after plan approval; the fake model plans, executes and reviews), cancel and
+// retry a task, reject a plan, edit one into a new version and run it, save and run a workflow
+// and start it from a signed webhook, remember and
 // search memories, version/diff/render a prompt, upload/preview/share/download/delete
 // artifacts, create (shown once) and revoke an API token, see a rejected config edit, manage users,
 // switch theme, use the shortcut help, and use it at phone width. Any console error, page error,
@@ -12,6 +14,7 @@
 
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
@@ -304,6 +307,148 @@ test('tasks: a step asks a question; the answer box sends the reply and the step
   await page.locator('#task-status[data-status="succeeded"]').waitFor({ timeout: 60_000 });
   assert.match(await page.locator('#task-result').textContent(), /Tuesday/);
   assert.equal(await page.getByText('Questions for you').count(), 0, 'an answered question is gone');
+});
+
+test('tasks: a waiting task is cancelled, then retried to the end', async () => {
+  await stack.fake.tasks({ steps: [{ id: 'room', instruction: 'ask: Which room?' }] });
+  await go('t');
+  await page.getByLabel('Goal', { exact: true }).fill('Reserve a room');
+  await page.getByRole('button', { name: 'Start task' }).click();
+  await page.locator('.tstep[data-step="room"][data-state="waiting"]').waitFor({ timeout: 30_000 });
+  await page.getByRole('button', { name: 'Cancel task' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Cancel task' }).click();
+  await page.locator('#task-status[data-status="cancelled"]').waitFor();
+  assert.match(await page.locator('#task-status').textContent(), /cancelled/);
+  assert.equal(await page.getByText('Questions for you').count(), 0, 'a finished task asks nothing');
+  assert.equal(await page.getByRole('button', { name: 'Cancel task' }).count(), 0, 'no cancel on a cancelled task');
+  await shot('25-task-cancelled');
+  await page.getByRole('button', { name: 'Retry' }).click();
+  try {
+    await page.locator('.question', { hasText: 'Step room asks: Which room?' }).waitFor({ timeout: 30_000 });
+  } catch (e) {
+    const id = page.url().split('/').pop();
+    console.log(JSON.stringify((await stack.api('GET', `/tasks/${id}`)).data, null, 1));
+    throw e;
+  }
+  await page.getByLabel('Your answer').fill('The blue one');
+  await page.getByRole('button', { name: 'Answer', exact: true }).click();
+  await page.locator('#task-status[data-status="succeeded"]').waitFor({ timeout: 60_000 });
+  assert.match(await page.locator('#task-result').textContent(), /The blue one/);
+  assert.equal(await page.getByRole('button', { name: 'Retry' }).count(), 0, 'no retry once it succeeded');
+});
+
+test('tasks: a plan awaiting approval is rejected with a reason', async () => {
+  await stack.fake.tasks({ steps: [{ id: 'spend', instruction: 'buy the thing' }] });
+  await go('t');
+  await page.getByLabel('Goal', { exact: true }).fill('Buy it, once I agree');
+  await page.getByLabel('Plan approval').selectOption('ask');
+  await page.getByRole('button', { name: 'Start task' }).click();
+  await page.locator('#approval').waitFor({ timeout: 30_000 });
+  await page.getByRole('button', { name: 'Reject' }).click();
+  await page.getByRole('dialog').getByRole('textbox').fill('Too expensive');
+  await page.getByRole('dialog').getByRole('button', { name: 'Save' }).click();
+  await page.locator('#task-status[data-status="rejected"]').waitFor();
+  assert.equal(await page.locator('#approval').count(), 0, 'the approval box is gone');
+  assert.equal(await page.locator('.tstep[data-step="spend"][data-state="pending"]').count(), 1, 'nothing ran');
+  await go('t');
+  await page.locator('tr', { hasText: 'Buy it, once I agree' }).getByText('rejected').waitFor();
+});
+
+test('tasks: a plan is edited into v2 (bad edits explained) and v2 runs once approved', async () => {
+  await stack.fake.tasks({ steps: [
+    { id: 'draft', instruction: 'draft the note' },
+    { id: 'send', instruction: 'send the note', depends_on: ['draft'] },
+  ] });
+  await go('t');
+  await page.getByLabel('Goal', { exact: true }).fill('Write and send the note');
+  await page.getByLabel('Plan approval').selectOption('ask');
+  await page.getByRole('button', { name: 'Start task' }).click();
+  await page.locator('#approval').waitFor({ timeout: 30_000 });
+  await page.getByRole('button', { name: 'Edit plan' }).click();
+  const editor = page.getByLabel('Steps (JSON)');
+  assert.match(await editor.inputValue(), /"send the note"/, 'the editor starts from the proposed plan');
+  await editor.fill('{"steps": [');
+  await page.getByRole('button', { name: 'Save as v2' }).click();
+  await page.locator('#plan-problem', { hasText: 'Not valid JSON' }).waitFor();
+  await editor.fill(JSON.stringify({ steps: [{ id: 'draft', instruction: 'draft it', depends_on: ['nowhere'] }] }));
+  await page.getByRole('button', { name: 'Save as v2' }).click();
+  await page.locator('#plan-problem .alert', { hasText: 'nowhere' }).waitFor();
+  expected(/400|Bad Request/);
+  await checkA11y(page, 'plan-editor');
+  await shot('26-plan-editor');
+  await editor.fill(JSON.stringify({ steps: [
+    { id: 'draft', instruction: 'draft the short note' },
+    { id: 'check', instruction: 'check the tone', depends_on: ['draft'] },
+    { id: 'send', instruction: 'send the note', depends_on: ['check'] },
+  ] }, null, 2));
+  await page.getByRole('button', { name: 'Save as v2' }).click();
+  await page.getByRole('button', { name: 'Approve plan v2' }).waitFor();
+  const stages = await page.locator('.tcol').evaluateAll((cols) => cols.map((c) => [...c.querySelectorAll('[data-step]')].map((b) => b.dataset.step)));
+  assert.deepEqual(stages, [['draft'], ['check'], ['send']], 'the graph shows the edited plan');
+  await page.getByRole('button', { name: 'Approve plan v2' }).click();
+  await page.locator('#task-status[data-status="succeeded"]').waitFor({ timeout: 60_000 });
+  for (const id of ['draft', 'check', 'send']) await page.locator(`.tstep[data-step="${id}"][data-state="succeeded"]`).waitFor();
+  await page.locator('.tstep[data-step="draft"]').click();
+  await page.locator('#step-details .step-output', { hasText: 'done: draft the short note' }).waitFor();
+  await page.getByText(/Plan v2 \(approved\)/).waitFor();
+});
+
+test('workflows: a bad definition explained, one saved, run with parameters, and a signed webhook starts it', async () => {
+  await stack.fake.tasks({ steps: [] });
+  await go('w');
+  await heading('Workflows').waitFor();
+  await page.getByText('No workflows yet.').waitFor();
+  const def = page.getByLabel('Definition (YAML)');
+  await def.fill('name: Bad Name\nsteps: []\n');
+  await page.getByRole('button', { name: 'Save workflow' }).click();
+  await page.locator('#workflow-problem .alert', { hasText: 'workflow name' }).waitFor();
+  expected(/400|Bad Request/);
+  await checkA11y(page, 'workflows');
+  await shot('27-workflows');
+  await def.fill([
+    'name: greet',
+    'description: Write a greeting',
+    'parameters:',
+    '  who: {type: string}',
+    '  times: {type: integer, default: 2}',
+    'steps:',
+    '  - id: hello',
+    '    instruction: "greet {{params.who}} {{params.times}} times"',
+    '',
+  ].join('\n'));
+  await page.getByRole('button', { name: 'Save workflow' }).click();
+  await heading('greet').waitFor();
+  assert.match(await page.locator('#workflow-text').textContent(), /params\.who/);
+  assert.equal(await page.getByLabel('times').inputValue(), '2', 'defaults are filled in');
+  await page.getByLabel('who').fill('Ada');
+  await page.getByRole('button', { name: 'Run workflow' }).click();
+  await page.locator('#task-status[data-status="succeeded"]').waitFor({ timeout: 60_000 });
+  assert.match(await page.locator('#task-result').textContent(), /done: greet Ada 2 times/);
+  await go('w');
+  await page.locator('td a', { hasText: 'greet' }).waitFor();
+  await page.getByLabel('Name', { exact: true }).fill('greeter');
+  await page.getByRole('button', { name: 'Create webhook' }).click();
+  const secret = (await page.locator('#webhook-secret').textContent()).trim();
+  assert.ok(secret.length >= 32, 'the secret is shown once');
+  await shot('28-webhook-secret');
+  await page.getByRole('dialog').getByRole('button', { name: 'I have copied it' }).click();
+  await page.locator('td', { hasText: 'POST /webhooks/greeter' }).waitFor();
+  assert.equal(await page.getByText(secret).count(), 0, 'the secret is gone from the page');
+  const body = JSON.stringify({ params: { who: 'the webhook', times: 3 } });
+  const ts = String(Math.floor(Date.now() / 1000));
+  const sig = createHmac('sha256', secret).update(`${ts}.${body}`).digest('hex');
+  const res = await fetch(`${stack.url}/webhooks/greeter`, { method: 'POST', body, headers: { 'content-type': 'application/json', 'x-kai-timestamp': ts, 'x-kai-signature': `sha256=${sig}` } });
+  assert.equal(res.status, 202, await res.clone().text());
+  const started = await res.json();
+  await page.goto(`${stack.url}/#/tasks/${encodeURIComponent(started.id)}`);
+  await page.locator('#task-status[data-status="succeeded"]').waitFor({ timeout: 60_000 });
+  assert.match(await page.locator('#task-result').textContent(), /done: greet the webhook 3 times/);
+  await go('w');
+  await page.getByRole('button', { name: 'Delete webhook greeter' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Delete' }).click();
+  await page.getByText('No webhooks yet.').waitFor();
+  const after = await fetch(`${stack.url}/webhooks/greeter`, { method: 'POST', body, headers: { 'content-type': 'application/json', 'x-kai-timestamp': ts, 'x-kai-signature': `sha256=${sig}` } });
+  assert.equal(after.status, 404, 'a deleted webhook refuses deliveries');
 });
 
 test('memory: remember, search, browse and the graph', async () => {

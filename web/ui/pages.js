@@ -10,6 +10,7 @@ export const pages = [
   { id: 'dashboard', path: '/', title: 'Dashboard', nav: true, keys: 'g d', load: () => import('./pages/dashboard.js') },
   { id: 'chat', path: '/chat', title: 'Chat', nav: true, keys: 'g c', load: () => import('./pages/chat.js') },
   { id: 'tasks', path: '/tasks', title: 'Tasks', nav: true, keys: 'g t', load: () => import('./pages/tasks.js') },
+  { id: 'workflows', path: '/workflows', title: 'Workflows', nav: true, keys: 'g w', load: () => import('./pages/workflows.js') },
   { id: 'agents', path: '/agents', title: 'Agents', nav: true, keys: 'g n', load: () => import('./pages/agents.js') },
   { id: 'memory', path: '/memory', title: 'Memory', nav: true, keys: 'g m', load: () => import('./pages/memory.js') },
   { id: 'prompts', path: '/prompts', title: 'Prompts', nav: true, keys: 'g p', load: () => import('./pages/prompts.js') },

@@ -62,12 +62,12 @@ impl BusError {
 
 /// A live stream of events for one subscriber, in offset order.
 pub struct Subscription {
-    rx: mpsc::Receiver<Envelope>,
+    rx: mpsc::Receiver<Arc<Envelope>>,
     reason: Arc<OnceLock<CloseReason>>,
 }
 
 impl Subscription {
-    fn new(capacity: usize) -> (mpsc::Sender<Envelope>, Arc<OnceLock<CloseReason>>, Self) {
+    fn new(capacity: usize) -> (mpsc::Sender<Arc<Envelope>>, Arc<OnceLock<CloseReason>>, Self) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let reason = Arc::new(OnceLock::new());
         (tx, reason.clone(), Self { rx, reason })
@@ -75,6 +75,12 @@ impl Subscription {
 
     /// The next event, or `None` once the subscription has ended.
     pub async fn recv(&mut self) -> Option<Envelope> {
+        self.rx.recv().await.map(Arc::unwrap_or_clone)
+    }
+
+    /// The next event as the bus shares it between subscribers (no copy of its own): for
+    /// forwarders that only read it, such as the WebSocket's.
+    pub async fn recv_shared(&mut self) -> Option<Arc<Envelope>> {
         self.rx.recv().await
     }
 

@@ -291,6 +291,21 @@ macro_rules! impl_task_store {
                 Err($crate::StoreError::Conflict(format!("task {id} keeps changing; try again")))
             }
 
+            async fn reopen_task(&self, id: &str, from: &str, status: &str, at_us: i64) -> $crate::StoreResult<bool> {
+                let done = sqlx::query(
+                    "UPDATE tasks SET status = $3, result = NULL, error = NULL, finished_at_us = NULL, \
+                     updated_at_us = $4 WHERE id = $1 AND status = $2",
+                )
+                .bind(id)
+                .bind(from)
+                .bind(status)
+                .bind(at_us)
+                .execute(&self.writer)
+                .await?;
+                self.durable().await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn add_task_usage(&self, id: &str, u: $crate::TaskUsage, at_us: i64) -> $crate::StoreResult<$crate::TaskRow> {
                 let mut tx = self.writer.begin().await?;
                 let row = Self::add_usage(&mut tx, id, u, at_us).await?;

@@ -2,10 +2,12 @@
 // the task on the WebSocket re-fetches it (debounced), and while the socket is down it is
 // polled every 2 s. Shows the task graph (steps in dependency columns, coloured and labelled
 // by status; click a step for its output, error and review feedback), usage, result or
-// error; plan approval (`…/plan/approve`, `…/plan/reject`) while a plan awaits it; unanswered
-// questions with an answer box (`/questions/{id}/answer`); cancel and retry when they apply.
+// error; plan approval (`…/plan/approve`, `…/plan/reject`) while a plan awaits it, and the
+// plan editor (`PUT …/plan`: the steps as JSON, saved as the next version and checked again by
+// the node, whose problems are shown); unanswered questions with an answer box
+// (`/questions/{id}/answer`); cancel and retry when they apply.
 
-import { get, post } from '../lib/api.js';
+import { get, post, put } from '../lib/api.js';
 import { live } from '../lib/live.js';
 import { h, mount, field, ago, when, num, usd } from '../lib/dom.js';
 import { errorBox, toast, promptDialog, confirmDialog, loading, busy } from '../lib/ui.js';
@@ -113,12 +115,50 @@ export async function taskView(root, ctx, id) {
         await refresh();
       });
     });
+    const edit = h('button', { type: 'button', class: 'btn' }, 'Edit plan');
+    const editorBox = h('div', {});
+    edit.addEventListener('click', () => {
+      edit.hidden = true;
+      mount(editorBox, planEditor(plan, () => { edit.hidden = false; mount(editorBox); edit.focus(); }));
+      editorBox.querySelector('textarea').focus();
+    });
     mount(approvalBox, h('section', { class: 'alert warn', 'aria-labelledby': 'approval-h', id: 'approval' },
       h('h2', { id: 'approval-h' }, 'This plan waits for your approval'),
       asks.length ? h('ul', {}, asks.map(([step, tool]) => h('li', {}, 'Step ', h('code', {}, step), ' uses tool ', h('code', {}, tool), ', whose policy asks first.')))
         : h('p', {}, 'The task was submitted with plan approval on: nothing runs until you approve.'),
       (plan.checked?.repairs || []).length ? h('p', { class: 'small' }, `Repairs made by the check: ${plan.checked.repairs.map((r) => `${r.step}: ${r.what}`).join('; ')}`) : null,
-      member ? h('div', { class: 'row' }, approve, reject) : null));
+      member ? h('div', { class: 'row' }, approve, edit, reject) : null, editorBox));
+  }
+
+  /** The steps of `plan` as editable JSON; saving proposes them as the next version. */
+  function planEditor(plan, close) {
+    const text = h('textarea', { rows: 14, id: 'plan-editor', class: 'mono', spellcheck: 'false', maxlength: 262144 },
+      JSON.stringify({ steps: plan.graph?.steps || [] }, null, 2));
+    const problem = h('div', { 'aria-live': 'polite', id: 'plan-problem' });
+    const save = h('button', { type: 'submit', class: 'btn primary' }, `Save as v${plan.version + 1}`);
+    const cancelEdit = h('button', { type: 'button', class: 'btn', on: { click: close } }, 'Discard changes');
+    return h('form', { class: 'stack plan-edit', 'aria-label': 'Edit the plan', on: { submit: (e) => {
+      e.preventDefault();
+      mount(problem);
+      let graph;
+      try {
+        graph = JSON.parse(text.value);
+      } catch (err) {
+        mount(problem, h('div', { class: 'alert', role: 'alert' }, `Not valid JSON: ${err.message}`));
+        return;
+      }
+      busy(save, async () => {
+        try {
+          const saved = await put(`/tasks/${encodeURIComponent(id)}/plan`, { graph });
+          toast(`Plan v${saved.version} saved; approve it to run`, 'ok');
+          await refresh();
+        } catch (err) {
+          mount(problem, errorBox(err));
+        }
+      });
+    } } },
+    field('Steps (JSON)', text, 'Each step: id, instruction or tool with inputs, depends_on, optional agent and title. The node checks the edit again before it can run.'),
+    problem, h('div', { class: 'row' }, save, cancelEdit));
   }
 
   function drawQuestions(questions) {
@@ -161,7 +201,8 @@ export async function taskView(root, ctx, id) {
     const plan = currentPlan(task, plans);
     const runs = plan?.status === 'approved' ? steps.filter((r) => r.plan_version === plan.version) : [];
     drawApproval(task, plan);
-    drawQuestions(questions || []);
+    // A finished task waits for nothing (a retry asks again).
+    drawQuestions(FINISHED.includes(task.status) ? [] : questions || []);
     if (!plan) {
       mount(graphBox, h('p', { class: 'muted', 'aria-busy': String(!FINISHED.includes(task.status)) },
         FINISHED.includes(task.status) ? 'This task has no plan.' : 'The planner is working on a plan…'));

@@ -23,7 +23,7 @@ use crate::metrics as m;
 
 struct Subscriber {
     filter: EventFilter,
-    tx: mpsc::Sender<Envelope>,
+    tx: mpsc::Sender<Arc<Envelope>>,
     policy: DeliveryPolicy,
     reason: Arc<OnceLock<CloseReason>>,
 }
@@ -70,7 +70,7 @@ impl MemoryBus {
     fn register(
         &self,
         filter: EventFilter,
-        tx: mpsc::Sender<Envelope>,
+        tx: mpsc::Sender<Arc<Envelope>>,
         policy: DeliveryPolicy,
         reason: Arc<OnceLock<CloseReason>>,
     ) {
@@ -128,6 +128,8 @@ impl MemoryBus {
         metrics::counter!(m::EVENTS_PUBLISHED, "type" => event.kind.to_string()).increment(1);
         let mut dead = Vec::new();
         let mut depth = 0;
+        // One copy of the event, shared by every subscriber's queue.
+        let shared = Arc::new(event.clone());
         for sub in self.snapshot() {
             if sub.tx.is_closed() {
                 dead.push(sub);
@@ -136,11 +138,11 @@ impl MemoryBus {
             if sub.filter.matches(event) {
                 match sub.policy {
                     DeliveryPolicy::Block => {
-                        if sub.tx.send(event.clone()).await.is_err() {
+                        if sub.tx.send(shared.clone()).await.is_err() {
                             dead.push(sub.clone());
                         }
                     }
-                    DeliveryPolicy::DropSlow => match sub.tx.try_send(event.clone()) {
+                    DeliveryPolicy::DropSlow => match sub.tx.try_send(shared.clone()) {
                         Ok(()) => {}
                         Err(TrySendError::Full(_)) => {
                             let _ = sub.reason.set(CloseReason::TooSlow);
@@ -240,8 +242,8 @@ async fn replay_then_follow(
     log: Arc<dyn EventLog>,
     filter: EventFilter,
     after: u64,
-    tx: mpsc::Sender<Envelope>,
-    live_rx: &mut mpsc::Receiver<Envelope>,
+    tx: mpsc::Sender<Arc<Envelope>>,
+    live_rx: &mut mpsc::Receiver<Arc<Envelope>>,
     reason: Arc<OnceLock<CloseReason>>,
 ) {
     let mut last = after;
@@ -256,7 +258,7 @@ async fn replay_then_follow(
         };
         let Some(end) = page.last().and_then(|e| e.offset) else { break };
         for e in page.into_iter().filter(|e| filter.matches(e)) {
-            if tx.send(e).await.is_err() {
+            if tx.send(Arc::new(e)).await.is_err() {
                 return;
             }
         }

@@ -6,6 +6,8 @@
 //! Durability is JetStream's: an acknowledged publish is stored, but the server's own fsync
 //! policy decides when it reaches disk (see the NATS `sync_interval` setting).
 
+use std::sync::Arc;
+
 use async_nats::jetstream::{
     self, consumer::DeliverPolicy, consumer::pull::OrderedConfig, stream::StorageType,
 };
@@ -133,6 +135,7 @@ impl EventBus for NatsBus {
                 if !filter.matches(&event) {
                     continue;
                 }
+                let event = Arc::new(event);
                 match policy {
                     DeliveryPolicy::Block => {
                         if tx.send(event).await.is_err() {

@@ -429,15 +429,18 @@ impl Tasks {
         self.audit()?
             .record(actor, "task.retry", id, kai_crypto::audit::Outcome::Success, json!({}))
             .await?;
+        // Compare-and-set: of two retries at once, one reopens the task and the other is told.
+        if !self.store.reopen_task(id, &view.task.status, status::RUNNING, now_us()).await? {
+            return Err(TaskError::Conflict(format!(
+                "task {id} changed while it was being retried; look again"
+            )));
+        }
         let attempt = view.steps.iter().map(|s| s.attempts).max().unwrap_or(0);
         for mut s in view.steps.into_iter().filter(|s| s.status != "succeeded") {
             s.status = "pending".into();
             s.error = None;
             self.store.update_step(&s).await?;
         }
-        self.store
-            .set_task_status(id, status::RUNNING, None, None, &status::FINAL, now_us())
-            .await?;
         self.publish(id, None, "TASK_RETRIED", json!({"by": actor})).await;
         run::advance(self, id, attempt + 1).await?;
         self.get(id, None).await.map(|v| v.task)

@@ -453,6 +453,47 @@ async fn ask_user_pauses_the_step_until_the_owner_answers() {
     assert_eq!(w.tasks.get(&task.id, None).await.unwrap().questions.len(), 1, "asked once");
 }
 
+/// A cancelled task (here one waiting on a question) runs again on retry: `running` with its
+/// error and finish time cleared, its unfinished step asks the same question again, and a
+/// second retry while it runs is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_task_is_retried_to_the_end() {
+    let plan = json!({"steps": [{"id": "confirm", "instruction": "confirm the date"}]});
+    let w = world(plan.clone(), 2).await;
+    w.fake.set_responder(tool_model(
+        plan,
+        vec![vec![("ask_user", json!({"question": "Which day?"}))]],
+    ));
+    let task = w.tasks.submit(Submit { skip_review: true, ..submit("book it") }).await.unwrap();
+    let waiting = |tasks: Arc<Tasks>, id: String| async move {
+        for _ in 0..200 {
+            let view = tasks.get(&id, None).await.unwrap();
+            if view.steps.first().is_some_and(|s| s.status == "waiting") {
+                return view;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the step never waited");
+    };
+    let q = waiting(w.tasks.clone(), task.id.clone()).await.questions.remove(0);
+    let cancelled = w.tasks.cancel(&task.id, "user:owner", Some("user:owner")).await.unwrap();
+    assert_eq!(cancelled.status, status::CANCELLED);
+    let retried = w.tasks.retry(&task.id, "user:owner", Some("user:owner")).await.unwrap();
+    assert_eq!(
+        (retried.status.as_str(), retried.error.as_deref(), retried.finished_at_us),
+        (status::RUNNING, None, None)
+    );
+    let again = w.tasks.retry(&task.id, "user:owner", Some("user:owner")).await.unwrap_err();
+    assert_eq!(again.code(), "conflict");
+    let view = waiting(w.tasks.clone(), task.id.clone()).await;
+    assert_eq!(view.questions.len(), 1, "the same question, asked once");
+    assert_eq!(view.questions[0].id, q.id);
+    w.tasks.answer(&q.id, "Tuesday", "user:owner", Some("user:owner")).await.unwrap();
+    let done = wait_final(&w.tasks, &task.id).await;
+    assert_eq!(done.status, status::SUCCEEDED, "{:?}", done.error);
+    assert!(done.result.unwrap().contains("Tuesday"));
+}
+
 /// A listener that counts every connection it accepts (the attacker's sink).
 async fn canary_listener() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,7 +1,8 @@
 //! The OpenAI-compatible surface: `GET /v1/models` (the node's personas), `POST
 //! /v1/chat/completions` (streaming and not, with tool calling) and `POST /v1/embeddings`, so any
 //! OpenAI client can talk to the node with an API token. Personas add their system prompt and
-//! route to their provider chain; every call is audited before it runs. The wire shapes are in
+//! route to their provider chain; every call is audited before its reply (the audit entry is
+//! written while the upstream call opens, and a failed audit fails the request). The wire shapes are in
 //! `wire`.
 
 use std::convert::Infallible;
@@ -169,19 +170,19 @@ pub async fn chat(
     chat.params.top_p = req.top_p;
     chat.params.max_tokens = req.max_completion_tokens.or(req.max_tokens);
     chat.params.stop = stop;
-    audit(
-        &state,
-        &principal.actor(),
-        "llm.chat",
-        &format!("persona:{}", persona.name),
-        json!({"stream": req.stream}),
-    )
-    .await?;
+    // The audit entry is written while the upstream call opens, and both must succeed before
+    // the client gets a byte (DESIGN: audited before the reply; a failed audit fails the
+    // request, and dropping the call's future cancels it). The entry's commit and flush thus
+    // cost no added time to first token.
+    let target = format!("persona:{}", persona.name);
+    let audited = audit(&state, &actor, "llm.chat", &target, json!({"stream": req.stream}));
     let id = format!("chatcmpl-{}", uuid::Uuid::now_v7().simple());
     let created = chrono::Utc::now().timestamp();
     let model = persona.name.clone();
+    let upstream_error = |e| ApiError::from(kai_runtime::llm::ModelError::from(e));
     if !req.stream {
-        let resp = provider.chat(chat).await.map_err(kai_runtime::llm::ModelError::from)?;
+        let ((), resp) =
+            tokio::try_join!(audited, async { provider.chat(chat).await.map_err(upstream_error) })?;
         let usage = resp.usage;
         record_usage(
             state.node.store.as_ref(),
@@ -198,7 +199,8 @@ pub async fn chat(
         }))
         .into_response());
     }
-    let stream = provider.stream(chat).await.map_err(kai_runtime::llm::ModelError::from)?;
+    let ((), stream) =
+        tokio::try_join!(audited, async { provider.stream(chat).await.map_err(upstream_error) })?;
     let store = state.node.store.clone();
     let persona_name = persona.name.clone();
     let llm = state.llm.clone();

@@ -10,7 +10,9 @@
 //! its session is logged out or its API token is revoked (checked every few seconds), and with
 //! 4503 when the vault is sealed. A client that does not keep up is closed with 1013 and never
 //! slows the node: subscriptions use the bus's drop-slow policy and the outgoing queue is
-//! bounded in frames and bytes.
+//! bounded in frames and bytes. Fan-out is shared: the bus hands every subscriber the same
+//! copy of an event, each event is serialized once for all connections ([`FrameCache`]), and
+//! frames already queued for a connection go out in one flushed write.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use futures::SinkExt as _;
 use kai_core::event::EventFilter;
 use kai_runtime::DeliveryPolicy;
 use kai_runtime::bus::CloseReason;
@@ -221,12 +224,10 @@ async fn serve(state: AppState, actor: String, liveness: Liveness, mut socket: W
                     break Some((CLOSE_TOO_SLOW, "client too slow; reconnect and resume after your last offset"));
                 }
             }
-            out = out_rx.recv() => match out {
-                Some(Outbound::Frame(text)) => {
-                    queued.fetch_sub(text.len().min(queued.load(Ordering::Relaxed)), Ordering::Relaxed);
-                    if socket.send(Message::Text(text.into())).await.is_err() { break None; }
-                }
-                Some(Outbound::TooSlow) | None => {
+            out = out_rx.recv() => match write_ready(&mut socket, out, &mut out_rx, &queued).await {
+                Written::Ok => {}
+                Written::Gone => break None,
+                Written::TooSlow => {
                     break Some((CLOSE_TOO_SLOW, "client too slow; reconnect and resume after your last offset"));
                 }
             },
@@ -244,6 +245,51 @@ async fn serve(state: AppState, actor: String, liveness: Liveness, mut socket: W
     if let Some((code, reason)) = close {
         let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
     }
+}
+
+/// What writing the outbound queue came to.
+enum Written {
+    Ok,
+    /// The client went away.
+    Gone,
+    /// A forwarder found the queue full (or the queue closed).
+    TooSlow,
+}
+
+/// Most frames written before one flush.
+const WRITE_BATCH: usize = 64;
+
+/// Writes `first` and every frame already queued behind it (up to [`WRITE_BATCH`]), then
+/// flushes once: a busy connection pays one socket write per batch instead of one per event,
+/// so delivery keeps up under load instead of falling behind one syscall at a time.
+async fn write_ready(
+    socket: &mut WebSocket,
+    first: Option<Outbound>,
+    rx: &mut mpsc::Receiver<Outbound>,
+    queued: &AtomicUsize,
+) -> Written {
+    let mut next = first;
+    let mut written = 0;
+    loop {
+        match next {
+            Some(Outbound::Frame(text)) => {
+                queued.fetch_sub(text.len().min(queued.load(Ordering::Relaxed)), Ordering::Relaxed);
+                if socket.feed(Message::Text(text.into())).await.is_err() {
+                    return Written::Gone;
+                }
+            }
+            Some(Outbound::TooSlow) | None => return Written::TooSlow,
+        }
+        written += 1;
+        if written == WRITE_BATCH {
+            break;
+        }
+        match rx.try_recv() {
+            Ok(o) => next = Some(o),
+            Err(_) => break,
+        }
+    }
+    if socket.flush().await.is_err() { Written::Gone } else { Written::Ok }
 }
 
 /// Recently serialized events by bus offset, shared by every connection of one node that
@@ -265,9 +311,9 @@ impl Default for FrameCache {
 impl FrameCache {
     /// The event's JSON (the seed 001 envelope), from the cache when another connection
     /// already serialized it.
-    fn event_json(&self, event: kai_core::Envelope) -> Arc<str> {
-        let serialize = |e: kai_core::Envelope| -> Arc<str> {
-            serde_json::to_string(&crate::api::Event::from(e)).unwrap_or_default().into()
+    fn event_json(&self, event: &kai_core::Envelope) -> Arc<str> {
+        let serialize = |e: &kai_core::Envelope| -> Arc<str> {
+            serde_json::to_string(&crate::api::Event::from(e.clone())).unwrap_or_default().into()
         };
         let Some(offset) = event.offset else { return serialize(event) };
         let slot = &self.0[(offset % FRAME_SLOTS as u64) as usize];
@@ -291,15 +337,13 @@ async fn forward(
     out: mpsc::Sender<Outbound>,
     queued: Arc<AtomicUsize>,
 ) {
-    while let Some(event) = sub.recv().await {
+    let sub_json = serde_json::to_string(&id).unwrap_or_default();
+    while let Some(event) = sub.recv_shared().await {
         if !super::events::visible_to(&actor, &event) {
             continue;
         }
-        let frame = format!(
-            r#"{{"op":"event","sub":{},"event":{}}}"#,
-            serde_json::to_string(&id).unwrap_or_default(),
-            frames.event_json(event)
-        );
+        let frame =
+            format!(r#"{{"op":"event","sub":{sub_json},"event":{}}}"#, frames.event_json(&event));
         let len = frame.len();
         if queued.fetch_add(len, Ordering::Relaxed) + len > OUTBOUND_BYTES
             || out.try_send(Outbound::Frame(frame)).is_err()

@@ -1,12 +1,13 @@
 //! The OpenAI-compatible surface on a real node, in front of the in-repo fake OpenAI server:
 //! personas as models, a chat completion (the persona's system prompt first, the provider key
-//! injected from the vault), the same as an SSE stream, embeddings, and the errors around them.
+//! injected from the vault), the same as an SSE stream, embeddings, and the errors around them
+//! (a failed audit fails the call with nothing of the model's reply sent).
 
 use kai_llm::ProviderKind;
 use kai_llm::fake::{FakeServer, FakeToolCall, Reply};
 use serde_json::{Value, json};
 
-use super::harness::{Node, NodeDir};
+use super::harness::{Node, NodeDir, exec_sql};
 
 async fn node_with_persona() -> (NodeDir, Node, FakeServer) {
     node_with("").await
@@ -133,6 +134,66 @@ async fn chat_completions_models_and_embeddings() {
     assert_eq!(resp.status(), 400);
     let audit = node.get_json("/audit/entries?limit=1000").await.to_string();
     assert!(audit.contains("llm.chat") && audit.contains("llm.embed"));
+    node.stop();
+}
+
+/// The `llm.chat` entry is written while the upstream call opens; if it cannot be made
+/// durable the request fails (503 `audit_unavailable`) and no part of the reply reaches the
+/// client, streaming or not; once the audit works again, calls succeed without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_audit_fails_the_call_and_sends_none_of_the_reply() {
+    let (dir, node, _upstream) = node_with_persona().await;
+    let put = node
+        .http
+        .put(node.url("/vault/secrets/upstream%2Fapi-key"))
+        .bearer_auth(&node.token)
+        .json(&json!({"value": "sk-upstream-test"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let (break_audit, mend_audit): (&[&str], &[&str]) = if dir.pg_schema.is_some() {
+        (
+            &[
+                "CREATE FUNCTION audit_down() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit disk gone'; END $$",
+                "CREATE TRIGGER audit_down BEFORE INSERT ON audit_entries FOR EACH ROW EXECUTE FUNCTION audit_down()",
+            ],
+            &["DROP TRIGGER audit_down ON audit_entries", "DROP FUNCTION audit_down()"],
+        )
+    } else {
+        (
+            &["CREATE TRIGGER audit_down BEFORE INSERT ON audit_entries BEGIN SELECT RAISE(ABORT, 'audit disk gone'); END"],
+            &["DROP TRIGGER audit_down"],
+        )
+    };
+    exec_sql(&dir, break_audit).await;
+    // The fake answers "echo: <message>": none of that may arrive.
+    for stream in [false, true] {
+        let resp = node
+            .post_json(
+                "/v1/chat/completions",
+                json!({"model": "assistant", "stream": stream, "messages": [{"role": "user", "content": "canary-reply"}]}),
+            )
+            .await;
+        assert_eq!(resp.status(), 503, "stream {stream}");
+        assert_eq!(resp.headers()["content-type"], "application/problem+json");
+        let text = resp.text().await.unwrap();
+        assert!(!text.contains("canary-reply") && !text.contains("echo"), "{text}");
+        let body: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(body["code"], "audit_unavailable", "{body}");
+    }
+    exec_sql(&dir, mend_audit).await;
+    let resp = node
+        .post_json(
+            "/v1/chat/completions",
+            json!({"model": "assistant", "messages": [{"role": "user", "content": "again"}]}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["choices"][0]["message"]["content"], "echo: again", "{body}");
+    let audit = node.get_json("/audit/entries?limit=1000").await.to_string();
+    assert!(audit.contains("llm.chat"), "the successful call is audited");
     node.stop();
 }
 
