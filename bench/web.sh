@@ -5,7 +5,7 @@
 #   rate, delivery latency over every delivery (bench/kai-bench ws-fanout), against a kai node
 #   and against the bare-axum broadcast ceiling (hello-axum ws) in the same run. The server is
 #   pinned to core 0 and the driver (publisher and all subscribers) to core 1.
-# Writes bench/results/web.json. Usage: bench/web.sh [SECS]
+# Writes bench/results/web.json (RESULT overrides). Usage: [FANOUT_CASES="1000 10,1000 100"] bench/web.sh [SECS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
@@ -41,7 +41,9 @@ RUNS_JSON="$WORK/fanout.jsonl"
 : > "$RUNS_JSON"
 # subscribers rate: the literal target (1,000 × 10k events/s), 10k deliveries/s in aggregate,
 # and the points in between that show where delivery stops keeping up.
-for cfg in "1000 10" "1000 100" "1000 1000" "1000 10000" "10 10000"; do
+# FANOUT_CASES overrides the list ("SUBS RATE,SUBS RATE,…").
+IFS=, read -r -a CASES <<< "${FANOUT_CASES:-1000 10,1000 100,1000 1000,1000 10000,10 10000}"
+for cfg in "${CASES[@]}"; do
   set -- $cfg
   for target in kai ceiling; do
     if [ $target = kai ]; then URL=http://127.0.0.1:17481; else URL=http://127.0.0.1:17482; fi
@@ -71,7 +73,7 @@ doc = {
     },
 }
 os.makedirs("bench/results", exist_ok=True)
-with open("bench/results/web.json", "w") as f:
+with open(os.environ.get("RESULT", "bench/results/web.json"), "w") as f:
     json.dump(doc, f, indent=2)
 print(json.dumps(doc, indent=2))
 PY

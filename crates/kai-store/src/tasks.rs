@@ -197,8 +197,13 @@ pub trait TaskStore: Send + Sync {
     ) -> StoreResult<bool>;
     /// Reopens a finished task for a retry: `status` again, with its result, error and finish
     /// time cleared, if it is still in status `from` (compare-and-set); returns whether it did.
-    async fn reopen_task(&self, id: &str, from: &str, status: &str, at_us: i64)
-    -> StoreResult<bool>;
+    async fn reopen_task(
+        &self,
+        id: &str,
+        from: &str,
+        status: &str,
+        at_us: i64,
+    ) -> StoreResult<bool>;
     /// Adds to the task's usage counters and returns the task as it is now.
     async fn add_task_usage(&self, id: &str, usage: TaskUsage, at_us: i64) -> StoreResult<TaskRow>;
     /// Records one model call of task `id`: its usage rows (one per principal it counts

@@ -130,12 +130,24 @@ pub async fn tasks_plans_and_steps(b: &Backend) {
 
     // A retry reopens a finished task once: result, error and finish time are cleared.
     assert!(s.set_task_status("task_3", "failed", None, Some("boom"), &finals, 41).await.unwrap());
-    assert!(!s.reopen_task("task_3", "cancelled", "running", 42).await.unwrap(), "not in that status");
+    assert!(
+        !s.reopen_task("task_3", "cancelled", "running", 42).await.unwrap(),
+        "not in that status"
+    );
     assert!(s.reopen_task("task_3", "failed", "running", 43).await.unwrap());
-    assert!(!s.reopen_task("task_3", "failed", "running", 44).await.unwrap(), "a second retry finds it running");
+    assert!(
+        !s.reopen_task("task_3", "failed", "running", 44).await.unwrap(),
+        "a second retry finds it running"
+    );
     let t = s.task("task_3").await.unwrap().unwrap();
     assert_eq!(
-        (t.status.as_str(), t.error.as_deref(), t.result.as_deref(), t.finished_at_us, t.updated_at_us),
+        (
+            t.status.as_str(),
+            t.error.as_deref(),
+            t.result.as_deref(),
+            t.finished_at_us,
+            t.updated_at_us
+        ),
         ("running", None, None, None, 43)
     );
 

@@ -162,7 +162,9 @@ async fn a_failed_audit_fails_the_call_and_sends_none_of_the_reply() {
         )
     } else {
         (
-            &["CREATE TRIGGER audit_down BEFORE INSERT ON audit_entries BEGIN SELECT RAISE(ABORT, 'audit disk gone'); END"],
+            &[
+                "CREATE TRIGGER audit_down BEFORE INSERT ON audit_entries BEGIN SELECT RAISE(ABORT, 'audit disk gone'); END",
+            ],
             &["DROP TRIGGER audit_down"],
         )
     };
