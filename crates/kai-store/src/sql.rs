@@ -127,11 +127,11 @@ macro_rules! impl_store {
                 &self,
                 entries: &[kai_crypto::audit::Entry],
                 checkpoint: Option<&kai_crypto::audit::Checkpoint>,
-                frontier: &str,
+                frontier: Option<&str>,
             ) -> $crate::StoreResult<()> {
                 use $crate::sql::i64_of;
-                let mut tx = self.writer.begin().await?;
-                for chunk in entries.chunks(500) {
+                const CHUNK: usize = 500;
+                let insert = |chunk: &[kai_crypto::audit::Entry]| -> $crate::StoreResult<sqlx::QueryBuilder<'static, $db>> {
                     let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
                         "INSERT INTO audit_entries ({}) ",
                         $crate::sql::AUDIT_COLUMNS
@@ -153,10 +153,23 @@ macro_rules! impl_store {
                             .push_bind(e.hash.to_vec())
                             .push_bind(e.signature.to_vec());
                     });
-                    if let Some(err) = bad {
-                        return Err(err);
+                    match bad {
+                        Some(err) => Err(err),
+                        None => Ok(qb),
                     }
-                    qb.build().execute(&mut *tx).await?;
+                };
+                // Entries alone: one statement is its own transaction.
+                if checkpoint.is_none() && frontier.is_none() && entries.len() <= CHUNK {
+                    if entries.is_empty() {
+                        return Ok(());
+                    }
+                    insert(entries)?.build().execute(&self.writer).await?;
+                    self.durable().await?;
+                    return Ok(());
+                }
+                let mut tx = self.writer.begin().await?;
+                for chunk in entries.chunks(CHUNK) {
+                    insert(chunk)?.build().execute(&mut *tx).await?;
                 }
                 if let Some(cp) = checkpoint {
                     sqlx::query(
@@ -170,11 +183,13 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await?;
                 }
-                sqlx::query("INSERT INTO node_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-                    .bind($crate::AUDIT_FRONTIER_KEY)
-                    .bind(frontier)
-                    .execute(&mut *tx)
-                    .await?;
+                if let Some(frontier) = frontier {
+                    sqlx::query("INSERT INTO node_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+                        .bind($crate::AUDIT_FRONTIER_KEY)
+                        .bind(frontier)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 tx.commit().await?;
                 self.durable().await?;
                 Ok(())

@@ -148,9 +148,15 @@ async fn audit_round_trip(b: &Backend) {
     let id = Identity::generate();
     let (entries, cps) = log(25, &id);
     assert!(b.store.audit_head().await.unwrap().is_none());
-    b.store.append_audit(&entries[..10], Some(&cps[0]), "f1").await.unwrap();
-    b.store.append_audit(&entries[10..20], Some(&cps[1]), "f2").await.unwrap();
-    b.store.append_audit(&entries[20..], None, "f3").await.unwrap();
+    b.store.append_audit(&entries[..10], Some(&cps[0]), Some("f1")).await.unwrap();
+    b.store.append_audit(&entries[10..20], Some(&cps[1]), Some("f2")).await.unwrap();
+    b.store.append_audit(&entries[20..22], None, None).await.unwrap();
+    assert_eq!(
+        b.store.get_meta(kai_store::AUDIT_FRONTIER_KEY).await.unwrap().as_deref(),
+        Some("f2"),
+        "entries alone leave the frontier as it was"
+    );
+    b.store.append_audit(&entries[22..], None, Some("f3")).await.unwrap();
     assert_eq!(b.store.audit_count().await.unwrap(), 25);
     assert_eq!(b.store.audit_head().await.unwrap().unwrap(), entries[24]);
     assert_eq!(b.store.audit_range(5, 3).await.unwrap(), entries[4..7].to_vec());
@@ -173,10 +179,15 @@ async fn audit_round_trip(b: &Backend) {
 async fn audit_batch_is_atomic(b: &Backend) {
     let id = Identity::generate();
     let (entries, cps) = log(10, &id);
-    b.store.append_audit(&entries[..5], None, "f1").await.unwrap();
+    b.store.append_audit(&entries[..5], None, Some("f1")).await.unwrap();
+    // Entries alone (one statement) are all-or-nothing too.
+    let dup: Vec<Entry> = entries[4..6].to_vec();
+    let err = b.store.append_audit(&dup, None, None).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(b.store.audit_count().await.unwrap(), 5);
     // Entry 5 again in the middle of a batch: the whole batch, checkpoint included, is refused.
     let retry: Vec<Entry> = entries[4..].to_vec();
-    let err = b.store.append_audit(&retry, Some(&cps[0]), "f2").await.unwrap_err();
+    let err = b.store.append_audit(&retry, Some(&cps[0]), Some("f2")).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert_eq!(b.store.audit_count().await.unwrap(), 5);
     assert!(b.store.audit_checkpoints().await.unwrap().is_empty());

@@ -14,7 +14,12 @@ struct Failpoint {
 
 #[async_trait]
 impl AuditStore for Failpoint {
-    async fn append_audit(&self, e: &[Entry], c: Option<&Checkpoint>, f: &str) -> StoreResult<()> {
+    async fn append_audit(
+        &self,
+        e: &[Entry],
+        c: Option<&Checkpoint>,
+        f: Option<&str>,
+    ) -> StoreResult<()> {
         if self.fail.load(Ordering::SeqCst) {
             return Err(StoreError::Unavailable("failpoint: disk full".into()));
         }
@@ -171,24 +176,28 @@ async fn reopen_continues_the_chain_from_the_stored_frontier() {
     {
         let store = fx.store().await;
         let log = fx.open(store.clone(), &id).await.unwrap();
-        for i in 0..20 {
+        for i in 0..18 {
             log.record("a", "x", &i.to_string(), Outcome::Success, serde_json::Value::Null)
                 .await
                 .unwrap();
         }
     }
     let store = fx.store().await;
+    // As after a crash between frontier writes: the stored frontier covers only entries 1-10.
+    let mut older = MerkleAccumulator::new();
+    store.audit_range(1, 10).await.unwrap().iter().for_each(|e| older.push(&e.hash));
+    store.put_meta(AUDIT_FRONTIER_KEY, &older.to_text()).await.unwrap();
     let log = fx.open(store.clone(), &id).await.unwrap();
-    assert_eq!(log.len(), 21);
+    assert_eq!(log.len(), 19, "entries 11 to 19 come from the log");
     log.record("a", "x", "after", Outcome::Success, serde_json::Value::Null).await.unwrap();
     log.checkpoint().await.unwrap().unwrap();
-    assert_eq!(verify(store.as_ref(), &id).await.unwrap().entries, 22);
+    assert_eq!(verify(store.as_ref(), &id).await.unwrap().entries, 20);
     // A lost frontier is rebuilt from the entries.
     store.put_meta(AUDIT_FRONTIER_KEY, "garbage").await.unwrap();
     let again = fx.open(store.clone(), &id).await.unwrap();
     again.record("a", "x", "rebuilt", Outcome::Success, serde_json::Value::Null).await.unwrap();
     again.checkpoint().await.unwrap().unwrap();
-    assert_eq!(verify(store.as_ref(), &id).await.unwrap().entries, 23);
+    assert_eq!(verify(store.as_ref(), &id).await.unwrap().entries, 21);
     fx.shutdown().await;
 }
 
