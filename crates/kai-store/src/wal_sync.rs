@@ -24,9 +24,6 @@
 //! checkpoint, so a checkpointed commit is durable in the main file; if the WAL file is gone
 //! (the last connection checkpointed and removed it) there is nothing left to flush. The file is
 //! opened by path for each flush, so a log that was removed and recreated is the one flushed.
-//! On the multi-threaded runtime the flush runs in place (`block_in_place`) rather than on the
-//! blocking pool: a hand-off there and back is two thread wake-ups, which on a VM with idle
-//! vCPUs cost more than the `fdatasync` (measured: ~0.3 ms each on the dev VM).
 //!
 //! Written by hand because no crate offers it: SQLite has no group commit of its own, and
 //! sqlx exposes no hook after a commit.
@@ -95,19 +92,10 @@ impl WalSync {
             return Ok(());
         }
         let number = self.started.fetch_add(1, Ordering::AcqRel) + 1;
-        // On the multi-threaded runtime the flush runs on this worker (its other tasks move to
-        // another): handing it to the blocking pool costs two thread wake-ups, which on a VM
-        // with idle vCPUs take longer than the flush itself.
-        if tokio::runtime::Handle::current().runtime_flavor()
-            == tokio::runtime::RuntimeFlavor::MultiThread
-        {
-            tokio::task::block_in_place(|| flush(wal))?;
-        } else {
-            let path = wal.clone();
-            tokio::task::spawn_blocking(move || flush(&path))
-                .await
-                .map_err(|e| StoreError::Unavailable(format!("WAL flush task failed: {e}")))??;
-        }
+        let path = wal.clone();
+        tokio::task::spawn_blocking(move || flush(&path))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("WAL flush task failed: {e}")))??;
         *finished = number;
         Ok(())
     }
@@ -130,9 +118,7 @@ mod tests {
 
     use super::*;
 
-    // Multi-threaded: the flush runs in place on the worker (the other tests take the
-    // blocking-pool path of the current-thread runtime).
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[tokio::test]
     async fn concurrent_callers_share_flushes_and_each_waits_for_one_after_its_call() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("x.db");
@@ -154,13 +140,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn current_thread_runtimes_flush_on_the_blocking_pool_and_a_missing_log_needs_none() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("y.db");
-        std::fs::write(dir.path().join("y.db-wal"), b"frames").unwrap();
-        let sync = WalSync::new(Some(db));
-        sync.sync().await.unwrap();
-        assert_eq!(sync.flushes(), 1, "the current-thread runtime flushes on the blocking pool");
+    async fn a_missing_log_or_a_memory_database_needs_no_flush() {
         let dir = tempfile::tempdir().unwrap();
         WalSync::new(Some(dir.path().join("gone.db"))).sync().await.unwrap();
         WalSync::new(None).sync().await.unwrap();
