@@ -170,10 +170,8 @@ pub async fn chat(
     chat.params.top_p = req.top_p;
     chat.params.max_tokens = req.max_completion_tokens.or(req.max_tokens);
     chat.params.stop = stop;
-    // The audit entry is written while the upstream call opens, and both must succeed before
-    // the client gets a byte (DESIGN: audited before the reply; a failed audit fails the
-    // request, and dropping the call's future cancels it). The entry's commit and flush thus
-    // cost no added time to first token.
+    // The audit entry is written while the upstream call opens instead of before it; both
+    // finish before the client gets a byte (see `audited`).
     let target = format!("persona:{}", persona.name);
     let audited = audit(&state, &actor, "llm.chat", &target, json!({"stream": req.stream}));
     let id = format!("chatcmpl-{}", uuid::Uuid::now_v7().simple());
@@ -181,8 +179,9 @@ pub async fn chat(
     let model = persona.name.clone();
     let upstream_error = |e| ApiError::from(kai_runtime::llm::ModelError::from(e));
     if !req.stream {
-        let ((), resp) =
-            tokio::try_join!(audited, async { provider.chat(chat).await.map_err(upstream_error) })?;
+        let resp =
+            audited_call(audited, async { provider.chat(chat).await.map_err(upstream_error) })
+                .await?;
         let usage = resp.usage;
         record_usage(
             state.node.store.as_ref(),
@@ -199,8 +198,9 @@ pub async fn chat(
         }))
         .into_response());
     }
-    let ((), stream) =
-        tokio::try_join!(audited, async { provider.stream(chat).await.map_err(upstream_error) })?;
+    let stream =
+        audited_call(audited, async { provider.stream(chat).await.map_err(upstream_error) })
+            .await?;
     let store = state.node.store.clone();
     let persona_name = persona.name.clone();
     let llm = state.llm.clone();
@@ -259,6 +259,30 @@ pub async fn chat(
     });
     let done = futures::stream::once(async { Ok(Event::default().data("[DONE]")) });
     Ok(Sse::new(first.chain(body).chain(done)).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// Runs a model call alongside its audit entry (DESIGN: audited before the reply; a failed
+/// audit fails the request). A failed audit cancels the call at once (its future is dropped);
+/// a call that fails first still waits for its entry, so every call attempt is on record.
+async fn audited_call<T>(
+    audit: impl std::future::Future<Output = ApiResult<()>>,
+    call: impl std::future::Future<Output = ApiResult<T>>,
+) -> ApiResult<T> {
+    tokio::pin!(audit);
+    tokio::pin!(call);
+    let mut done = None;
+    loop {
+        tokio::select! {
+            audited = &mut audit => {
+                audited?;
+                return match done {
+                    Some(result) => result,
+                    None => call.await,
+                };
+            }
+            result = &mut call, if done.is_none() => done = Some(result),
+        }
+    }
 }
 
 /// Merges adjacent text deltas of a batch; everything else keeps its place and order.
@@ -343,7 +367,47 @@ pub async fn embeddings(
 mod tests {
     use kai_llm::{ChatChunk, ToolCallDelta};
 
-    use super::coalesce;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use super::{audited_call, coalesce};
+    use crate::error::ApiError;
+
+    fn unavailable() -> ApiError {
+        ApiError::Unavailable { code: "audit_unavailable", detail: "audit down".into() }
+    }
+
+    #[tokio::test]
+    async fn a_failed_audit_cancels_the_call_and_fails_the_request() {
+        // The call never finishes: only the audit's failure can end this.
+        let call = std::future::pending::<Result<u32, ApiError>>();
+        let err = audited_call(async { Err(unavailable()) }, call).await.unwrap_err();
+        assert!(matches!(err, ApiError::Unavailable { code: "audit_unavailable", .. }));
+        // Audit fails after the call succeeded: still refused.
+        let late = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Err(unavailable())
+        };
+        assert!(audited_call(late, async { Ok(7) }).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_call_that_fails_first_still_waits_for_its_audit_entry() {
+        let recorded = Arc::new(AtomicBool::new(false));
+        let r = recorded.clone();
+        let audit = async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            r.store(true, Ordering::SeqCst);
+            Ok(())
+        };
+        let err = audited_call(audit, async { Err::<u32, _>(ApiError::BadRequest("no".into())) })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ApiError::BadRequest(_)));
+        assert!(recorded.load(Ordering::SeqCst), "the entry was written before the error returned");
+        assert_eq!(audited_call(async { Ok(()) }, async { Ok(5) }).await.unwrap(), 5);
+    }
 
     fn text(s: &str) -> Result<ChatChunk, kai_llm::LlmError> {
         Ok(ChatChunk::Text(s.into()))
