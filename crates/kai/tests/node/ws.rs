@@ -91,6 +91,39 @@ async fn subscribe_filter_and_resume_without_gaps() {
     node.stop();
 }
 
+/// A burst published while the client is not reading queues on the connection and goes out in
+/// batched writes: every event arrives once, in offset order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_arrives_complete_and_in_order() {
+    let dir = NodeDir::new().await;
+    let node = Node::start(&dir);
+    let mut ws =
+        connect(&node, Some(("authorization", format!("Bearer {}", node.token)))).await.unwrap();
+    ws.send(Message::Text(
+        json!({"op": "subscribe", "id": "burst", "filter": {"types": ["BURST"]}})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(next_json(&mut ws).await["op"], "subscribed");
+    let mut published = Vec::new();
+    // 150 events: within the default rate limit's burst of 200 requests.
+    for round in 0..3 {
+        let batch = (0..50).map(|i| publish(&node, "BURST", round * 50 + i));
+        published.extend(futures::future::join_all(batch).await);
+    }
+    published.sort_unstable();
+    let mut seen = Vec::with_capacity(published.len());
+    while seen.len() < published.len() {
+        let got = next_json(&mut ws).await;
+        assert_eq!(got["op"], "event", "{got}");
+        seen.push(got["event"]["offset"].as_u64().unwrap());
+    }
+    assert_eq!(seen, published, "every event once, in offset order");
+    node.stop();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authentication_origin_and_browser_tokens() {
     let dir = NodeDir::new().await;
