@@ -412,8 +412,8 @@ async fn a_model_step_uses_tools_in_a_loop_confined_to_its_workspace() {
     assert_eq!(audited.iter().filter(|e| e.action == "tool.call").count(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ask_user_pauses_the_step_until_the_owner_answers() {
+/// A submitted one-step task whose model first asks the owner "Which day?" (`ask_user`).
+async fn asking_task() -> (World, TaskRow) {
     let plan = json!({"steps": [{"id": "confirm", "instruction": "confirm the date"}]});
     let w = world(plan.clone(), 2).await;
     w.fake.set_responder(tool_model(
@@ -421,6 +421,12 @@ async fn ask_user_pauses_the_step_until_the_owner_answers() {
         vec![vec![("ask_user", json!({"question": "Which day?"}))]],
     ));
     let task = w.tasks.submit(Submit { skip_review: true, ..submit("book it") }).await.unwrap();
+    (w, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ask_user_pauses_the_step_until_the_owner_answers() {
+    let (w, task) = asking_task().await;
     let mut question = None;
     for _ in 0..200 {
         if let Some(q) = w.tasks.get(&task.id, None).await.unwrap().questions.into_iter().next() {
@@ -458,13 +464,7 @@ async fn ask_user_pauses_the_step_until_the_owner_answers() {
 /// second retry while it runs is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_task_is_retried_to_the_end() {
-    let plan = json!({"steps": [{"id": "confirm", "instruction": "confirm the date"}]});
-    let w = world(plan.clone(), 2).await;
-    w.fake.set_responder(tool_model(
-        plan,
-        vec![vec![("ask_user", json!({"question": "Which day?"}))]],
-    ));
-    let task = w.tasks.submit(Submit { skip_review: true, ..submit("book it") }).await.unwrap();
+    let (w, task) = asking_task().await;
     let waiting = |tasks: Arc<Tasks>, id: String| async move {
         for _ in 0..200 {
             let view = tasks.get(&id, None).await.unwrap();

@@ -41,6 +41,19 @@ providers = ["upstream"]
     (dir, node, upstream)
 }
 
+/// Stores the upstream provider's key in the node's vault (the persona's calls need it).
+async fn store_upstream_key(node: &Node) {
+    let put = node
+        .http
+        .put(node.url("/vault/secrets/upstream%2Fapi-key"))
+        .bearer_auth(&node.token)
+        .json(&json!({"value": "sk-upstream-test"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_completions_models_and_embeddings() {
     let (_dir, node, upstream) = node_with_persona().await;
@@ -58,15 +71,7 @@ async fn chat_completions_models_and_embeddings() {
     let body: Value = resp.json().await.unwrap();
     assert!(body["detail"].as_str().unwrap().contains("kai vault set upstream/api-key"), "{body}");
 
-    let put = node
-        .http
-        .put(node.url("/vault/secrets/upstream%2Fapi-key"))
-        .bearer_auth(&node.token)
-        .json(&json!({"value": "sk-upstream-test"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 200);
+    store_upstream_key(&node).await;
     let resp = node
         .post_json("/v1/chat/completions", json!({"model": "assistant", "messages": [{"role": "user", "content": "hello"}], "user": "ignored-extra-field"}))
         .await;
@@ -143,15 +148,7 @@ async fn chat_completions_models_and_embeddings() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_audit_fails_the_call_and_sends_none_of_the_reply() {
     let (dir, node, _upstream) = node_with_persona().await;
-    let put = node
-        .http
-        .put(node.url("/vault/secrets/upstream%2Fapi-key"))
-        .bearer_auth(&node.token)
-        .json(&json!({"value": "sk-upstream-test"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 200);
+    store_upstream_key(&node).await;
     let (break_audit, mend_audit): (&[&str], &[&str]) = if dir.pg_schema.is_some() {
         (
             &[
@@ -235,15 +232,7 @@ async fn official_openai_python_client() {
         return;
     }
     let (_dir, node, upstream) = node_with_persona().await;
-    let put = node
-        .http
-        .put(node.url("/vault/secrets/upstream%2Fapi-key"))
-        .bearer_auth(&node.token)
-        .json(&json!({"value": "sk-upstream-test"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 200);
+    store_upstream_key(&node).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai_client.py");
     let out = std::process::Command::new("python3")
         .arg(script)
@@ -344,15 +333,7 @@ async fn bad_tool_requests_are_refused_with_problems() {
 async fn budgets_stop_calls_and_usage_is_reported() {
     let (_dir, node, upstream) = node_with("[spend]\ntokens_per_day = 1\n").await;
     assert!(upstream.requests().is_empty(), "an idle node calls no model");
-    let put = node
-        .http
-        .put(node.url("/vault/secrets/upstream%2Fapi-key"))
-        .bearer_auth(&node.token)
-        .json(&json!({"value": "sk-upstream-test"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 200);
+    store_upstream_key(&node).await;
     let ask = || {
         node.post_json(
             "/v1/chat/completions",
