@@ -1,5 +1,6 @@
 //! Who is calling, and may they: the `authorize` middleware authenticates the bearer
-//! credential (an API token `kai_…`, looked up by hash, or an access JWT), refuses everything
+//! credential (an API token `kai_…`, looked up by hash — recent lookups are cached, see
+//! [`crate::token_cache`] — or an access JWT), refuses everything
 //! but public routes while the node is sealed, applies the per-principal rate limit, and checks
 //! the route's rule from [`crate::access`] against the principal's role and token scopes.
 //! Handlers receive the result as a [`Principal`].
@@ -106,12 +107,16 @@ async fn authenticate(state: &AppState, parts: &Parts) -> Result<Principal, ApiE
         if !kai_crypto::token::well_formed(token) {
             return Err(ApiError::Unauthorized);
         }
-        let record = state
-            .node
-            .store
-            .token_by_hash(&kai_crypto::token::hash(token))
-            .await?
-            .ok_or(ApiError::Unauthorized)?;
+        let hash = kai_crypto::token::hash(token);
+        let record = match state.token_cache.get(&hash) {
+            Some(record) => record,
+            None => {
+                let record =
+                    state.node.store.token_by_hash(&hash).await?.ok_or(ApiError::Unauthorized)?;
+                state.token_cache.put(record.clone());
+                record
+            }
+        };
         if record.expires_at_us.is_some_and(|exp| exp <= chrono::Utc::now().timestamp_micros()) {
             return Err(ApiError::Unauthorized);
         }

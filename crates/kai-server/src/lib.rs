@@ -12,6 +12,7 @@ pub mod error;
 pub mod limits;
 pub mod middleware;
 pub mod routes;
+pub mod token_cache;
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -60,6 +61,8 @@ pub struct Services {
     pub tasks: Arc<kai_runtime::tasks::Tasks>,
     /// Events serialized once for every WebSocket that forwards them.
     pub ws_frames: Arc<routes::ws::FrameCache>,
+    /// API tokens recently looked up (revoking one clears it).
+    pub token_cache: token_cache::TokenCache,
 }
 
 /// How the live configuration's reloads went: the problems of the last rejected edit (cleared

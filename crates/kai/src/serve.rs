@@ -168,6 +168,7 @@ pub async fn serve(
         agents,
         tasks,
         ws_frames: Arc::default(),
+        token_cache: kai_server::token_cache::TokenCache::default(),
     });
 
     let listener = tokio::net::TcpListener::bind(addr)

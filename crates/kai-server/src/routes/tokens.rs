@@ -120,5 +120,6 @@ pub async fn revoke(
     )
     .await?;
     state.node.store.revoke_token(&id, chrono::Utc::now().timestamp_micros()).await?;
+    state.token_cache.clear();
     Ok(StatusCode::NO_CONTENT)
 }

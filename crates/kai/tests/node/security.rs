@@ -463,3 +463,39 @@ async fn login_throttling_is_per_user_and_address() {
     assert_eq!(resp.status(), 200);
     node.stop();
 }
+
+/// API tokens are cached after their first lookup; revoking one through the node still locks it
+/// out on the very next request, and the other tokens keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_refused_on_the_next_request() {
+    let dir = NodeDir::new().await;
+    let node = Node::start(&dir);
+    let resp = node.post_json("/tokens", json!({"name": "short", "role": "member"})).await;
+    assert_eq!(resp.status(), 201);
+    let created = resp.json::<Value>().await.unwrap();
+    let secret = created["token"].as_str().unwrap().to_owned();
+    let id = created["info"]["id"].as_str().unwrap().to_owned();
+    let other = token(&node, "viewer", None).await;
+    for t in [&secret, &other] {
+        for _ in 0..3 {
+            let (status, _) =
+                call(&node, &reqwest::Method::GET, "/system/info", Some(t), Value::Null).await;
+            assert_eq!(status, 200, "a live token works, first from the store, then cached");
+        }
+    }
+    let revoked = node
+        .http
+        .delete(node.url(&format!("/tokens/{id}")))
+        .bearer_auth(&node.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 204);
+    let (status, body) =
+        call(&node, &reqwest::Method::GET, "/system/info", Some(&secret), Value::Null).await;
+    assert_eq!(status, 401, "revoked means refused at once, cache or not: {body}");
+    let (status, _) =
+        call(&node, &reqwest::Method::GET, "/system/info", Some(&other), Value::Null).await;
+    assert_eq!(status, 200, "the other tokens keep working");
+    node.stop();
+}
