@@ -25,13 +25,11 @@
 //! (the last connection checkpointed and removed it) there is nothing left to flush. The file is
 //! opened by path for each flush, so a log that was removed and recreated is the one flushed.
 //!
-//! Where a flush runs: on the calling task's thread while flushes are fast (a moving average
-//! below [`INLINE_BELOW`]), otherwise on tokio's blocking pool. Handing a flush to the pool
-//! costs two thread wake-ups, which on a 2-vCPU VM (≈0.3–0.5 ms each) take longer than a fast
-//! disk's `fdatasync` itself — the cost a single request, waiting for its audit entry, sees in
-//! full. A slow disk (or a burst of slow flushes) moves flushes back to the pool within a few
-//! flushes, so a worker thread is never held for long; every flush, wherever it ran, updates
-//! the average, so a disk that is fast again brings them back.
+//! The flush runs on tokio's blocking pool. Running it on the caller's thread instead (when the
+//! caller was the only writer waiting) was measured and dropped (2026-12-02): one lone worker's
+//! queue drain gained ≈20 %, but with 4–16 workers or 8 producers throughput fell 20–45 %,
+//! because a worker blocked in `fdatasync` neither runs other tasks nor lets their commits join
+//! the next flush.
 //!
 //! Written by hand because no crate offers it: SQLite has no group commit of its own, and
 //! sqlx exposes no hook after a commit.
@@ -39,7 +37,6 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use crate::error::{StoreError, StoreResult};
 
@@ -64,9 +61,6 @@ pub(crate) fn is_deferred() -> bool {
     DEFERRED.try_with(|()| ()).is_ok()
 }
 
-/// Flushes whose moving average takes less than this run on the caller's thread.
-pub(crate) const INLINE_BELOW: Duration = Duration::from_micros(1000);
-
 /// Flushes a SQLite database's WAL file for every writer waiting at that moment.
 pub(crate) struct WalSync {
     /// `<db>-wal`; `None` for an in-memory database (nothing to make durable).
@@ -75,10 +69,6 @@ pub(crate) struct WalSync {
     started: AtomicU64,
     /// The newest flush that finished. Guarded by the lock so flushes run one at a time.
     finished: tokio::sync::Mutex<u64>,
-    /// Moving average (weight 1/8) of a flush's duration, in nanoseconds.
-    average_ns: AtomicU64,
-    /// Flushes that ran on the blocking pool.
-    pooled: AtomicU64,
 }
 
 impl WalSync {
@@ -89,25 +79,7 @@ impl WalSync {
             name.push("-wal");
             PathBuf::from(name)
         });
-        Self {
-            wal,
-            started: AtomicU64::new(0),
-            finished: tokio::sync::Mutex::new(0),
-            average_ns: AtomicU64::new(0),
-            pooled: AtomicU64::new(0),
-        }
-    }
-
-    /// Folds one flush's duration into the moving average.
-    fn observe(&self, took: Duration) {
-        let sample = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        let old = self.average_ns.load(Ordering::Relaxed);
-        self.average_ns.store(old - old / 8 + sample / 8, Ordering::Relaxed);
-    }
-
-    /// True while flushes are fast enough to run on the caller's thread.
-    fn inline(&self) -> bool {
-        Duration::from_nanos(self.average_ns.load(Ordering::Relaxed)) < INLINE_BELOW
+        Self { wal, started: AtomicU64::new(0), finished: tokio::sync::Mutex::new(0) }
     }
 
     /// Flushes started so far.
@@ -126,21 +98,10 @@ impl WalSync {
             return Ok(());
         }
         let number = self.started.fetch_add(1, Ordering::AcqRel) + 1;
-        let took = if self.inline() {
-            let start = Instant::now();
-            flush(wal)?;
-            start.elapsed()
-        } else {
-            self.pooled.fetch_add(1, Ordering::Relaxed);
-            let path = wal.clone();
-            tokio::task::spawn_blocking(move || {
-                let start = Instant::now();
-                flush(&path).map(|()| start.elapsed())
-            })
+        let path = wal.clone();
+        tokio::task::spawn_blocking(move || flush(&path))
             .await
-            .map_err(|e| StoreError::Unavailable(format!("WAL flush task failed: {e}")))??
-        };
-        self.observe(took);
+            .map_err(|e| StoreError::Unavailable(format!("WAL flush task failed: {e}")))??;
         *finished = number;
         Ok(())
     }
@@ -182,25 +143,6 @@ mod tests {
         // A call after everything finished still gets a flush of its own.
         sync.sync().await.unwrap();
         assert_eq!(sync.started.load(Ordering::Acquire), flushes + 1);
-    }
-
-    #[tokio::test]
-    async fn slow_flushes_move_to_the_blocking_pool_and_fast_ones_come_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("x.db");
-        std::fs::write(dir.path().join("x.db-wal"), b"frames").unwrap();
-        let sync = WalSync::new(Some(db));
-        sync.observe(INLINE_BELOW * 80);
-        assert!(!sync.inline(), "a slow disk's flushes leave the caller's thread");
-        sync.sync().await.unwrap();
-        assert_eq!(sync.pooled.load(Ordering::Relaxed), 1, "that flush ran on the pool");
-        for _ in 0..64 {
-            sync.observe(Duration::from_micros(10));
-        }
-        assert!(sync.inline(), "fast flushes bring them back");
-        sync.sync().await.unwrap();
-        assert_eq!(sync.pooled.load(Ordering::Relaxed), 1, "that one ran in place");
-        assert_eq!(sync.flushes(), 2);
     }
 
     #[tokio::test]
