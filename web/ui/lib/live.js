@@ -32,12 +32,15 @@ class Live extends EventTarget {
 
   /**
    * Subscribes to events matching `filter` ({types, agents, task_ids, threads}); `after`
-   * replays from that offset first. Returns a function that unsubscribes.
+   * replays from that offset first. `onReady` runs each time the node confirms the
+   * subscription: a page that loaded its data before that moment reloads it there, so an event
+   * published between its load and the subscription is not lost. Returns a function that
+   * unsubscribes.
    */
-  subscribe(filter, onEvent, { after } = {}) {
+  subscribe(filter, onEvent, { after, onReady } = {}) {
     this.seq += 1;
     const id = `s${this.seq}`;
-    const sub = { id, filter: filter || {}, after, onEvent };
+    const sub = { id, filter: filter || {}, after, onEvent, onReady };
     this.subs.set(id, sub);
     this.send(subscribeOp(sub));
     return () => {
@@ -121,6 +124,7 @@ class Live extends EventTarget {
     } else if (msg.op === 'subscribed') {
       const sub = this.subs.get(msg.id);
       if (sub && sub.after === undefined && typeof msg.after === 'number') sub.after = msg.after;
+      if (sub && sub.onReady) sub.onReady();
     } else if (msg.op === 'error') {
       this.dispatchEvent(new CustomEvent('error', { detail: msg }));
     }

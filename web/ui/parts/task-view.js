@@ -255,10 +255,13 @@ export async function taskView(root, ctx, id) {
   }
 
   let debounce = 0;
-  const stop = live.subscribe({ task_ids: [id] }, () => {
+  const later = () => {
     clearTimeout(debounce);
     debounce = setTimeout(refresh, DEBOUNCE_MS);
-  });
+  };
+  // Reloaded once the node confirms the subscription: a change made between the first load
+  // and that moment (the plan proposed, say) would otherwise never be shown.
+  const stop = live.subscribe({ task_ids: [id] }, later, { onReady: later });
   const poll = setInterval(() => {
     if (live.state !== 'on' && !document.hidden && view && !FINISHED.includes(view.task.status)) refresh();
   }, POLL_MS);
