@@ -262,8 +262,13 @@ export async function taskView(root, ctx, id) {
   // Reloaded once the node confirms the subscription: a change made between the first load
   // and that moment (the plan proposed, say) would otherwise never be shown.
   const stop = live.subscribe({ task_ids: [id] }, later, { onReady: later });
+  // Every 2 s while the live stream is down, every 10 s while it is up (a safety net for an
+  // event missed around a subscription), never once the task finished.
+  let ticks = 0;
   const poll = setInterval(() => {
-    if (live.state !== 'on' && !document.hidden && view && !FINISHED.includes(view.task.status)) refresh();
+    ticks += 1;
+    const due = live.state !== 'on' || ticks % 5 === 0;
+    if (due && !document.hidden && view && !FINISHED.includes(view.task.status)) refresh();
   }, POLL_MS);
   await refresh();
   ctx.keys.add('r', 'Refresh the task', () => refresh());
