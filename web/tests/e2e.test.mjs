@@ -38,11 +38,35 @@ function watch(p) {
 
 const shot = (name, p = page) => p.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 const heading = (name) => page.getByRole('heading', { level: 1, name });
-/** A go-to shortcut, typed the way a keyboard user would: Escape out of any field first. */
+/**
+ * Runs `wait`; when it fails, prints what was on screen, what the browser reported, the newest
+ * tasks as the node has them and the tail of the node's log, so a rare failure can be read
+ * from the CI output alone.
+ */
+async function explained(wait) {
+  try {
+    return await wait();
+  } catch (err) {
+    const main = await page.locator('#main').innerText().catch((e) => `(no text: ${e.message})`);
+    const tasks = await stack.api('GET', '/tasks?limit=3').catch((e) => ({ data: e.message }));
+    const newest = tasks.data?.[0]?.id ? (await stack.api('GET', `/tasks/${tasks.data[0].id}`)).data : null;
+    console.log(JSON.stringify({ url: page.url(), main: main.slice(0, 2000), problems, tasks: tasks.data, newest }, null, 1));
+    console.log(stack.log().split('\n').slice(-60).join('\n'));
+    throw err;
+  }
+}
+
+/**
+ * A go-to shortcut, typed the way a keyboard user would: Escape out of any field first. Waits
+ * until the router has drawn the page: going to the page already shown draws it afresh, and a
+ * field filled before that lands in the old, discarded form.
+ */
 async function go(key) {
   await page.keyboard.press('Escape');
+  const drawn = await page.evaluate(() => window.kaiPagesDrawn || 0);
   await page.keyboard.press('g');
   await page.keyboard.press(key);
+  await page.waitForFunction((n) => (window.kaiPagesDrawn || 0) > n, drawn);
 }
 
 before(async () => {
@@ -51,6 +75,10 @@ before(async () => {
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, acceptDownloads: true });
   page = await context.newPage();
   page.setDefaultTimeout(15_000);
+  // Counts the router's `kai:page` events (one per page drawn), for `go`.
+  await page.addInitScript(() => {
+    window.addEventListener('kai:page', () => { window.kaiPagesDrawn = (window.kaiPagesDrawn || 0) + 1; });
+  });
   watch(page);
 });
 
@@ -285,7 +313,7 @@ test('tasks: a plan that asks for approval runs once approved', async () => {
   await page.getByLabel('Goal', { exact: true }).fill('Plan first, then ask me');
   await page.getByLabel('Plan approval').selectOption('ask');
   await page.getByRole('button', { name: 'Start task' }).click();
-  await page.locator('#approval').waitFor({ timeout: 30_000 });
+  await explained(() => page.locator('#approval').waitFor({ timeout: 30_000 }));
   await page.locator('.tstep[data-step="write"][data-state="pending"]').waitFor();
   await shot('23-task-approval');
   await page.getByRole('button', { name: /Approve plan v1/ }).click();
@@ -343,7 +371,7 @@ test('tasks: a plan awaiting approval is rejected with a reason', async () => {
   await page.getByLabel('Goal', { exact: true }).fill('Buy it, once I agree');
   await page.getByLabel('Plan approval').selectOption('ask');
   await page.getByRole('button', { name: 'Start task' }).click();
-  await page.locator('#approval').waitFor({ timeout: 30_000 });
+  await explained(() => page.locator('#approval').waitFor({ timeout: 30_000 }));
   await page.getByRole('button', { name: 'Reject' }).click();
   await page.getByRole('dialog').getByRole('textbox').fill('Too expensive');
   await page.getByRole('dialog').getByRole('button', { name: 'Save' }).click();
@@ -363,7 +391,7 @@ test('tasks: a plan is edited into v2 (bad edits explained) and v2 runs once app
   await page.getByLabel('Goal', { exact: true }).fill('Write and send the note');
   await page.getByLabel('Plan approval').selectOption('ask');
   await page.getByRole('button', { name: 'Start task' }).click();
-  await page.locator('#approval').waitFor({ timeout: 30_000 });
+  await explained(() => page.locator('#approval').waitFor({ timeout: 30_000 }));
   await page.getByRole('button', { name: 'Edit plan' }).click();
   const editor = page.getByLabel('Steps (JSON)');
   assert.match(await editor.inputValue(), /"send the note"/, 'the editor starts from the proposed plan');
