@@ -156,16 +156,11 @@ async fn uploads_dedup_version_and_download_with_ranges() {
     assert_eq!(stale.status(), 200, "If-Range mismatch: the whole object");
 
     // Deleting one of the two users of a blob keeps it; deleting the last removes it.
-    let del = |id: String| {
-        node.http.delete(node.url(&format!("/artifacts/{id}"))).bearer_auth(&node.token).send()
-    };
-    assert_eq!(
-        del(again["artifact"]["id"].as_str().unwrap().to_owned()).await.unwrap().status(),
-        204
-    );
+    let again_id = again["artifact"]["id"].as_str().unwrap();
+    assert_eq!(node.delete(&format!("/artifacts/{again_id}")).await.status(), 204);
     assert_eq!(objects(&dir), 2);
     assert_eq!(node.get(&format!("/artifact/{id}")).await.bytes().await.unwrap(), data);
-    assert_eq!(del(id.clone()).await.unwrap().status(), 204);
+    assert_eq!(node.delete(&format!("/artifacts/{id}")).await.status(), 204);
     assert_eq!(objects(&dir), 1);
     assert_eq!(node.get(&format!("/artifact/{id}")).await.status(), 404);
 
@@ -357,13 +352,7 @@ async fn share_links_open_one_artifact_until_expired_or_revoked() {
 
     // Revocation is immediate.
     let share_id = share["id"].as_str().unwrap();
-    let revoked = node
-        .http
-        .delete(node.url(&format!("/shares/{share_id}")))
-        .bearer_auth(&node.token)
-        .send()
-        .await
-        .unwrap();
+    let revoked = node.delete(&format!("/shares/{share_id}")).await;
     assert_eq!(revoked.status(), 204);
     let after = anon.get(node.url(&url)).send().await.unwrap();
     assert_eq!(after.status(), 410);
@@ -582,13 +571,7 @@ async fn full_text_search_over_text_artifacts_and_notes() {
     let node = Node::start(&dir);
     assert_eq!(node.get_json("/artifacts/search?q=basil").await[0]["id"], note["id"]);
     assert_eq!(node.get_json("/artifacts/search?q=tomatoes").await.as_array().unwrap().len(), 1);
-    let gone = node
-        .http
-        .delete(node.url(&format!("/notes/{note_id}")))
-        .bearer_auth(&node.token)
-        .send()
-        .await
-        .unwrap();
+    let gone = node.delete(&format!("/notes/{note_id}")).await;
     assert_eq!(gone.status(), 204);
     assert_eq!(node.get_json("/artifacts/search?q=basil").await, json!([]));
     node.stop();
@@ -641,13 +624,7 @@ async fn s3_backend_stores_through_the_wire_format() {
         "nothing stored locally"
     );
     for a in [id, dup["artifact"]["id"].as_str().unwrap()] {
-        let d = node
-            .http
-            .delete(node.url(&format!("/artifacts/{a}")))
-            .bearer_auth(&node.token)
-            .send()
-            .await
-            .unwrap();
+        let d = node.delete(&format!("/artifacts/{a}")).await;
         assert_eq!(d.status(), 204);
     }
     assert!(fake.keys().is_empty(), "the last delete removes the object");

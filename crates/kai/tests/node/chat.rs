@@ -254,13 +254,7 @@ async fn threads_stream_branch_search_export_and_survive_restart() {
     assert_eq!(after["messages"].as_array().unwrap().len(), 7);
 
     // Delete.
-    let resp = node
-        .http
-        .delete(node.url(&format!("/chat/threads/{thread}")))
-        .bearer_auth(&node.token)
-        .send()
-        .await
-        .unwrap();
+    let resp = node.delete(&format!("/chat/threads/{thread}")).await;
     assert_eq!(resp.status(), 204);
     assert_eq!(node.get(&format!("/chat/threads/{thread}")).await.status(), 404);
     let audit = node.get_json("/audit/entries?limit=1000").await.to_string();

@@ -161,6 +161,10 @@ impl Node {
         self.http.post(self.url(path)).bearer_auth(&self.token).json(&body).send().await.unwrap()
     }
 
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.http.delete(self.url(path)).bearer_auth(&self.token).send().await.unwrap()
+    }
+
     /// SIGTERM, then wait for exit (up to 60 s). Returns the exit status.
     pub fn stop(mut self) -> std::process::ExitStatus {
         signal(&self.child, "TERM");

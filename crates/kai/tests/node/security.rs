@@ -483,13 +483,7 @@ async fn a_revoked_token_is_refused_on_the_next_request() {
             assert_eq!(status, 200, "a live token works, first from the store, then cached");
         }
     }
-    let revoked = node
-        .http
-        .delete(node.url(&format!("/tokens/{id}")))
-        .bearer_auth(&node.token)
-        .send()
-        .await
-        .unwrap();
+    let revoked = node.delete(&format!("/tokens/{id}")).await;
     assert_eq!(revoked.status(), 204);
     let (status, body) =
         call(&node, &reqwest::Method::GET, "/system/info", Some(&secret), Value::Null).await;

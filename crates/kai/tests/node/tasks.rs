@@ -224,8 +224,7 @@ async fn goals_run_over_http_and_the_cli_with_registry_lifecycle_and_approval() 
     problem(deliver(sig).await.unwrap(), 409).await;
     let hooks: Value = node.get_json("/webhooks").await;
     assert!(!hooks.to_string().contains(&secret), "secrets are never listed");
-    let resp =
-        node.http.delete(node.url("/webhooks/ci")).bearer_auth(&node.token).send().await.unwrap();
+    let resp = node.delete("/webhooks/ci").await;
     assert_eq!(resp.status(), 204);
     let secrets: Value = node.get_json("/vault/secrets").await;
     assert!(!secrets.to_string().contains("webhook-ci"), "its secret went with it: {secrets}");
