@@ -2,9 +2,11 @@
 //! completion. Starts the in-repo fake OpenAI server (in process) and a real `kai serve`
 //! (release binary, SQLite, a persona routed to the fake), then streams REQUESTS completions of
 //! TOKENS tokens each, one at a time, straight from the fake and through the node's
-//! `/v1/chat/completions`, alternating so both see the same machine state. Prints time to first
-//! token and total time per request (p50/p99) for both, and the difference per request and per
-//! token, as JSON.
+//! `/v1/chat/completions`, alternating so both see the same machine state; then again with 2 ×
+//! TOKENS tokens. Prints time to first token and total time per request (p50/p99) for both, the
+//! difference per request, and per token two ways: everything after the first token divided by
+//! TOKENS (the formula of earlier runs), and the slope between the two rounds (fixed costs after
+//! the first token cancel out), as JSON.
 
 use std::io::BufRead as _;
 use std::process::{Command, Stdio};
@@ -59,6 +61,49 @@ fn percentile(v: &mut [Duration], p: f64) -> f64 {
     v[i].as_secs_f64() * 1000.0
 }
 
+/// p50/p99 of one path, in ms.
+struct Path {
+    first: f64,
+    first99: f64,
+    total: f64,
+}
+
+struct Round {
+    direct: Path,
+    node: Path,
+}
+
+/// `requests` streams on each path, alternating so both see the same machine state.
+async fn measure(
+    http: &reqwest::Client,
+    direct_url: &str,
+    node_url: &str,
+    token: &str,
+    requests: usize,
+) -> anyhow::Result<Round> {
+    let (mut d_first, mut d_total, mut n_first, mut n_total) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..requests {
+        let d = stream_once(http, direct_url, None, "fake-chat").await?;
+        let n = stream_once(http, node_url, Some(token), "bench").await?;
+        d_first.push(d.first_token);
+        d_total.push(d.total);
+        n_first.push(n.first_token);
+        n_total.push(n.total);
+    }
+    Ok(Round {
+        direct: Path {
+            first: percentile(&mut d_first, 0.5),
+            first99: percentile(&mut d_first, 0.99),
+            total: percentile(&mut d_total, 0.5),
+        },
+        node: Path {
+            first: percentile(&mut n_first, 0.5),
+            first99: percentile(&mut n_first, 0.99),
+            total: percentile(&mut n_total, 0.5),
+        },
+    })
+}
+
 pub async fn overhead(kai: &str, requests: usize, tokens: usize) -> anyhow::Result<()> {
     let fake = FakeServer::start(ProviderKind::OpenAi).await?;
     fake.set_default(Endpoint::Chat, Reply::chunks((0..tokens).map(|i| format!("t{i} "))));
@@ -98,31 +143,39 @@ pub async fn overhead(kai: &str, requests: usize, tokens: usize) -> anyhow::Resu
         stream_once(&http, &direct_url, None, "fake-chat").await?;
         stream_once(&http, &node_url, Some(&token), "bench").await?;
     }
-    let (mut d_first, mut d_total, mut n_first, mut n_total) = (vec![], vec![], vec![], vec![]);
-    for _ in 0..requests {
-        let d = stream_once(&http, &direct_url, None, "fake-chat").await?;
-        let n = stream_once(&http, &node_url, Some(&token), "bench").await?;
-        d_first.push(d.first_token);
-        d_total.push(d.total);
-        n_first.push(n.first_token);
-        n_total.push(n.total);
+    // Round 1 streams TOKENS tokens, round 2 twice as many: the per-token cost is the slope
+    // between them, so a fixed cost paid after the first token (the audit entry a streamed
+    // reply waits for before it finishes) is not counted as a per-token one.
+    let one = measure(&http, &direct_url, &node_url, &token, requests).await?;
+    fake.set_default(Endpoint::Chat, Reply::chunks((0..tokens * 2).map(|i| format!("t{i} "))));
+    for _ in 0..5 {
+        stream_once(&http, &node_url, Some(&token), "bench").await?;
     }
+    let two = measure(&http, &direct_url, &node_url, &token, requests).await?;
     let _ = child.kill();
     let _ = child.wait();
-    let (df50, df99) = (percentile(&mut d_first, 0.5), percentile(&mut d_first, 0.99));
-    let (nf50, nf99) = (percentile(&mut n_first, 0.5), percentile(&mut n_first, 0.99));
-    let (dt50, nt50) = (percentile(&mut d_total, 0.5), percentile(&mut n_total, 0.5));
     #[allow(clippy::cast_precision_loss)]
-    let per_token_us = ((nt50 - nf50) - (dt50 - df50)) * 1000.0 / tokens.max(1) as f64;
+    let tokens_f = tokens.max(1) as f64;
+    // The formula of earlier runs, kept for comparison: everything after the first token.
+    let per_token_us = ((one.node.total - one.node.first) - (one.direct.total - one.direct.first))
+        * 1000.0
+        / tokens_f;
+    let slope_us = ((two.node.total - two.direct.total) - (one.node.total - one.direct.total))
+        * 1000.0
+        / tokens_f;
     println!(
         "{}",
         json!({
             "requests": requests, "tokens": tokens,
-            "direct_ms": {"first_token_p50": df50, "first_token_p99": df99, "total_p50": dt50},
-            "node_ms": {"first_token_p50": nf50, "first_token_p99": nf99, "total_p50": nt50},
-            "added_first_token_ms_p50": nf50 - df50,
-            "added_first_token_ms_p99": nf99 - df99,
+            "direct_ms": {"first_token_p50": one.direct.first, "first_token_p99": one.direct.first99, "total_p50": one.direct.total},
+            "node_ms": {"first_token_p50": one.node.first, "first_token_p99": one.node.first99, "total_p50": one.node.total},
+            "direct_ms_2x": {"total_p50": two.direct.total},
+            "node_ms_2x": {"total_p50": two.node.total},
+            "added_first_token_ms_p50": one.node.first - one.direct.first,
+            "added_first_token_ms_p99": one.node.first99 - one.direct.first99,
+            "added_total_ms_p50": one.node.total - one.direct.total,
             "added_per_token_us": per_token_us,
+            "added_per_token_us_slope": slope_us,
         })
     );
     Ok(())

@@ -1,9 +1,10 @@
 //! The OpenAI-compatible surface: `GET /v1/models` (the node's personas), `POST
 //! /v1/chat/completions` (streaming and not, with tool calling) and `POST /v1/embeddings`, so any
 //! OpenAI client can talk to the node with an API token. Personas add their system prompt and
-//! route to their provider chain; every call is audited before its reply (the audit entry is
-//! written while the upstream call opens, and a failed audit fails the request). The wire shapes are in
-//! `wire`.
+//! route to their provider chain; every call is audited (the audit entry is written while the
+//! upstream call opens, and a failed audit fails the request): a non-streamed reply waits for
+//! the entry, a streamed one's first tokens do not, but it only finishes once the entry is
+//! durable (see `gate`). The wire shapes are in `wire`.
 
 use std::convert::Infallible;
 
@@ -16,8 +17,10 @@ use kai_llm::{ChatChunk, ChatRequest, EmbedRequest, FinishReason, Message};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+mod gate;
 mod wire;
 
+use self::gate::AuditGate;
 pub use self::wire::{ChatCompletionRequest, WireMessage};
 use self::wire::{assistant_message, to_message, to_stop, to_tool_choice, to_tools};
 use super::audit;
@@ -170,10 +173,14 @@ pub async fn chat(
     chat.params.top_p = req.top_p;
     chat.params.max_tokens = req.max_completion_tokens.or(req.max_tokens);
     chat.params.stop = stop;
-    // The audit entry is written while the upstream call opens instead of before it; both
-    // finish before the client gets a byte (see `audited`).
+    // The audit entry is written while the upstream call opens instead of before it. A
+    // non-streamed reply waits for both (`audited_call`); a streamed one only for the upstream
+    // to open, and its end waits for the entry (`gate`).
     let target = format!("persona:{}", persona.name);
-    let audited = audit(&state, &actor, "llm.chat", &target, json!({"stream": req.stream}));
+    let audited = {
+        let (state, actor, stream) = (state.clone(), actor.clone(), req.stream);
+        async move { audit(&state, &actor, "llm.chat", &target, json!({"stream": stream})).await }
+    };
     let id = format!("chatcmpl-{}", uuid::Uuid::now_v7().simple());
     let created = chrono::Utc::now().timestamp();
     let model = persona.name.clone();
@@ -198,9 +205,8 @@ pub async fn chat(
         }))
         .into_response());
     }
-    let stream =
-        audited_call(audited, async { provider.stream(chat).await.map_err(upstream_error) })
-            .await?;
+    let gate = AuditGate::spawn(audited);
+    let stream = gate.open(async { provider.stream(chat).await.map_err(upstream_error) }).await?;
     let store = state.node.store.clone();
     let persona_name = persona.name.clone();
     let llm = state.llm.clone();
@@ -220,14 +226,18 @@ pub async fn chat(
     // Tokens that are already there go out together: one chunk (and one write) for every run
     // of text deltas the upstream delivered at once, instead of one wake-up per token.
     let stream = stream.ready_chunks(64).flat_map(|batch| futures::stream::iter(coalesce(batch)));
+    let end_gate = gate.clone();
     let body = stream.filter_map(move |item| {
         let chunk = chunk.clone();
-        let (store, actor, persona_name, llm) =
-            (store.clone(), actor.clone(), persona_name.clone(), llm.clone());
+        let (store, actor, persona_name, llm, gate) =
+            (store.clone(), actor.clone(), persona_name.clone(), llm.clone(), gate.clone());
         async move {
             if let Ok(ChatChunk::Done(done)) = &item {
                 let prices = llm.prices(&persona_name, &done.model);
                 record_usage(store.as_ref(), &actor, &persona_name, &done.usage, prices).await;
+                if let Err(failure) = gate.passed().await {
+                    return Some(Ok(audit_failed(failure.code)));
+                }
             }
             match item {
                 Ok(ChatChunk::Text(text)) => {
@@ -257,8 +267,21 @@ pub async fn chat(
             }
         }
     });
-    let done = futures::stream::once(async { Ok(Event::default().data("[DONE]")) });
+    // `[DONE]` only once the entry is durable (an upstream that ended without a finish passes
+    // the gate here); a failed entry ends the stream with the error event instead.
+    let done = futures::stream::once(async move {
+        match end_gate.passed().await {
+            Ok(()) => Some(Event::default().data("[DONE]")),
+            Err(failure) => failure.first.then(|| audit_failed(failure.code)),
+        }
+    })
+    .filter_map(|event| async move { event.map(Ok::<_, Infallible>) });
     Ok(Sse::new(first.chain(body).chain(done)).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// The stream's last event when its audit entry failed.
+fn audit_failed(code: &str) -> Event {
+    Event::default().event("error").data(json!({"error": {"code": code}}).to_string())
 }
 
 /// Runs a model call alongside its audit entry (DESIGN: audited before the reply; a failed

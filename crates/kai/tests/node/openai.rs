@@ -1,7 +1,8 @@
 //! The OpenAI-compatible surface on a real node, in front of the in-repo fake OpenAI server:
 //! personas as models, a chat completion (the persona's system prompt first, the provider key
 //! injected from the vault), the same as an SSE stream, embeddings, and the errors around them
-//! (a failed audit fails the call with nothing of the model's reply sent).
+//! (a failed audit fails the call: nothing of a non-streamed reply is sent, and a streamed one
+//! never finishes).
 
 use kai_llm::ProviderKind;
 use kai_llm::fake::{FakeServer, FakeToolCall, Reply};
@@ -143,10 +144,12 @@ async fn chat_completions_models_and_embeddings() {
 }
 
 /// The `llm.chat` entry is written while the upstream call opens; if it cannot be made
-/// durable the request fails (503 `audit_unavailable`) and no part of the reply reaches the
-/// client, streaming or not; once the audit works again, calls succeed without a restart.
+/// durable the request fails: a non-streamed one with 503 `audit_unavailable` and no part of the
+/// reply, a streamed one never finishes (503 if the entry failed before the upstream opened, else
+/// the stream ends with the audit error instead of a finish and `[DONE]`); once the audit works
+/// again, calls succeed without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_audit_fails_the_call_and_sends_none_of_the_reply() {
+async fn a_failed_audit_fails_the_call_and_no_reply_finishes() {
     let (dir, node, _upstream) = node_with_persona().await;
     store_upstream_key(&node).await;
     let (break_audit, mend_audit): (&[&str], &[&str]) = if dir.pg_schema.is_some() {
@@ -166,21 +169,52 @@ async fn a_failed_audit_fails_the_call_and_sends_none_of_the_reply() {
         )
     };
     exec_sql(&dir, break_audit).await;
-    // The fake answers "echo: <message>": none of that may arrive.
-    for stream in [false, true] {
+    // The fake answers "echo: <message>": none of that may arrive without a stream.
+    let resp = node
+        .post_json(
+            "/v1/chat/completions",
+            json!({"model": "assistant", "messages": [{"role": "user", "content": "canary-reply"}]}),
+        )
+        .await;
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    let text = resp.text().await.unwrap();
+    assert!(!text.contains("canary-reply") && !text.contains("echo"), "{text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["code"], "audit_unavailable", "{body}");
+    // Streamed: whichever finishes first — the failed entry (503, nothing sent) or the upstream
+    // opening (tokens flow) — the reply never finishes: no finish_reason, no [DONE], and the
+    // stream's last event is the audit error.
+    let mut seen = [0, 0];
+    for _ in 0..5 {
         let resp = node
             .post_json(
                 "/v1/chat/completions",
-                json!({"model": "assistant", "stream": stream, "messages": [{"role": "user", "content": "canary-reply"}]}),
+                json!({"model": "assistant", "stream": true, "messages": [{"role": "user", "content": "canary-reply"}]}),
             )
             .await;
-        assert_eq!(resp.status(), 503, "stream {stream}");
-        assert_eq!(resp.headers()["content-type"], "application/problem+json");
+        let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        assert!(!text.contains("canary-reply") && !text.contains("echo"), "{text}");
-        let body: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(body["code"], "audit_unavailable", "{body}");
+        if status == 503 {
+            seen[0] += 1;
+            assert!(!text.contains("echo"), "{text}");
+            let body: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(body["code"], "audit_unavailable", "{body}");
+            continue;
+        }
+        seen[1] += 1;
+        assert_eq!(status, 200, "{text}");
+        assert!(!text.contains("[DONE]") && !text.contains("\"finish_reason\":\"stop\""), "{text}");
+        let last = text.trim_end().rsplit("\n\n").next().unwrap();
+        assert_eq!(
+            last, "event: error\ndata: {\"error\":{\"code\":\"audit_unavailable\"}}",
+            "{text}"
+        );
     }
+    eprintln!(
+        "streamed with a failed audit: {} refused before, {} stopped at the end",
+        seen[0], seen[1]
+    );
     exec_sql(&dir, mend_audit).await;
     let resp = node
         .post_json(
