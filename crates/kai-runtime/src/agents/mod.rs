@@ -127,7 +127,14 @@ pub struct Agents {
     bus: Arc<dyn EventBus>,
     vault: Arc<Vault>,
     identities: tokio::sync::Mutex<BTreeMap<AgentId, Arc<Identity>>>,
+    /// Agents recently read, for [`Agents::get`] (every step of a task asks for its agent).
+    views: std::sync::Mutex<BTreeMap<String, (AgentView, std::time::Instant)>>,
 }
+
+/// How long [`Agents::get`] trusts an agent it read. Every change made through this node
+/// forgets the agent at once; the TTL bounds how long a change made by another node sharing
+/// the database (PostgreSQL) takes to be seen.
+const VIEW_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn vault_name(id: &AgentId) -> String {
     format!("agents/{}/{}", id.class(), id.name())
@@ -135,7 +142,13 @@ fn vault_name(id: &AgentId) -> String {
 
 impl Agents {
     pub fn new(store: Arc<dyn Store>, bus: Arc<dyn EventBus>, vault: Arc<Vault>) -> Self {
-        Self { store, bus, vault, identities: tokio::sync::Mutex::new(BTreeMap::new()) }
+        Self {
+            store,
+            bus,
+            vault,
+            identities: tokio::sync::Mutex::new(BTreeMap::new()),
+            views: std::sync::Mutex::new(BTreeMap::new()),
+        }
     }
 
     /// The agent's signing identity, created in the vault on first use.
@@ -185,6 +198,7 @@ impl Agents {
                 updated_at_us: now,
             };
             self.store.insert_agent(&row).await?;
+            self.forget(&row.id);
         }
         let mut problems = Vec::new();
         for (file, text) in files {
@@ -242,6 +256,7 @@ impl Agents {
             )
             .await?;
         self.store.insert_agent(&row).await?;
+        self.forget(&row.id);
         self.publish(
             &def.name,
             "AGENT_CREATED",
@@ -251,9 +266,33 @@ impl Agents {
         view(&row)
     }
 
+    /// The agent `id`, read from the store at most [`VIEW_TTL`] ago.
     pub async fn get(&self, id: &str) -> Result<AgentView> {
+        if let Some((v, at)) = self.cached().get(id)
+            && at.elapsed() < VIEW_TTL
+        {
+            return Ok(v.clone());
+        }
+        let v = self.read(id).await?;
+        self.cached().insert(id.to_owned(), (v.clone(), std::time::Instant::now()));
+        Ok(v)
+    }
+
+    /// The agent as stored now (what a transition checks against).
+    async fn read(&self, id: &str) -> Result<AgentView> {
         let row = self.store.agent(id).await?.ok_or_else(|| AgentError::NotFound(id.to_owned()))?;
         view(&row)
+    }
+
+    fn cached(
+        &self,
+    ) -> std::sync::MutexGuard<'_, BTreeMap<String, (AgentView, std::time::Instant)>> {
+        self.views.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Forgets what [`Agents::get`] cached about `id` (after any change to it).
+    fn forget(&self, id: &str) {
+        self.cached().remove(id);
     }
 
     pub async fn list(&self) -> Result<Vec<AgentView>> {
@@ -271,7 +310,7 @@ impl Agents {
         reason: &str,
         audit: &AuditLog,
     ) -> Result<AgentView> {
-        let current = self.get(id).await?;
+        let current = self.read(id).await?;
         if current.builtin && matches!(action, LifecycleAction::Terminate | LifecycleAction::Modify)
         {
             return Err(AgentError::Builtin(id.to_owned(), "modified or terminated"));
@@ -306,7 +345,8 @@ impl Agents {
                 json!({"from": current.state.as_str(), "to": next.as_str(), "reason": reason}),
             )
             .await?;
-        self.store
+        let done = self
+            .store
             .transition_agent(
                 id,
                 current.state.as_str(),
@@ -315,7 +355,11 @@ impl Agents {
                 staged.as_ref().map(|s| s.as_deref()),
                 Utc::now().timestamp_micros(),
             )
-            .await?;
+            .await;
+        // Forgotten whether or not the write went through: a refused one means another writer
+        // changed the agent.
+        self.forget(id);
+        done?;
         if next.is_runnable() {
             self.deliver(current.id()).await?;
         }
@@ -325,7 +369,7 @@ impl Agents {
             json!({"from": current.state.as_str(), "to": next.as_str(), "action": action.as_str(), "by": actor, "reason": reason}),
         )
         .await;
-        self.get(id).await
+        self.read(id).await
     }
 
     /// Sends a message from one agent to another in the seed 001 envelope (`from`, `to`,

@@ -99,3 +99,36 @@ async fn builtins_files_lifecycle_and_identities_survive_a_restart() {
         assert!(actions.iter().any(|x| x == a), "{a}: {actions:?}");
     }
 }
+
+/// `get` caches what it read: a transition through the same registry is seen at once (a
+/// suspended agent's next step waits), one made by another registry on the same store — another
+/// node on a shared database — once the cached copy is older than `VIEW_TTL`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_agents_see_their_own_transitions_at_once_and_others_after_the_ttl() {
+    let f = Fixture::new().await;
+    let agents = Agents::new(f.store.clone(), f.bus.clone(), f.vault.clone());
+    agents.load(&f.audit, &[]).await.unwrap();
+    assert_eq!(agents.get(EXECUTOR).await.unwrap().state, AgentState::Active, "now cached");
+    agents
+        .transition(EXECUTOR, LifecycleAction::Suspend, None, "user:o", "test", &f.audit)
+        .await
+        .unwrap();
+    assert_eq!(agents.get(EXECUTOR).await.unwrap().state, AgentState::Suspended);
+
+    let other = Agents::new(f.store.clone(), f.bus.clone(), f.vault.clone());
+    other
+        .transition(EXECUTOR, LifecycleAction::Resume, None, "user:o", "test", &f.audit)
+        .await
+        .unwrap();
+    // Age the cached copy instead of sleeping through the TTL.
+    let old = std::time::Instant::now().checked_sub(VIEW_TTL).expect("clock");
+    agents.cached().get_mut(EXECUTOR).expect("cached").1 = old;
+    assert_eq!(agents.get(EXECUTOR).await.unwrap().state, AgentState::Active);
+    // The transition itself checks the stored state, never the cached one.
+    agents.cached().get_mut(EXECUTOR).expect("cached").0.state = AgentState::Suspended;
+    agents.cached().get_mut(EXECUTOR).expect("cached").1 = std::time::Instant::now();
+    agents
+        .transition(EXECUTOR, LifecycleAction::Suspend, None, "user:o", "test", &f.audit)
+        .await
+        .expect("active in the store, so it can be suspended");
+}
