@@ -173,9 +173,9 @@ pub async fn chat(
     chat.params.top_p = req.top_p;
     chat.params.max_tokens = req.max_completion_tokens.or(req.max_tokens);
     chat.params.stop = stop;
-    // The audit entry is written while the upstream call opens instead of before it. A
-    // non-streamed reply waits for both (`audited_call`); a streamed one only for the upstream
-    // to open, and its end waits for the entry (`gate`).
+    // The audit entry is written while the upstream call opens instead of before it (`gate`).
+    // A non-streamed reply waits for both; a streamed one only for the upstream to open, and
+    // its end waits for the entry.
     let target = format!("persona:{}", persona.name);
     let audited = {
         let (state, actor, stream) = (state.clone(), actor.clone(), req.stream);
@@ -185,10 +185,10 @@ pub async fn chat(
     let created = chrono::Utc::now().timestamp();
     let model = persona.name.clone();
     let upstream_error = |e| ApiError::from(kai_runtime::llm::ModelError::from(e));
+    let gate = AuditGate::spawn(audited);
     if !req.stream {
-        let resp =
-            audited_call(audited, async { provider.chat(chat).await.map_err(upstream_error) })
-                .await?;
+        let resp = gate.open(async { provider.chat(chat).await.map_err(upstream_error) }).await?;
+        gate.result().await?;
         let usage = resp.usage;
         record_usage(
             state.node.store.as_ref(),
@@ -205,7 +205,6 @@ pub async fn chat(
         }))
         .into_response());
     }
-    let gate = AuditGate::spawn(audited);
     let stream = gate.open(async { provider.stream(chat).await.map_err(upstream_error) }).await?;
     let store = state.node.store.clone();
     let persona_name = persona.name.clone();
@@ -282,30 +281,6 @@ pub async fn chat(
 /// The stream's last event when its audit entry failed.
 fn audit_failed(code: &str) -> Event {
     Event::default().event("error").data(json!({"error": {"code": code}}).to_string())
-}
-
-/// Runs a model call alongside its audit entry (DESIGN: audited before the reply; a failed
-/// audit fails the request). A failed audit cancels the call at once (its future is dropped);
-/// a call that fails first still waits for its entry, so every call attempt is on record.
-async fn audited_call<T>(
-    audit: impl std::future::Future<Output = ApiResult<()>>,
-    call: impl std::future::Future<Output = ApiResult<T>>,
-) -> ApiResult<T> {
-    tokio::pin!(audit);
-    tokio::pin!(call);
-    let mut done = None;
-    loop {
-        tokio::select! {
-            audited = &mut audit => {
-                audited?;
-                return match done {
-                    Some(result) => result,
-                    None => call.await,
-                };
-            }
-            result = &mut call, if done.is_none() => done = Some(result),
-        }
-    }
 }
 
 /// Merges adjacent text deltas of a batch; everything else keeps its place and order.
@@ -390,47 +365,7 @@ pub async fn embeddings(
 mod tests {
     use kai_llm::{ChatChunk, ToolCallDelta};
 
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::time::Duration;
-
-    use super::{audited_call, coalesce};
-    use crate::error::ApiError;
-
-    fn unavailable() -> ApiError {
-        ApiError::Unavailable { code: "audit_unavailable", detail: "audit down".into() }
-    }
-
-    #[tokio::test]
-    async fn a_failed_audit_cancels_the_call_and_fails_the_request() {
-        // The call never finishes: only the audit's failure can end this.
-        let call = std::future::pending::<Result<u32, ApiError>>();
-        let err = audited_call(async { Err(unavailable()) }, call).await.unwrap_err();
-        assert!(matches!(err, ApiError::Unavailable { code: "audit_unavailable", .. }));
-        // Audit fails after the call succeeded: still refused.
-        let late = async {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            Err(unavailable())
-        };
-        assert!(audited_call(late, async { Ok(7) }).await.is_err());
-    }
-
-    #[tokio::test]
-    async fn a_call_that_fails_first_still_waits_for_its_audit_entry() {
-        let recorded = Arc::new(AtomicBool::new(false));
-        let r = recorded.clone();
-        let audit = async move {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            r.store(true, Ordering::SeqCst);
-            Ok(())
-        };
-        let err = audited_call(audit, async { Err::<u32, _>(ApiError::BadRequest("no".into())) })
-            .await
-            .unwrap_err();
-        assert!(matches!(err, ApiError::BadRequest(_)));
-        assert!(recorded.load(Ordering::SeqCst), "the entry was written before the error returned");
-        assert_eq!(audited_call(async { Ok(()) }, async { Ok(5) }).await.unwrap(), 5);
-    }
+    use super::coalesce;
 
     fn text(s: &str) -> Result<ChatChunk, kai_llm::LlmError> {
         Ok(ChatChunk::Text(s.into()))

@@ -1,16 +1,21 @@
-//! The audit gate of a streamed completion. Its `llm.chat` entry is written on its own task
-//! while the upstream call opens and the first tokens flow; the reply's *end* — the finish chunk
-//! and `[DONE]` — waits until the entry is durable, and an entry that cannot be made durable ends
-//! the stream with an `audit_unavailable` error event instead of a finish. An entry that fails
-//! before the upstream call opened fails the request with its 503, as for a non-streamed call,
-//! and a call that fails to open still waits for its entry (every attempt is on record).
+//! The audit gate of a completion. Its `llm.chat` entry is written on its own task while the
+//! upstream call opens (DESIGN: audited before the reply; a failed audit fails the request). An
+//! entry that fails before the call opened cancels the call (its future is dropped) and fails
+//! the request with its 503; a call that fails to open still waits for its entry, so every
+//! attempt is on record, and a client that disconnects does not stop its entry.
 //!
-//! Why not before the first token, like every other audited request: the entry's `fdatasync` and
-//! its thread hand-offs were the whole of the 1.6–1.9 ms the node added to the first token
-//! (docs/benchmarks.md, issue 4). A model completion changes no state and carries no secret (the
-//! audit classes of reliability-security A1/A2 — secret reads, policy changes, tool executions,
-//! federation sends — are all gated before their reply); an unaudited completion is never
-//! *finished*, and a client that disconnects early does not stop its entry.
+//! A non-streamed reply waits for both ([`AuditGate::open`], then [`AuditGate::result`]). A
+//! streamed one sends its first tokens once the call has opened; its *end* — the finish chunk
+//! and `[DONE]` — waits until the entry is durable ([`AuditGate::passed`]), and an entry that
+//! cannot be made durable ends the stream with an `audit_unavailable` error event instead of a
+//! finish.
+//!
+//! Why a stream does not wait before its first token, like every other audited request: the
+//! entry's `fdatasync` and its thread hand-offs were the whole of the 1.6–1.9 ms the node added
+//! to the first token (docs/benchmarks.md, issue 4). A model completion changes no state and
+//! carries no secret (the audit classes of reliability-security A1/A2 — secret reads, policy
+//! changes, tool executions, federation sends — are all gated before their reply); an unaudited
+//! completion is never *finished*.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -151,6 +156,26 @@ mod tests {
         ApiError::Unavailable { code: "audit_unavailable", detail: "audit down".into() }
     }
 
+    /// A gate whose entry succeeds after `ms`, and the flag it sets when it does.
+    fn entry_after(ms: u64) -> (AuditGate, Arc<AtomicBool>) {
+        let recorded = Arc::new(AtomicBool::new(false));
+        let r = recorded.clone();
+        let gate = AuditGate::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            r.store(true, Ordering::SeqCst);
+            Ok(())
+        });
+        (gate, recorded)
+    }
+
+    /// A gate whose entry fails after `ms`.
+    fn failing_after(ms: u64) -> AuditGate {
+        AuditGate::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Err(unavailable())
+        })
+    }
+
     #[tokio::test]
     async fn an_entry_that_fails_before_the_call_opens_fails_the_request() {
         let gate = AuditGate::spawn(async { Err(unavailable()) });
@@ -185,23 +210,30 @@ mod tests {
 
     #[tokio::test]
     async fn an_entry_that_fails_after_the_call_opened_stops_the_finish() {
-        let gate = AuditGate::spawn(async {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            Err(unavailable())
-        });
+        let gate = failing_after(20);
         assert_eq!(gate.open(async { Ok(1) }).await.unwrap(), 1);
         assert_eq!(gate.passed().await, Err(Failure { code: "audit_unavailable", first: true }));
     }
 
     #[tokio::test]
+    async fn a_non_streamed_reply_waits_for_its_entry_and_is_refused_when_it_fails() {
+        let (gate, recorded) = entry_after(20);
+        assert_eq!(gate.open(async { Ok(5) }).await.unwrap(), 5);
+        gate.result().await.unwrap();
+        assert!(recorded.load(Ordering::SeqCst), "the reply waited for its entry");
+        // The call succeeded before the entry failed: the reply is still refused, with the
+        // audit's own error.
+        let gate = failing_after(20);
+        assert_eq!(gate.open(async { Ok(7) }).await.unwrap(), 7);
+        assert!(matches!(
+            gate.result().await,
+            Err(ApiError::Unavailable { code: "audit_unavailable", .. })
+        ));
+    }
+
+    #[tokio::test]
     async fn a_call_that_fails_to_open_still_waits_for_its_entry() {
-        let recorded = Arc::new(AtomicBool::new(false));
-        let r = recorded.clone();
-        let gate = AuditGate::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            r.store(true, Ordering::SeqCst);
-            Ok(())
-        });
+        let (gate, recorded) = entry_after(20);
         let err = gate
             .open(async { Err::<u32, _>(ApiError::BadRequest("no".into())) })
             .await
@@ -209,23 +241,14 @@ mod tests {
         assert!(matches!(err, ApiError::BadRequest(_)));
         assert!(recorded.load(Ordering::SeqCst), "the entry was written before the error returned");
         // Both failed: the audit's error wins.
-        let gate = AuditGate::spawn(async {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            Err(unavailable())
-        });
+        let gate = failing_after(10);
         let err = gate.open(async { Err::<u32, _>(ApiError::BadRequest("no".into())) }).await;
         assert!(matches!(err, Err(ApiError::Unavailable { .. })));
     }
 
     #[tokio::test]
     async fn a_dropped_stream_does_not_stop_the_entry() {
-        let recorded = Arc::new(AtomicBool::new(false));
-        let r = recorded.clone();
-        let gate = AuditGate::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            r.store(true, Ordering::SeqCst);
-            Ok(())
-        });
+        let (gate, recorded) = entry_after(10);
         gate.open(async { Ok(()) }).await.unwrap();
         drop(gate);
         tokio::time::sleep(Duration::from_millis(50)).await;
