@@ -26,6 +26,7 @@ mod sql_queue_rows;
 mod sql_security;
 mod sql_tasks;
 mod sqlite;
+mod sqlite_conns;
 mod tasks;
 mod wal_sync;
 

@@ -3,6 +3,7 @@
 use std::str::FromStr as _;
 use std::time::Duration;
 
+use sqlx::Connection as _;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::error::{StoreError, StoreResult};
@@ -49,6 +50,16 @@ impl PgStore {
             .await?;
         MIGRATOR.run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
         Ok(Self { writer: pool.clone(), pool })
+    }
+
+    /// A connection from the pool.
+    async fn read_conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error> {
+        self.pool.acquire().await
+    }
+
+    /// A connection from the pool (PostgreSQL runs concurrent writers itself).
+    async fn write_conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error> {
+        self.writer.acquire().await
     }
 
     /// PostgreSQL's commit is already durable (and group-committed by the server).

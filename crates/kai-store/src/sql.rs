@@ -163,11 +163,12 @@ macro_rules! impl_store {
                     if entries.is_empty() {
                         return Ok(());
                     }
-                    insert(entries)?.build().execute(&self.writer).await?;
+                    insert(entries)?.build().execute(&mut *self.write_conn().await?).await?;
                     self.durable().await?;
                     return Ok(());
                 }
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 for chunk in entries.chunks(CHUNK) {
                     insert(chunk)?.build().execute(&mut *tx).await?;
                 }
@@ -191,13 +192,14 @@ macro_rules! impl_store {
                         .await?;
                 }
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(())
             }
 
             async fn audit_head(&self) -> $crate::StoreResult<Option<kai_crypto::audit::Entry>> {
                 let q = format!("SELECT {} FROM audit_entries ORDER BY seq DESC LIMIT 1", $crate::sql::AUDIT_COLUMNS);
-                let row = sqlx::query(&q).fetch_optional(&self.pool).await?;
+                let row = sqlx::query(&q).fetch_optional(&mut *self.read_conn().await?).await?;
                 row.as_ref().map(Self::entry_from_row).transpose()
             }
 
@@ -206,13 +208,13 @@ macro_rules! impl_store {
                     "SELECT {} FROM audit_entries WHERE seq >= $1 ORDER BY seq LIMIT $2",
                     $crate::sql::AUDIT_COLUMNS
                 );
-                let rows = sqlx::query(&q).bind($crate::sql::i64_of(from)?).bind(i64::from(limit)).fetch_all(&self.pool).await?;
+                let rows = sqlx::query(&q).bind($crate::sql::i64_of(from)?).bind(i64::from(limit)).fetch_all(&mut *self.read_conn().await?).await?;
                 rows.iter().map(Self::entry_from_row).collect()
             }
 
             async fn audit_tail(&self, n: u32) -> $crate::StoreResult<Vec<kai_crypto::audit::Entry>> {
                 let q = format!("SELECT {} FROM audit_entries ORDER BY seq DESC LIMIT $1", $crate::sql::AUDIT_COLUMNS);
-                let rows = sqlx::query(&q).bind(i64::from(n)).fetch_all(&self.pool).await?;
+                let rows = sqlx::query(&q).bind(i64::from(n)).fetch_all(&mut *self.read_conn().await?).await?;
                 let mut out: Vec<_> = rows.iter().map(Self::entry_from_row).collect::<Result<_, _>>()?;
                 out.reverse();
                 Ok(out)
@@ -221,7 +223,7 @@ macro_rules! impl_store {
             async fn audit_checkpoints(&self) -> $crate::StoreResult<Vec<kai_crypto::audit::Checkpoint>> {
                 use sqlx::Row as _;
                 let rows = sqlx::query("SELECT size, root, timestamp_us, signer, signature FROM audit_checkpoints ORDER BY size")
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await?;
                 rows.iter()
                     .map(|r| {
@@ -237,7 +239,7 @@ macro_rules! impl_store {
             }
 
             async fn audit_count(&self) -> $crate::StoreResult<u64> {
-                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_entries").fetch_one(&self.pool).await?;
+                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_entries").fetch_one(&mut *self.read_conn().await?).await?;
                 $crate::sql::u64_of(n, "count")
             }
         }
@@ -256,41 +258,64 @@ macro_rules! impl_store {
                 )
                 .bind($crate::sql::i64_of(after)?)
                 .bind(i64::from(limit))
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.read_conn().await?)
                 .await?;
                 rows.iter().map(Self::event_from_row).collect()
             }
 
             async fn last_event_offset(&self) -> $crate::StoreResult<u64> {
-                let n: Option<i64> = sqlx::query_scalar("SELECT MAX(event_offset) FROM events").fetch_one(&self.pool).await?;
+                let n: Option<i64> = sqlx::query_scalar("SELECT MAX(event_offset) FROM events").fetch_one(&mut *self.read_conn().await?).await?;
                 $crate::sql::u64_of(n.unwrap_or(0), "offset")
             }
 
             async fn append_events(&self, events: &[kai_core::Envelope]) -> $crate::StoreResult<Vec<u64>> {
-                let mut tx = self.writer.begin().await?;
-                let mut offsets = Vec::with_capacity(events.len());
-                for e in events {
-                    let id = e.id.to_string();
-                    let inserted: Option<i64> = sqlx::query_scalar(
-                        "INSERT INTO events (id, type, agent, task_id, payload, timestamp_us) VALUES ($1, $2, $3, $4, $5, $6) \
-                         ON CONFLICT (id) DO NOTHING RETURNING event_offset",
-                    )
-                    .bind(&id)
-                    .bind(e.kind.as_str())
-                    .bind(e.agent.as_ref().map(|a| a.as_str().to_owned()))
-                    .bind(e.task_id.clone())
-                    .bind(e.payload.to_string())
-                    .bind(e.timestamp.timestamp_micros())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let offset = match inserted {
-                        Some(o) => o,
-                        None => sqlx::query_scalar("SELECT event_offset FROM events WHERE id = $1").bind(&id).fetch_one(&mut *tx).await?,
-                    };
-                    offsets.push($crate::sql::u64_of(offset, "offset")?);
+                use sqlx::Row as _;
+                // One multi-row statement per chunk (6 binds a row stays far below both
+                // databases' bind limits); offsets are matched to events by id, since neither
+                // database promises an order for `RETURNING`.
+                const CHUNK: usize = 200;
+                let ids: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
+                let mut offsets: std::collections::HashMap<String, i64> = std::collections::HashMap::with_capacity(events.len());
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
+                for (chunk, chunk_ids) in events.chunks(CHUNK).zip(ids.chunks(CHUNK)) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO events (id, type, agent, task_id, payload, timestamp_us) ");
+                    qb.push_values(chunk.iter().zip(chunk_ids), |mut b, (e, id)| {
+                        b.push_bind(id.clone())
+                            .push_bind(e.kind.as_str().to_owned())
+                            .push_bind(e.agent.as_ref().map(|a| a.as_str().to_owned()))
+                            .push_bind(e.task_id.clone())
+                            .push_bind(e.payload.to_string())
+                            .push_bind(e.timestamp.timestamp_micros());
+                    });
+                    qb.push(" ON CONFLICT (id) DO NOTHING RETURNING id, event_offset");
+                    for row in qb.build().fetch_all(&mut *tx).await? {
+                        offsets.insert(row.try_get("id")?, row.try_get("event_offset")?);
+                    }
+                }
+                // Already stored (a retried publish): their existing offsets.
+                let known: Vec<&String> = ids.iter().filter(|id| !offsets.contains_key(*id)).collect();
+                for chunk in known.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT id, event_offset FROM events WHERE id IN (");
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind((*id).clone());
+                    }
+                    qb.push(")");
+                    for row in qb.build().fetch_all(&mut *tx).await? {
+                        offsets.insert(row.try_get("id")?, row.try_get("event_offset")?);
+                    }
                 }
                 tx.commit().await?;
-                Ok(offsets)
+                drop(w);
+                ids.iter()
+                    .map(|id| {
+                        let offset = offsets.get(id).copied().ok_or_else(|| {
+                            $crate::StoreError::Corrupt(format!("event {id} was neither stored nor found"))
+                        })?;
+                        $crate::sql::u64_of(offset, "offset")
+                    })
+                    .collect()
             }
 
             async fn sync_events(&self) -> $crate::StoreResult<()> {
@@ -314,7 +339,7 @@ macro_rules! impl_store {
                 .bind(t.revoked_at_us)
                 .bind(t.scopes.join(" "))
                 .bind(&t.user_id)
-                .execute(&self.writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 self.durable().await?;
                 Ok(())
@@ -326,7 +351,7 @@ macro_rules! impl_store {
                      WHERE token_hash = $1 AND revoked_at_us IS NULL",
                 )
                 .bind(hash.to_vec())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.read_conn().await?)
                 .await?;
                 row.as_ref().map(Self::token_from_row).transpose()
             }
@@ -335,7 +360,7 @@ macro_rules! impl_store {
                 let rows = sqlx::query(
                     "SELECT id, name, role, token_hash, created_at_us, expires_at_us, revoked_at_us, scopes, user_id FROM api_tokens ORDER BY created_at_us",
                 )
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.read_conn().await?)
                 .await?;
                 rows.iter().map(Self::token_from_row).collect()
             }
@@ -344,7 +369,7 @@ macro_rules! impl_store {
                 let done = sqlx::query("UPDATE api_tokens SET revoked_at_us = $1 WHERE id = $2 AND revoked_at_us IS NULL")
                     .bind(at_us)
                     .bind(id)
-                    .execute(&self.writer)
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                     self.durable().await?;
                 if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
@@ -354,14 +379,14 @@ macro_rules! impl_store {
         #[async_trait::async_trait]
         impl $crate::MetaStore for $store {
             async fn get_meta(&self, key: &str) -> $crate::StoreResult<Option<String>> {
-                Ok(sqlx::query_scalar("SELECT value FROM node_meta WHERE key = $1").bind(key).fetch_optional(&self.pool).await?)
+                Ok(sqlx::query_scalar("SELECT value FROM node_meta WHERE key = $1").bind(key).fetch_optional(&mut *self.read_conn().await?).await?)
             }
 
             async fn put_meta(&self, key: &str, value: &str) -> $crate::StoreResult<()> {
                 sqlx::query("INSERT INTO node_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
                     .bind(key)
                     .bind(value)
-                    .execute(&self.writer)
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                     self.durable().await?;
                 Ok(())
@@ -371,13 +396,13 @@ macro_rules! impl_store {
         #[async_trait::async_trait]
         impl $crate::Store for $store {
             async fn ping(&self) -> $crate::StoreResult<()> {
-                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                sqlx::query("SELECT 1").execute(&mut *self.read_conn().await?).await?;
                 Ok(())
             }
 
             async fn info(&self) -> $crate::StoreResult<$crate::StoreInfo> {
                 let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *self.read_conn().await?)
                     .await?;
                 Ok($crate::StoreInfo { backend: $backend, schema_version: v.unwrap_or(0) })
             }

@@ -63,14 +63,14 @@ macro_rules! impl_chat_store {
                 .bind(&t.head_id)
                 .bind(t.created_at_us)
                 .bind(t.updated_at_us)
-                .execute(&self.writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 self.durable().await?;
                 Ok(())
             }
 
             async fn thread(&self, id: &str) -> $crate::StoreResult<Option<$crate::ThreadRow>> {
-                let row = sqlx::query("SELECT * FROM chat_threads WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+                let row = sqlx::query("SELECT * FROM chat_threads WHERE id = $1").bind(id).fetch_optional(&mut *self.read_conn().await?).await?;
                 row.as_ref().map(Self::thread_from_row).transpose()
             }
 
@@ -84,7 +84,7 @@ macro_rules! impl_chat_store {
                 .bind(owner)
                 .bind(pattern)
                 .bind(i64::from(limit))
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.read_conn().await?)
                 .await?;
                 rows.iter().map(Self::thread_from_row).collect()
             }
@@ -106,14 +106,15 @@ macro_rules! impl_chat_store {
                 .bind(persona)
                 .bind(head_id)
                 .bind(at_us)
-                .execute(&self.writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 self.durable().await?;
                 if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
             }
 
             async fn delete_thread(&self, id: &str) -> $crate::StoreResult<()> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 sqlx::query("DELETE FROM chat_summaries WHERE thread_id = $1").bind(id).execute(&mut *tx).await?;
                 sqlx::query("DELETE FROM chat_messages WHERE thread_id = $1").bind(id).execute(&mut *tx).await?;
                 let done = sqlx::query("DELETE FROM chat_threads WHERE id = $1").bind(id).execute(&mut *tx).await?;
@@ -121,12 +122,14 @@ macro_rules! impl_chat_store {
                     return Err($crate::StoreError::NotFound);
                 }
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(())
             }
 
             async fn append_message(&self, m: &$crate::ChatMessageRow) -> $crate::StoreResult<i64> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 let seq: Option<i64> = sqlx::query_scalar(
                     "UPDATE chat_threads SET message_count = message_count + 1, head_id = $2, updated_at_us = $3 \
                      WHERE id = $1 RETURNING message_count",
@@ -155,6 +158,7 @@ macro_rules! impl_chat_store {
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(seq)
             }
@@ -162,7 +166,7 @@ macro_rules! impl_chat_store {
             async fn thread_messages(&self, thread_id: &str) -> $crate::StoreResult<Vec<$crate::ChatMessageRow>> {
                 let rows = sqlx::query("SELECT * FROM chat_messages WHERE thread_id = $1 ORDER BY seq")
                     .bind(thread_id)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await?;
                 rows.iter().map(Self::message_from_row).collect()
             }
@@ -177,7 +181,7 @@ macro_rules! impl_chat_store {
                 .bind(&s.covered)
                 .bind(&s.content)
                 .bind(s.created_at_us)
-                .execute(&self.writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 self.durable().await?;
                 Ok(())
@@ -187,7 +191,7 @@ macro_rules! impl_chat_store {
                 use sqlx::Row as _;
                 let rows = sqlx::query("SELECT * FROM chat_summaries WHERE thread_id = $1 ORDER BY created_at_us, id")
                     .bind(thread_id)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await?;
                 rows.iter()
                     .map(|r| {

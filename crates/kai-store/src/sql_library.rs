@@ -128,7 +128,8 @@ macro_rules! impl_library_store {
         #[async_trait::async_trait]
         impl $crate::PromptStore for $store {
             async fn insert_prompt(&self, p: &$crate::PromptRow, v: &$crate::PromptVersionRow) -> $crate::StoreResult<()> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 sqlx::query(
                     "INSERT INTO prompts (id, name, description, tags, latest_version, usage_count, rating_sum, rating_count, created_by, created_at_us, updated_at_us) \
                      VALUES ($1, $2, $3, $4, $5, 0, 0, 0, $6, $7, $8)",
@@ -145,17 +146,18 @@ macro_rules! impl_library_store {
                 .await?;
                 Self::lib_insert_version(&mut tx, v).await?;
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(())
             }
 
             async fn prompt(&self, id: &str) -> $crate::StoreResult<Option<$crate::PromptRow>> {
-                let row = sqlx::query("SELECT * FROM prompts WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+                let row = sqlx::query("SELECT * FROM prompts WHERE id = $1").bind(id).fetch_optional(&mut *self.read_conn().await?).await?;
                 row.as_ref().map(Self::lib_prompt_from_row).transpose()
             }
 
             async fn prompt_by_name(&self, name: &str) -> $crate::StoreResult<Option<$crate::PromptRow>> {
-                let row = sqlx::query("SELECT * FROM prompts WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
+                let row = sqlx::query("SELECT * FROM prompts WHERE name = $1").bind(name).fetch_optional(&mut *self.read_conn().await?).await?;
                 row.as_ref().map(Self::lib_prompt_from_row).transpose()
             }
 
@@ -174,13 +176,14 @@ macro_rules! impl_library_store {
                     .bind(text)
                     .bind(tag)
                     .bind(i64::from(q.limit))
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await?;
                 rows.iter().map(Self::lib_prompt_from_row).collect()
             }
 
             async fn add_prompt_version(&self, v: &$crate::PromptVersionRow) -> $crate::StoreResult<()> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 let done = sqlx::query(
                     "UPDATE prompts SET latest_version = $2, description = $3, updated_at_us = $4 \
                      WHERE id = $1 AND latest_version = $5",
@@ -206,6 +209,7 @@ macro_rules! impl_library_store {
                 }
                 Self::lib_insert_version(&mut tx, v).await?;
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(())
             }
@@ -214,7 +218,7 @@ macro_rules! impl_library_store {
                 let row = sqlx::query("SELECT * FROM prompt_versions WHERE prompt_id = $1 AND version = $2")
                     .bind(prompt_id)
                     .bind(version)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.read_conn().await?)
                     .await?;
                 row.as_ref().map(Self::lib_version_from_row).transpose()
             }
@@ -222,7 +226,7 @@ macro_rules! impl_library_store {
             async fn prompt_versions(&self, prompt_id: &str) -> $crate::StoreResult<Vec<$crate::PromptVersionRow>> {
                 let rows = sqlx::query("SELECT * FROM prompt_versions WHERE prompt_id = $1 ORDER BY version")
                     .bind(prompt_id)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await?;
                 rows.iter().map(Self::lib_version_from_row).collect()
             }
@@ -232,14 +236,15 @@ macro_rules! impl_library_store {
                     .bind(id)
                     .bind($crate::sql_library::tags_json(tags))
                     .bind(at_us)
-                    .execute(&self.writer)
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                     self.durable().await?;
                 if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
             }
 
             async fn rate_prompt(&self, id: &str, rater: &str, stars: i64, at_us: i64) -> $crate::StoreResult<()> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 let exists = sqlx::query("UPDATE prompts SET updated_at_us = updated_at_us WHERE id = $1")
                     .bind(id)
                     .execute(&mut *tx)
@@ -265,18 +270,20 @@ macro_rules! impl_library_store {
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(())
             }
 
             async fn delete_prompt(&self, id: &str) -> $crate::StoreResult<()> {
-                let done = sqlx::query("DELETE FROM prompts WHERE id = $1").bind(id).execute(&self.writer).await?;
+                let done = sqlx::query("DELETE FROM prompts WHERE id = $1").bind(id).execute(&mut *self.write_conn().await?).await?;
                 self.durable().await?;
                 if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
             }
 
             async fn record_render(&self, r: &$crate::PromptRenderRow) -> $crate::StoreResult<i64> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 let id: i64 = sqlx::query_scalar(
                     "INSERT INTO prompt_renders (prompt_id, prompt_name, version, actor, ok, variables, output_bytes, error, at_us) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
@@ -299,6 +306,7 @@ macro_rules! impl_library_store {
                         .await?;
                 }
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(id)
             }
@@ -318,7 +326,7 @@ macro_rules! impl_library_store {
                 .bind(prompt_id)
                 .bind(before)
                 .bind(i64::from(limit))
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.read_conn().await?)
                 .await?;
                 rows.iter().map(Self::lib_render_from_row).collect()
             }
@@ -371,7 +379,8 @@ macro_rules! impl_library_store {
         #[async_trait::async_trait]
         impl $crate::ArtifactStore for $store {
             async fn insert_artifact(&self, a: &$crate::ArtifactRow, text: Option<&str>) -> $crate::StoreResult<($crate::ArtifactRow, Option<i64>)> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 // One statement picks the next version and inserts it (atomic on SQLite; a
                 // concurrent insert on PostgreSQL fails the unique index and is retried).
                 let version: i64 = sqlx::query_scalar(
@@ -395,12 +404,13 @@ macro_rules! impl_library_store {
                     None => None,
                 };
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(($crate::ArtifactRow { version, ..a.clone() }, doc))
             }
 
             async fn artifact(&self, id: &str) -> $crate::StoreResult<Option<$crate::ArtifactRow>> {
-                let row = sqlx::query("SELECT * FROM artifacts WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+                let row = sqlx::query("SELECT * FROM artifacts WHERE id = $1").bind(id).fetch_optional(&mut *self.read_conn().await?).await?;
                 row.as_ref().map(Self::lib_artifact_from_row).transpose()
             }
 
@@ -422,7 +432,7 @@ macro_rules! impl_library_store {
                     .bind(q.task_id)
                     .bind(q.before_us)
                     .bind(i64::from(q.limit))
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await?;
                 rows.iter().map(Self::lib_artifact_from_row).collect()
             }
@@ -431,7 +441,7 @@ macro_rules! impl_library_store {
                 let rows = sqlx::query("SELECT * FROM artifacts WHERE owner = $1 AND name = $2 ORDER BY version")
                     .bind(owner)
                     .bind(name)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await?;
                 rows.iter().map(Self::lib_artifact_from_row).collect()
             }
@@ -440,14 +450,15 @@ macro_rules! impl_library_store {
                 let done = sqlx::query("UPDATE artifacts SET tags = $2 WHERE id = $1")
                     .bind(id)
                     .bind($crate::sql_library::tags_json(tags))
-                    .execute(&self.writer)
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                     self.durable().await?;
                 if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
             }
 
             async fn delete_artifact(&self, id: &str) -> $crate::StoreResult<$crate::DeletedArtifact> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 let row = sqlx::query("DELETE FROM artifacts WHERE id = $1 RETURNING *")
                     .bind(id)
                     .fetch_optional(&mut *tx)
@@ -464,12 +475,13 @@ macro_rules! impl_library_store {
                     .fetch_one(&mut *tx)
                     .await?;
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok($crate::DeletedArtifact { row, remaining_refs, doc_id })
             }
 
             async fn digest_refs(&self, digest: &str) -> $crate::StoreResult<i64> {
-                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM artifacts WHERE digest = $1").bind(digest).fetch_one(&self.pool).await?)
+                Ok(sqlx::query_scalar("SELECT COUNT(*) FROM artifacts WHERE digest = $1").bind(digest).fetch_one(&mut *self.read_conn().await?).await?)
             }
 
             async fn insert_share(&self, s: &$crate::ShareRow) -> $crate::StoreResult<()> {
@@ -483,21 +495,21 @@ macro_rules! impl_library_store {
                 .bind(&s.created_by)
                 .bind(s.created_at_us)
                 .bind(s.expires_at_us)
-                .execute(&self.writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 self.durable().await?;
                 Ok(())
             }
 
             async fn share(&self, id: &str) -> $crate::StoreResult<Option<$crate::ShareRow>> {
-                let row = sqlx::query("SELECT * FROM artifact_shares WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+                let row = sqlx::query("SELECT * FROM artifact_shares WHERE id = $1").bind(id).fetch_optional(&mut *self.read_conn().await?).await?;
                 row.as_ref().map(Self::lib_share_from_row).transpose()
             }
 
             async fn share_by_hash(&self, hash: &[u8; 32]) -> $crate::StoreResult<Option<$crate::ShareRow>> {
                 let row = sqlx::query("SELECT * FROM artifact_shares WHERE token_hash = $1")
                     .bind(&hash[..])
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.read_conn().await?)
                     .await?;
                 row.as_ref().map(Self::lib_share_from_row).transpose()
             }
@@ -505,7 +517,7 @@ macro_rules! impl_library_store {
             async fn shares(&self, artifact_id: &str) -> $crate::StoreResult<Vec<$crate::ShareRow>> {
                 let rows = sqlx::query("SELECT * FROM artifact_shares WHERE artifact_id = $1 ORDER BY created_at_us DESC, id DESC")
                     .bind(artifact_id)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await?;
                 rows.iter().map(Self::lib_share_from_row).collect()
             }
@@ -514,7 +526,7 @@ macro_rules! impl_library_store {
                 let done = sqlx::query("UPDATE artifact_shares SET revoked_at_us = COALESCE(revoked_at_us, $2) WHERE id = $1")
                     .bind(id)
                     .bind(at_us)
-                    .execute(&self.writer)
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                     self.durable().await?;
                 if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
@@ -524,14 +536,15 @@ macro_rules! impl_library_store {
                 sqlx::query("UPDATE artifact_shares SET uses = uses + 1, last_used_at_us = $2 WHERE id = $1")
                     .bind(id)
                     .bind(at_us)
-                    .execute(&self.writer)
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                     self.durable().await?;
                 Ok(())
             }
 
             async fn insert_note(&self, n: &$crate::NoteRow) -> $crate::StoreResult<i64> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 sqlx::query(
                     "INSERT INTO notes (id, owner, title, body, tags, task_id, created_at_us, updated_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
@@ -547,12 +560,13 @@ macro_rules! impl_library_store {
                 .await?;
                 let doc = Self::lib_insert_doc(&mut tx, "note", &n.id, &n.owner, &n.title, &n.body).await?;
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(doc)
             }
 
             async fn note(&self, id: &str) -> $crate::StoreResult<Option<$crate::NoteRow>> {
-                let row = sqlx::query("SELECT * FROM notes WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+                let row = sqlx::query("SELECT * FROM notes WHERE id = $1").bind(id).fetch_optional(&mut *self.read_conn().await?).await?;
                 row.as_ref().map(Self::lib_note_from_row).transpose()
             }
 
@@ -564,13 +578,14 @@ macro_rules! impl_library_store {
                 .bind(owner)
                 .bind(tag.map($crate::sql_library::tag_pattern))
                 .bind(i64::from(limit))
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.read_conn().await?)
                 .await?;
                 rows.iter().map(Self::lib_note_from_row).collect()
             }
 
             async fn update_note(&self, n: &$crate::NoteRow) -> $crate::StoreResult<i64> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 let done = sqlx::query(
                     "UPDATE notes SET title = $2, body = $3, tags = $4, task_id = $5, updated_at_us = $6 WHERE id = $1",
                 )
@@ -592,12 +607,14 @@ macro_rules! impl_library_store {
                     .fetch_one(&mut *tx)
                     .await?;
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(doc)
             }
 
             async fn delete_note(&self, id: &str) -> $crate::StoreResult<i64> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 let done = sqlx::query("DELETE FROM notes WHERE id = $1").bind(id).execute(&mut *tx).await?;
                 if done.rows_affected() == 0 {
                     return Err($crate::StoreError::NotFound);
@@ -607,6 +624,7 @@ macro_rules! impl_library_store {
                     .fetch_one(&mut *tx)
                     .await?;
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(doc)
             }
@@ -615,7 +633,7 @@ macro_rules! impl_library_store {
                 let rows = sqlx::query("SELECT * FROM search_docs WHERE doc_id > $1 ORDER BY doc_id LIMIT $2")
                     .bind(after)
                     .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await?;
                 rows.iter().map(Self::lib_doc_from_row).collect()
             }
@@ -623,7 +641,7 @@ macro_rules! impl_library_store {
             async fn search_docs_by_id(&self, ids: &[i64]) -> $crate::StoreResult<Vec<$crate::SearchDocRow>> {
                 let mut out = Vec::with_capacity(ids.len());
                 for id in ids {
-                    if let Some(row) = sqlx::query("SELECT * FROM search_docs WHERE doc_id = $1").bind(id).fetch_optional(&self.pool).await? {
+                    if let Some(row) = sqlx::query("SELECT * FROM search_docs WHERE doc_id = $1").bind(id).fetch_optional(&mut *self.read_conn().await?).await? {
                         out.push(Self::lib_doc_from_row(&row)?);
                     }
                 }

@@ -85,7 +85,8 @@ macro_rules! impl_memory_store {
         #[async_trait::async_trait]
         impl $crate::MemoryStore for $store {
             async fn insert_memories(&self, rows: &[$crate::MemoryRow]) -> $crate::StoreResult<Vec<i64>> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 let mut nums = Vec::with_capacity(rows.len());
                 for m in rows {
                     let num: i64 = sqlx::query_scalar(
@@ -112,12 +113,13 @@ macro_rules! impl_memory_store {
                     nums.push(num);
                 }
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(nums)
             }
 
             async fn memory(&self, id: &str) -> $crate::StoreResult<Option<$crate::MemoryRow>> {
-                let row = sqlx::query("SELECT * FROM memories WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+                let row = sqlx::query("SELECT * FROM memories WHERE id = $1").bind(id).fetch_optional(&mut *self.read_conn().await?).await?;
                 row.as_ref().map(Self::memory_from_row).transpose()
             }
 
@@ -132,7 +134,7 @@ macro_rules! impl_memory_store {
                     for n in chunk {
                         q = q.bind(*n);
                     }
-                    for r in q.fetch_all(&self.pool).await? {
+                    for r in q.fetch_all(&mut *self.read_conn().await?).await? {
                         out.push(Self::memory_from_row(&r)?);
                     }
                 }
@@ -157,7 +159,7 @@ macro_rules! impl_memory_store {
                 .bind(m.needs_extraction)
                 .bind(m.updated_at_us)
                 .bind(m.expires_at_us)
-                .execute(&self.writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 self.durable().await?;
                 if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
@@ -177,20 +179,22 @@ macro_rules! impl_memory_store {
                 .bind(updated_at_us)
                 .bind(embedding)
                 .bind(model)
-                .execute(&self.writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 self.durable().await?;
                 Ok(done.rows_affected() == 1)
             }
 
             async fn delete_memory(&self, id: &str) -> $crate::StoreResult<Option<i64>> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 sqlx::query("DELETE FROM memory_mentions WHERE memory_id = $1").bind(id).execute(&mut *tx).await?;
                 let num: Option<i64> = sqlx::query_scalar("DELETE FROM memories WHERE id = $1 RETURNING num")
                     .bind(id)
                     .fetch_optional(&mut *tx)
                     .await?;
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(num)
             }
@@ -199,7 +203,7 @@ macro_rules! impl_memory_store {
                 let rows = sqlx::query("SELECT * FROM memories WHERE num > $1 ORDER BY num LIMIT $2")
                     .bind(after)
                     .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await?;
                 rows.iter().map(Self::memory_from_row).collect()
             }
@@ -214,7 +218,7 @@ macro_rules! impl_memory_store {
                     .bind(owner)
                     .bind(after)
                     .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await?;
                 rows.iter().map(Self::memory_from_row).collect()
             }
@@ -223,7 +227,7 @@ macro_rules! impl_memory_store {
                 let rows = sqlx::query("SELECT * FROM memories WHERE embedding IS NULL AND num > $1 ORDER BY num LIMIT $2")
                     .bind(after)
                     .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await?;
                 rows.iter().map(Self::memory_from_row).collect()
             }
@@ -232,7 +236,7 @@ macro_rules! impl_memory_store {
                 let rows = sqlx::query("SELECT * FROM memories WHERE needs_extraction AND num > $1 ORDER BY num LIMIT $2")
                     .bind(after)
                     .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await?;
                 rows.iter().map(Self::memory_from_row).collect()
             }
@@ -241,14 +245,15 @@ macro_rules! impl_memory_store {
                 sqlx::query("UPDATE memories SET needs_extraction = $2 WHERE id = $1")
                     .bind(id)
                     .bind(false)
-                    .execute(&self.writer)
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                     self.durable().await?;
                 Ok(())
             }
 
             async fn delete_expired_memories(&self, now_us: i64, limit: u32) -> $crate::StoreResult<Vec<i64>> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 let expired: Vec<(i64, String)> = sqlx::query_as(
                     "SELECT num, id FROM memories WHERE expires_at_us IS NOT NULL AND expires_at_us <= $1 ORDER BY num LIMIT $2",
                 )
@@ -261,12 +266,14 @@ macro_rules! impl_memory_store {
                     sqlx::query("DELETE FROM memories WHERE id = $1").bind(id).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(expired.into_iter().map(|(n, _)| n).collect())
             }
 
             async fn upsert_entity(&self, e: &$crate::EntityRow) -> $crate::StoreResult<$crate::EntityRow> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 sqlx::query(
                     "INSERT INTO memory_entities (id, owner, name, norm, kind, properties, created_at_us, updated_at_us) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (owner, norm, kind) DO NOTHING",
@@ -302,12 +309,13 @@ macro_rules! impl_memory_store {
                     }
                 }
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(stored)
             }
 
             async fn entity(&self, id: &str) -> $crate::StoreResult<Option<$crate::EntityRow>> {
-                let row = sqlx::query("SELECT * FROM memory_entities WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+                let row = sqlx::query("SELECT * FROM memory_entities WHERE id = $1").bind(id).fetch_optional(&mut *self.read_conn().await?).await?;
                 row.as_ref().map(Self::entity_from_row).transpose()
             }
 
@@ -325,7 +333,7 @@ macro_rules! impl_memory_store {
                 .bind(owner)
                 .bind(pattern)
                 .bind(i64::from(limit))
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.read_conn().await?)
                 .await?;
                 rows.iter().map(Self::entity_from_row).collect()
             }
@@ -341,7 +349,7 @@ macro_rules! impl_memory_store {
                     for id in chunk {
                         q = q.bind(id);
                     }
-                    for r in q.fetch_all(&self.pool).await? {
+                    for r in q.fetch_all(&mut *self.read_conn().await?).await? {
                         out.push(Self::entity_from_row(&r)?);
                     }
                 }
@@ -349,7 +357,8 @@ macro_rules! impl_memory_store {
             }
 
             async fn delete_entity(&self, id: &str) -> $crate::StoreResult<()> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 sqlx::query("DELETE FROM memory_relations WHERE source_id = $1 OR target_id = $1").bind(id).execute(&mut *tx).await?;
                 sqlx::query("DELETE FROM memory_mentions WHERE entity_id = $1").bind(id).execute(&mut *tx).await?;
                 let done = sqlx::query("DELETE FROM memory_entities WHERE id = $1").bind(id).execute(&mut *tx).await?;
@@ -357,12 +366,14 @@ macro_rules! impl_memory_store {
                     return Err($crate::StoreError::NotFound);
                 }
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(())
             }
 
             async fn insert_relation(&self, r: &$crate::RelationRow) -> $crate::StoreResult<$crate::RelationRow> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 sqlx::query(
                     "INSERT INTO memory_relations (id, owner, source_id, target_id, rel_type, memory_id, properties, created_at_us) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (owner, source_id, target_id, rel_type) DO NOTHING",
@@ -387,17 +398,18 @@ macro_rules! impl_memory_store {
                 .fetch_one(&mut *tx)
                 .await?;
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Self::relation_from_row(&row)
             }
 
             async fn relation(&self, id: &str) -> $crate::StoreResult<Option<$crate::RelationRow>> {
-                let row = sqlx::query("SELECT * FROM memory_relations WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+                let row = sqlx::query("SELECT * FROM memory_relations WHERE id = $1").bind(id).fetch_optional(&mut *self.read_conn().await?).await?;
                 row.as_ref().map(Self::relation_from_row).transpose()
             }
 
             async fn delete_relation(&self, id: &str) -> $crate::StoreResult<()> {
-                let done = sqlx::query("DELETE FROM memory_relations WHERE id = $1").bind(id).execute(&self.writer).await?;
+                let done = sqlx::query("DELETE FROM memory_relations WHERE id = $1").bind(id).execute(&mut *self.write_conn().await?).await?;
                 self.durable().await?;
                 if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
             }
@@ -420,7 +432,7 @@ macro_rules! impl_memory_store {
                     for id in chunk {
                         q = q.bind(id);
                     }
-                    for r in q.fetch_all(&self.pool).await? {
+                    for r in q.fetch_all(&mut *self.read_conn().await?).await? {
                         let rel = Self::relation_from_row(&r)?;
                         if !out.iter().any(|o| o.id == rel.id) {
                             out.push(rel);
@@ -432,7 +444,8 @@ macro_rules! impl_memory_store {
             }
 
             async fn merge_entities(&self, into: &str, from: &[String], at_us: i64) -> $crate::StoreResult<()> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 let target = sqlx::query("SELECT * FROM memory_entities WHERE id = $1")
                     .bind(into)
                     .fetch_optional(&mut *tx)
@@ -496,12 +509,14 @@ macro_rules! impl_memory_store {
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(())
             }
 
             async fn add_mentions(&self, memory_id: &str, entity_ids: &[String]) -> $crate::StoreResult<()> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 for e in entity_ids {
                     sqlx::query(
                         "INSERT INTO memory_mentions (memory_id, entity_id) VALUES ($1, $2) ON CONFLICT (memory_id, entity_id) DO NOTHING",
@@ -512,6 +527,7 @@ macro_rules! impl_memory_store {
                     .await?;
                 }
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(())
             }
@@ -527,7 +543,7 @@ macro_rules! impl_memory_store {
                     for id in chunk {
                         q = q.bind(id);
                     }
-                    out.extend(q.fetch_all(&self.pool).await?);
+                    out.extend(q.fetch_all(&mut *self.read_conn().await?).await?);
                 }
                 Ok(out)
             }
@@ -544,7 +560,7 @@ macro_rules! impl_memory_store {
                     for id in chunk {
                         q = q.bind(id);
                     }
-                    for n in q.fetch_all(&self.pool).await? {
+                    for n in q.fetch_all(&mut *self.read_conn().await?).await? {
                         if !out.contains(&n) {
                             out.push(n);
                         }

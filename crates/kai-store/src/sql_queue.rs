@@ -58,7 +58,7 @@ macro_rules! impl_queue_store {
 
             /// Inserts jobs inside `tx`; jobs whose idempotency key exists resolve to the stored job.
             async fn queue_insert(
-                tx: &mut sqlx::Transaction<'static, $db>,
+                tx: &mut sqlx::Transaction<'_, $db>,
                 jobs: &[$crate::queue::NewJob],
                 now_us: i64,
             ) -> $crate::queue::QueueResult<Vec<$crate::queue::Enqueued>> {
@@ -145,7 +145,7 @@ macro_rules! impl_queue_store {
 
             /// Takes back jobs of `queues` whose lease ran out before `now_us`.
             async fn queue_reap(
-                tx: &mut sqlx::Transaction<'static, $db>,
+                tx: &mut sqlx::Transaction<'_, $db>,
                 queues: &[String],
                 now_us: i64,
             ) -> $crate::queue::QueueResult<()> {
@@ -181,7 +181,7 @@ macro_rules! impl_queue_store {
             /// Free slots per limited scope among `keys` (plus the global limit), locking the
             /// limit rows on PostgreSQL so claimers of the same key take turns.
             async fn queue_free_slots(
-                tx: &mut sqlx::Transaction<'static, $db>,
+                tx: &mut sqlx::Transaction<'_, $db>,
                 keys: std::collections::BTreeSet<String>,
             ) -> $crate::queue::QueueResult<(Option<u64>, std::collections::BTreeMap<String, u64>)> {
                 let mut scopes: Vec<String> = keys.iter().map(|k| format!("key:{k}")).collect();
@@ -227,7 +227,8 @@ macro_rules! impl_queue_store {
                 let queues: Vec<String> = req.queues.iter().map(|q| q.as_str().to_owned()).collect();
                 let lease_until_us = now_us.saturating_add($crate::sql_queue::duration_us(req.lease));
                 let max = usize::try_from(req.max).unwrap_or(usize::MAX);
-                let mut tx = self.writer.begin_with($begin).await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin_with($begin).await?;
                 Self::queue_reap(&mut tx, &queues, now_us).await?;
                 let any_limits: bool = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM queue_limits")
                     .fetch_one(&mut *tx)
@@ -257,6 +258,7 @@ macro_rules! impl_queue_store {
                 if admitted.is_empty() {
                     // Nothing handed out: whatever was reaped needs no flush before returning.
                     tx.commit().await?;
+                    drop(w);
                     return Ok(Vec::new());
                 }
                 let token = kai_core::ids::LeaseId::new();
@@ -281,6 +283,7 @@ macro_rules! impl_queue_store {
                     claimed.insert(job.id.to_string(), job);
                 }
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(admitted
                     .iter()
@@ -294,7 +297,7 @@ macro_rules! impl_queue_store {
                         }
 
             async fn queue_effect_upsert(
-                tx: &mut sqlx::Transaction<'static, $db>,
+                tx: &mut sqlx::Transaction<'_, $db>,
                 key: &kai_core::queue::EffectKey,
                 job: &kai_core::ids::JobId,
                 lease: Option<String>,

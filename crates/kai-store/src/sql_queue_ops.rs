@@ -18,9 +18,11 @@ macro_rules! impl_queue_ops {
                 if jobs.is_empty() {
                     return Ok(Vec::new());
                 }
-                let mut tx = self.writer.begin_with($begin).await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin_with($begin).await?;
                 let out = Self::queue_insert(&mut tx, jobs, now_us).await?;
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(out)
             }
@@ -49,7 +51,7 @@ macro_rules! impl_queue_ops {
                 .bind(now_us)
                 .bind(lease.job.to_string())
                 .bind(lease.token.to_string())
-                .fetch_optional(&self.writer)
+                .fetch_optional(&mut *self.write_conn().await?)
                 .await?;
                 self.durable().await?;
                 match cancel {
@@ -73,7 +75,8 @@ macro_rules! impl_queue_ops {
                         limit: kai_core::queue::MAX_EFFECTS_PER_COMPLETION,
                     });
                 }
-                let mut tx = self.writer.begin_with($begin).await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin_with($begin).await?;
                 let attempt: Option<i64> = sqlx::query_scalar(
                     "UPDATE queue_jobs SET state = 'succeeded', result = $1, finished_at_us = $2, updated_at_us = $2, \
                      lease_id = NULL, lease_until_us = NULL, worker = NULL \
@@ -92,6 +95,7 @@ macro_rules! impl_queue_ops {
                 }
                 let follow_ups = Self::queue_insert(&mut tx, &completion.enqueue, now_us).await?;
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(follow_ups)
             }
@@ -103,7 +107,8 @@ macro_rules! impl_queue_ops {
                 now_us: i64,
             ) -> $crate::queue::QueueResult<$crate::queue::FailOutcome> {
                 use $crate::queue::{FailOutcome, QueueError};
-                let mut tx = self.writer.begin_with($begin).await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin_with($begin).await?;
                 let row: Option<(i64, i64, i64, i64, bool)> = sqlx::query_as(concat!(
                     "SELECT attempts, max_attempts, backoff_initial_ms, backoff_max_ms, cancel_requested FROM queue_jobs \
                      WHERE id = $1 AND lease_id = $2 AND state = 'running'",
@@ -146,6 +151,7 @@ macro_rules! impl_queue_ops {
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(outcome)
             }
@@ -161,7 +167,7 @@ macro_rules! impl_queue_ops {
                 .bind(now_us)
                 .bind(lease.job.to_string())
                 .bind(lease.token.to_string())
-                .execute(&self.writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 self.durable().await?;
                 if done.rows_affected() == 0 { Err($crate::queue::QueueError::LeaseLost) } else { Ok(()) }
@@ -176,7 +182,7 @@ macro_rules! impl_queue_ops {
                 .bind(now_us)
                 .bind(lease.job.to_string())
                 .bind(lease.token.to_string())
-                .execute(&self.writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 self.durable().await?;
                 if done.rows_affected() == 0 { Err($crate::queue::QueueError::LeaseLost) } else { Ok(()) }
@@ -184,7 +190,8 @@ macro_rules! impl_queue_ops {
 
             async fn cancel_job(&self, id: kai_core::ids::JobId, now_us: i64) -> $crate::queue::QueueResult<$crate::queue::CancelOutcome> {
                 use $crate::queue::{CancelOutcome, QueueError};
-                let mut tx = self.writer.begin_with($begin).await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin_with($begin).await?;
                 let state: Option<String> = sqlx::query_scalar(concat!("SELECT state FROM queue_jobs WHERE id = $1", $for_update))
                     .bind(id.to_string())
                     .fetch_optional(&mut *tx)
@@ -213,12 +220,14 @@ macro_rules! impl_queue_ops {
                     done => CancelOutcome::AlreadyFinished(done),
                 };
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(outcome)
             }
 
             async fn cancel_parent(&self, parent: kai_core::ids::TaskId, now_us: i64) -> $crate::queue::QueueResult<$crate::queue::CancelCounts> {
-                let mut tx = self.writer.begin_with($begin).await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin_with($begin).await?;
                 let cancelled = sqlx::query(
                     "UPDATE queue_jobs SET state = 'cancelled', finished_at_us = $1, updated_at_us = $1 \
                      WHERE parent_id = $2 AND state = 'queued'",
@@ -238,6 +247,7 @@ macro_rules! impl_queue_ops {
                 .await?
                 .rows_affected();
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok($crate::queue::CancelCounts { cancelled, requested })
             }
@@ -250,7 +260,7 @@ macro_rules! impl_queue_ops {
                      WHERE id = $2 AND state IN ('dead', 'cancelled') RETURNING {}",
                     $crate::sql_queue::JOB_COLUMNS
                 );
-                let row = sqlx::query(&q).bind(now_us).bind(id.to_string()).fetch_optional(&self.pool).await?;
+                let row = sqlx::query(&q).bind(now_us).bind(id.to_string()).fetch_optional(&mut *self.read_conn().await?).await?;
                 match row {
                     Some(row) => Self::queue_job_from_row(&row),
                     None => match <Self as $crate::queue::QueueStore>::job(self, id).await? {
@@ -262,7 +272,7 @@ macro_rules! impl_queue_ops {
 
             async fn job(&self, id: kai_core::ids::JobId) -> $crate::queue::QueueResult<Option<$crate::queue::Job>> {
                 let q = format!("SELECT {} FROM queue_jobs WHERE id = $1", $crate::sql_queue::JOB_COLUMNS);
-                let row = sqlx::query(&q).bind(id.to_string()).fetch_optional(&self.pool).await?;
+                let row = sqlx::query(&q).bind(id.to_string()).fetch_optional(&mut *self.read_conn().await?).await?;
                 row.as_ref().map(Self::queue_job_from_row).transpose()
             }
 
@@ -282,7 +292,7 @@ macro_rules! impl_queue_ops {
                     qb.push(" AND id > ").push_bind(a.to_string());
                 }
                 qb.push(" ORDER BY id LIMIT ").push_bind(limit);
-                let rows = qb.build().fetch_all(&self.pool).await?;
+                let rows = qb.build().fetch_all(&mut *self.read_conn().await?).await?;
                 rows.iter().map(Self::queue_job_from_row).collect()
             }
 
@@ -295,7 +305,7 @@ macro_rules! impl_queue_ops {
                     qb.push(" AND queue = ").push_bind(q.as_str().to_owned());
                 }
                 qb.push(" GROUP BY state");
-                let rows: Vec<(String, i64)> = qb.build_query_as().fetch_all(&self.pool).await?;
+                let rows: Vec<(String, i64)> = qb.build_query_as().fetch_all(&mut *self.read_conn().await?).await?;
                 let mut c = $crate::queue::QueueCounts::default();
                 for (state, n) in rows {
                     let n = u64::try_from(n).unwrap_or(0);
@@ -323,7 +333,7 @@ macro_rules! impl_queue_ops {
                 qb.push("), (SELECT MIN(lease_until_us) FROM queue_jobs WHERE state = 'running' AND queue");
                 Self::queue_push_in(&mut qb, names());
                 qb.push(")");
-                let (ready, lease): (Option<i64>, Option<i64>) = qb.build_query_as().fetch_one(&self.pool).await?;
+                let (ready, lease): (Option<i64>, Option<i64>) = qb.build_query_as().fetch_one(&mut *self.read_conn().await?).await?;
                 Ok(match (ready, lease) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -344,12 +354,12 @@ macro_rules! impl_queue_ops {
                         )
                         .bind(name)
                         .bind(i64::from(n))
-                        .execute(&self.writer)
+                        .execute(&mut *self.write_conn().await?)
                         .await?;
                         self.durable().await?;
                     }
                     None => {
-                        sqlx::query("DELETE FROM queue_limits WHERE scope = $1").bind(name).execute(&self.writer).await?;
+                        sqlx::query("DELETE FROM queue_limits WHERE scope = $1").bind(name).execute(&mut *self.write_conn().await?).await?;
                         self.durable().await?;
                     }
                 }
@@ -358,7 +368,7 @@ macro_rules! impl_queue_ops {
 
             async fn concurrency_limits(&self) -> $crate::queue::QueueResult<Vec<($crate::queue::LimitScope, u32)>> {
                 let rows: Vec<(String, i64)> =
-                    sqlx::query_as("SELECT scope, max_running FROM queue_limits ORDER BY scope").fetch_all(&self.pool).await?;
+                    sqlx::query_as("SELECT scope, max_running FROM queue_limits ORDER BY scope").fetch_all(&mut *self.read_conn().await?).await?;
                 rows.into_iter()
                     .map(|(s, n)| Ok(($crate::sql_queue::scope_of(&s)?, u32::try_from(n).unwrap_or(u32::MAX))))
                     .collect()
@@ -371,7 +381,8 @@ macro_rules! impl_queue_ops {
                 now_us: i64,
             ) -> $crate::queue::QueueResult<$crate::queue::EffectStart> {
                 use $crate::queue::{EffectStart, QueueError};
-                let mut tx = self.writer.begin_with($begin).await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin_with($begin).await?;
                 let attempt: Option<i64> = sqlx::query_scalar(concat!(
                     "SELECT attempts FROM queue_jobs WHERE id = $1 AND lease_id = $2 AND state = 'running'",
                     $for_share
@@ -420,6 +431,7 @@ macro_rules! impl_queue_ops {
                     }
                 };
                 tx.commit().await?;
+                drop(w);
                 // Before the caller acts on the outside world: never deferred.
                 self.flush_now().await?;
                 Ok(start)
@@ -433,7 +445,8 @@ macro_rules! impl_queue_ops {
                 now_us: i64,
             ) -> $crate::queue::QueueResult<$crate::queue::EffectFinish> {
                 use $crate::queue::{EffectFinish, QueueError};
-                let mut tx = self.writer.begin_with($begin).await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin_with($begin).await?;
                 let attempt: Option<i64> = sqlx::query_scalar("SELECT attempts FROM queue_jobs WHERE id = $1")
                     .bind(lease.job.to_string())
                     .fetch_optional(&mut *tx)
@@ -452,6 +465,7 @@ macro_rules! impl_queue_ops {
                     EffectFinish::AlreadyDone($crate::sql_queue::json_of(&r, "bad effect result")?)
                 };
                 tx.commit().await?;
+                drop(w);
                 // Before the caller acts on the outside world: never deferred.
                 self.flush_now().await?;
                 Ok(out)
@@ -462,7 +476,7 @@ macro_rules! impl_queue_ops {
                     "SELECT job_id, result, attempt, started_at_us, done_at_us FROM queue_effects WHERE effect_key = $1",
                 )
                 .bind(key.as_str())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.read_conn().await?)
                 .await?;
                 let Some((job, result, attempt, started_at_us, done_at_us)) = row else { return Ok(None) };
                 let corrupt = |what: &str| $crate::StoreError::Corrupt(format!("effect: {what}"));
@@ -478,7 +492,8 @@ macro_rules! impl_queue_ops {
 
             async fn purge_finished(&self, before_us: i64, limit: u32) -> $crate::queue::QueueResult<u64> {
                 let limit = $crate::sql_queue::check_list_limit(limit)?;
-                let mut tx = self.writer.begin_with($begin).await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin_with($begin).await?;
                 let ids: Vec<String> = sqlx::query_scalar(
                     "SELECT id FROM queue_jobs WHERE state IN ('succeeded', 'dead', 'cancelled') AND finished_at_us < $1 \
                      ORDER BY finished_at_us LIMIT $2",
@@ -497,6 +512,7 @@ macro_rules! impl_queue_ops {
                 Self::queue_push_in(&mut qb, ids);
                 let n = qb.build().execute(&mut *tx).await?.rows_affected();
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(n)
             }

@@ -60,7 +60,7 @@ macro_rules! impl_security_store {
         #[async_trait::async_trait]
         impl $crate::VaultStore for $store {
             async fn vault_header(&self) -> $crate::StoreResult<Option<String>> {
-                Ok(sqlx::query_scalar("SELECT header FROM vault_header WHERE id = 1").fetch_optional(&self.pool).await?)
+                Ok(sqlx::query_scalar("SELECT header FROM vault_header WHERE id = 1").fetch_optional(&mut *self.read_conn().await?).await?)
             }
 
             async fn put_vault_header(&self, header: &str, at_us: i64) -> $crate::StoreResult<()> {
@@ -70,7 +70,7 @@ macro_rules! impl_security_store {
                 )
                 .bind(header)
                 .bind(at_us)
-                .execute(&self.writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 self.durable().await?;
                 Ok(())
@@ -81,7 +81,8 @@ macro_rules! impl_security_store {
                 item: &$crate::VaultItemRow,
                 first: &$crate::VaultVersionRow,
             ) -> $crate::StoreResult<()> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 sqlx::query(
                     "INSERT INTO vault_items (id, kind, name_hmac, sealed_name, policy, current_version, created_at_us) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -97,12 +98,14 @@ macro_rules! impl_security_store {
                 .await?;
                 Self::insert_version(&mut tx, first).await?;
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(())
             }
 
             async fn add_vault_version(&self, v: &$crate::VaultVersionRow) -> $crate::StoreResult<()> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 Self::insert_version(&mut tx, v).await?;
                 let done = sqlx::query("UPDATE vault_items SET current_version = $1 WHERE id = $2")
                     .bind(v.version)
@@ -113,6 +116,7 @@ macro_rules! impl_security_store {
                     return Err($crate::StoreError::NotFound);
                 }
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(())
             }
@@ -120,25 +124,25 @@ macro_rules! impl_security_store {
             async fn vault_items(&self, kind: &str) -> $crate::StoreResult<Vec<$crate::VaultItemRow>> {
                 let rows = sqlx::query("SELECT * FROM vault_items WHERE kind = $1 ORDER BY created_at_us, id")
                     .bind(kind)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await?;
                 rows.iter().map(Self::item_from_row).collect()
             }
 
             async fn all_vault_items(&self) -> $crate::StoreResult<Vec<$crate::VaultItemRow>> {
-                let rows = sqlx::query("SELECT * FROM vault_items ORDER BY created_at_us, id").fetch_all(&self.pool).await?;
+                let rows = sqlx::query("SELECT * FROM vault_items ORDER BY created_at_us, id").fetch_all(&mut *self.read_conn().await?).await?;
                 rows.iter().map(Self::item_from_row).collect()
             }
 
             async fn vault_item(&self, id: &str) -> $crate::StoreResult<Option<$crate::VaultItemRow>> {
-                let row = sqlx::query("SELECT * FROM vault_items WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+                let row = sqlx::query("SELECT * FROM vault_items WHERE id = $1").bind(id).fetch_optional(&mut *self.read_conn().await?).await?;
                 row.as_ref().map(Self::item_from_row).transpose()
             }
 
             async fn vault_versions(&self, item_id: &str) -> $crate::StoreResult<Vec<$crate::VaultVersionRow>> {
                 let rows = sqlx::query("SELECT * FROM vault_versions WHERE item_id = $1 ORDER BY version")
                     .bind(item_id)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await?;
                 rows.iter().map(Self::version_from_row).collect()
             }
@@ -147,7 +151,7 @@ macro_rules! impl_security_store {
                 let row = sqlx::query("SELECT * FROM vault_versions WHERE item_id = $1 AND version = $2")
                     .bind(item_id)
                     .bind(version)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.read_conn().await?)
                     .await?;
                 row.as_ref().map(Self::version_from_row).transpose()
             }
@@ -156,20 +160,22 @@ macro_rules! impl_security_store {
                 let done = sqlx::query("UPDATE vault_items SET policy = $1 WHERE id = $2")
                     .bind(policy)
                     .bind(item_id)
-                    .execute(&self.writer)
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                     self.durable().await?;
                 if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
             }
 
             async fn delete_vault_item(&self, item_id: &str) -> $crate::StoreResult<()> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 sqlx::query("DELETE FROM vault_versions WHERE item_id = $1").bind(item_id).execute(&mut *tx).await?;
                 let done = sqlx::query("DELETE FROM vault_items WHERE id = $1").bind(item_id).execute(&mut *tx).await?;
                 if done.rows_affected() == 0 {
                     return Err($crate::StoreError::NotFound);
                 }
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(())
             }
@@ -178,7 +184,7 @@ macro_rules! impl_security_store {
                 let rows = sqlx::query("SELECT * FROM vault_versions WHERE generation < $1 ORDER BY item_id, version LIMIT $2")
                     .bind(generation)
                     .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await?;
                 rows.iter().map(Self::version_from_row).collect()
             }
@@ -188,7 +194,8 @@ macro_rules! impl_security_store {
                 versions: &[$crate::VaultVersionRow],
                 items: &[$crate::VaultItemRow],
             ) -> $crate::StoreResult<()> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 for v in versions {
                     sqlx::query("UPDATE vault_versions SET sealed = $1, generation = $2 WHERE item_id = $3 AND version = $4")
                         .bind(&v.sealed)
@@ -207,6 +214,7 @@ macro_rules! impl_security_store {
                         .await?;
                 }
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(())
             }
@@ -251,24 +259,24 @@ macro_rules! impl_security_store {
                 .bind(u.created_at_us)
                 .bind(u.updated_at_us)
                 .bind(u.disabled_at_us)
-                .execute(&self.writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 self.durable().await?;
                 Ok(())
             }
 
             async fn user(&self, id: &str) -> $crate::StoreResult<Option<$crate::UserRow>> {
-                let row = sqlx::query("SELECT * FROM users WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+                let row = sqlx::query("SELECT * FROM users WHERE id = $1").bind(id).fetch_optional(&mut *self.read_conn().await?).await?;
                 row.as_ref().map(Self::user_from_row).transpose()
             }
 
             async fn user_by_name(&self, username: &str) -> $crate::StoreResult<Option<$crate::UserRow>> {
-                let row = sqlx::query("SELECT * FROM users WHERE username = $1").bind(username).fetch_optional(&self.pool).await?;
+                let row = sqlx::query("SELECT * FROM users WHERE username = $1").bind(username).fetch_optional(&mut *self.read_conn().await?).await?;
                 row.as_ref().map(Self::user_from_row).transpose()
             }
 
             async fn users(&self) -> $crate::StoreResult<Vec<$crate::UserRow>> {
-                let rows = sqlx::query("SELECT * FROM users ORDER BY created_at_us, id").fetch_all(&self.pool).await?;
+                let rows = sqlx::query("SELECT * FROM users ORDER BY created_at_us, id").fetch_all(&mut *self.read_conn().await?).await?;
                 rows.iter().map(Self::user_from_row).collect()
             }
 
@@ -286,14 +294,15 @@ macro_rules! impl_security_store {
                 .bind(u.updated_at_us)
                 .bind(u.disabled_at_us)
                 .bind(&u.id)
-                .execute(&self.writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 self.durable().await?;
                 if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
             }
 
             async fn delete_user(&self, id: &str) -> $crate::StoreResult<()> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 sqlx::query("DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE user_id = $1)")
                     .bind(id)
                     .execute(&mut *tx)
@@ -304,12 +313,13 @@ macro_rules! impl_security_store {
                     return Err($crate::StoreError::NotFound);
                 }
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(())
             }
 
             async fn count_users(&self) -> $crate::StoreResult<u64> {
-                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&self.pool).await?;
+                let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&mut *self.read_conn().await?).await?;
                 $crate::sql::u64_of(n, "count")
             }
         }
@@ -317,7 +327,8 @@ macro_rules! impl_security_store {
         #[async_trait::async_trait]
         impl $crate::SessionStore for $store {
             async fn insert_session(&self, s: &$crate::SessionRow, r: &$crate::RefreshRow) -> $crate::StoreResult<()> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 sqlx::query("INSERT INTO sessions (id, user_id, created_at_us, revoked_at_us) VALUES ($1, $2, $3, $4)")
                     .bind(&s.id)
                     .bind(&s.user_id)
@@ -327,13 +338,14 @@ macro_rules! impl_security_store {
                     .await?;
                 Self::insert_refresh(&mut tx, r).await?;
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(())
             }
 
             async fn session(&self, id: &str) -> $crate::StoreResult<Option<$crate::SessionRow>> {
                 use sqlx::Row as _;
-                let row = sqlx::query("SELECT * FROM sessions WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+                let row = sqlx::query("SELECT * FROM sessions WHERE id = $1").bind(id).fetch_optional(&mut *self.read_conn().await?).await?;
                 row.map(|r| {
                     Ok($crate::SessionRow {
                         id: r.try_get("id")?,
@@ -349,7 +361,7 @@ macro_rules! impl_security_store {
                 sqlx::query("UPDATE sessions SET revoked_at_us = $1 WHERE id = $2 AND revoked_at_us IS NULL")
                     .bind(at_us)
                     .bind(id)
-                    .execute(&self.writer)
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                     self.durable().await?;
                 Ok(())
@@ -359,7 +371,7 @@ macro_rules! impl_security_store {
                 sqlx::query("UPDATE sessions SET revoked_at_us = $1 WHERE user_id = $2 AND revoked_at_us IS NULL")
                     .bind(at_us)
                     .bind(user_id)
-                    .execute(&self.writer)
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                     self.durable().await?;
                 Ok(())
@@ -371,7 +383,7 @@ macro_rules! impl_security_store {
                 )
                 .bind(at_us)
                 .bind(hash.to_vec())
-                .fetch_optional(&self.writer)
+                .fetch_optional(&mut *self.write_conn().await?)
                 .await?;
                 self.durable().await?;
                 row.as_ref().map(Self::refresh_from_row).transpose()
@@ -380,15 +392,17 @@ macro_rules! impl_security_store {
             async fn refresh_token(&self, hash: &[u8; 32]) -> $crate::StoreResult<Option<$crate::RefreshRow>> {
                 let row = sqlx::query("SELECT * FROM refresh_tokens WHERE token_hash = $1")
                     .bind(hash.to_vec())
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.read_conn().await?)
                     .await?;
                 row.as_ref().map(Self::refresh_from_row).transpose()
             }
 
             async fn insert_refresh_token(&self, r: &$crate::RefreshRow) -> $crate::StoreResult<()> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 Self::insert_refresh(&mut tx, r).await?;
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(())
             }
@@ -431,9 +445,11 @@ macro_rules! impl_security_store {
         #[async_trait::async_trait]
         impl $crate::UsageStore for $store {
             async fn record_usage(&self, u: &$crate::UsageRow) -> $crate::StoreResult<()> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 Self::insert_usage(&mut tx, u).await?;
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(())
             }
@@ -447,7 +463,7 @@ macro_rules! impl_security_store {
                 )
                 .bind(since_us)
                 .bind(principal)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.read_conn().await?)
                 .await?;
                 rows.iter()
                     .map(|r| {
@@ -471,7 +487,7 @@ macro_rules! impl_security_store {
                 )
                 .bind(principal)
                 .bind(since_us)
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *self.read_conn().await?)
                 .await?;
                 Ok($crate::Spent {
                     tokens: r.try_get::<Option<i64>, _>("t")?.unwrap_or(0),

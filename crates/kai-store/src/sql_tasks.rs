@@ -142,7 +142,7 @@ macro_rules! impl_task_store {
                 .bind(&a.did)
                 .bind(a.created_at_us)
                 .bind(a.updated_at_us)
-                .execute(&self.writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 self.durable().await?;
                 if done.rows_affected() == 0 {
@@ -152,12 +152,12 @@ macro_rules! impl_task_store {
             }
 
             async fn agent(&self, id: &str) -> $crate::StoreResult<Option<$crate::AgentRow>> {
-                let row = sqlx::query("SELECT * FROM agents WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+                let row = sqlx::query("SELECT * FROM agents WHERE id = $1").bind(id).fetch_optional(&mut *self.read_conn().await?).await?;
                 row.as_ref().map(Self::agent_from_row).transpose()
             }
 
             async fn agents(&self) -> $crate::StoreResult<Vec<$crate::AgentRow>> {
-                let rows = sqlx::query("SELECT * FROM agents ORDER BY id").fetch_all(&self.pool).await?;
+                let rows = sqlx::query("SELECT * FROM agents ORDER BY id").fetch_all(&mut *self.read_conn().await?).await?;
                 rows.iter().map(Self::agent_from_row).collect()
             }
 
@@ -186,7 +186,7 @@ macro_rules! impl_task_store {
                 .bind(set_staged)
                 .bind(staged)
                 .bind(at_us)
-                .execute(&self.writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 self.durable().await?;
                 if done.rows_affected() == 1 {
@@ -219,14 +219,14 @@ macro_rules! impl_task_store {
                 .bind(&t.idempotency_key)
                 .bind(t.created_at_us)
                 .bind(t.updated_at_us)
-                .execute(&self.writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 self.durable().await?;
                 if inserted.rows_affected() == 1 {
                     return self.task(&t.id).await?.ok_or($crate::StoreError::NotFound);
                 }
                 let existing = match &t.idempotency_key {
-                    Some(k) => sqlx::query("SELECT * FROM tasks WHERE idempotency_key = $1").bind(k).fetch_optional(&self.pool).await?,
+                    Some(k) => sqlx::query("SELECT * FROM tasks WHERE idempotency_key = $1").bind(k).fetch_optional(&mut *self.read_conn().await?).await?,
                     None => None,
                 };
                 match existing {
@@ -236,7 +236,7 @@ macro_rules! impl_task_store {
             }
 
             async fn task(&self, id: &str) -> $crate::StoreResult<Option<$crate::TaskRow>> {
-                let row = sqlx::query("SELECT * FROM tasks WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+                let row = sqlx::query("SELECT * FROM tasks WHERE id = $1").bind(id).fetch_optional(&mut *self.read_conn().await?).await?;
                 row.as_ref().map(Self::task_from_row).transpose()
             }
 
@@ -249,7 +249,7 @@ macro_rules! impl_task_store {
                 .bind(&f.status)
                 .bind(f.before_us)
                 .bind(i64::from(f.limit.clamp(1, 1000)))
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.read_conn().await?)
                 .await?;
                 rows.iter().map(Self::task_from_row).collect()
             }
@@ -281,7 +281,7 @@ macro_rules! impl_task_store {
                     .bind(finished)
                     .bind(at_us)
                     .bind(&current.status)
-                    .execute(&self.writer)
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                     self.durable().await?;
                     if done.rows_affected() == 1 {
@@ -300,16 +300,18 @@ macro_rules! impl_task_store {
                 .bind(from)
                 .bind(status)
                 .bind(at_us)
-                .execute(&self.writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 self.durable().await?;
                 Ok(done.rows_affected() == 1)
             }
 
             async fn add_task_usage(&self, id: &str, u: $crate::TaskUsage, at_us: i64) -> $crate::StoreResult<$crate::TaskRow> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 let row = Self::add_usage(&mut tx, id, u, at_us).await?;
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(row)
             }
@@ -326,7 +328,7 @@ macro_rules! impl_task_store {
                 .bind(&p.checked)
                 .bind(&p.author)
                 .bind(p.created_at_us)
-                .execute(&self.writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 self.durable().await?;
                 if done.rows_affected() == 0 {
@@ -339,7 +341,7 @@ macro_rules! impl_task_store {
                 let row = sqlx::query("SELECT * FROM plans WHERE task_id = $1 AND version = $2")
                     .bind(task_id)
                     .bind(version)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.read_conn().await?)
                     .await?;
                 row.as_ref().map(Self::plan_from_row).transpose()
             }
@@ -347,13 +349,14 @@ macro_rules! impl_task_store {
             async fn plans(&self, task_id: &str) -> $crate::StoreResult<Vec<$crate::PlanRow>> {
                 let rows = sqlx::query("SELECT * FROM plans WHERE task_id = $1 ORDER BY version")
                     .bind(task_id)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await?;
                 rows.iter().map(Self::plan_from_row).collect()
             }
 
             async fn approve_plan(&self, task_id: &str, version: i64, steps: &[$crate::StepRow], at_us: i64) -> $crate::StoreResult<()> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 let done = sqlx::query("UPDATE plans SET status = 'approved' WHERE task_id = $1 AND version = $2 AND status = 'proposed'")
                     .bind(task_id)
                     .bind(version)
@@ -388,6 +391,7 @@ macro_rules! impl_task_store {
                     .await?;
                 }
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(())
             }
@@ -397,7 +401,7 @@ macro_rules! impl_task_store {
                     .bind(task_id)
                     .bind(version)
                     .bind(status)
-                    .execute(&self.writer)
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                     self.durable().await?;
                 if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
@@ -407,7 +411,7 @@ macro_rules! impl_task_store {
                 let row = sqlx::query("SELECT * FROM steps WHERE task_id = $1 AND step_id = $2")
                     .bind(task_id)
                     .bind(step_id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.read_conn().await?)
                     .await?;
                 row.as_ref().map(Self::step_from_row).transpose()
             }
@@ -415,26 +419,30 @@ macro_rules! impl_task_store {
             async fn steps(&self, task_id: &str) -> $crate::StoreResult<Vec<$crate::StepRow>> {
                 let rows = sqlx::query("SELECT * FROM steps WHERE task_id = $1 ORDER BY step_id")
                     .bind(task_id)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await?;
                 rows.iter().map(Self::step_from_row).collect()
             }
 
             async fn update_step(&self, s: &$crate::StepRow) -> $crate::StoreResult<()> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 Self::write_step(&mut tx, s).await?;
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(())
             }
 
             async fn record_task_call(&self, id: &str, rows: &[$crate::UsageRow], u: $crate::TaskUsage, at_us: i64) -> $crate::StoreResult<$crate::TaskRow> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 for r in rows {
                     Self::insert_usage(&mut tx, r).await?;
                 }
                 let row = Self::add_usage(&mut tx, id, u, at_us).await?;
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(row)
             }
@@ -445,7 +453,8 @@ macro_rules! impl_task_store {
                 follow: &(dyn for<'s> Fn(&'s [$crate::StepRow]) -> Vec<(String, $crate::queue::NewJob)> + Send + Sync),
                 now_us: i64,
             ) -> $crate::StoreResult<(Vec<$crate::StepRow>, Vec<String>)> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 // Serializes the finishing steps of one task (PostgreSQL row lock; SQLite has
                 // one writer).
                 let lock: Option<&'static str> = $lock_task;
@@ -481,15 +490,18 @@ macro_rules! impl_task_store {
                     })?;
                 }
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok((steps, queued))
             }
 
             async fn update_step_with_usage(&self, s: &$crate::StepRow, u: $crate::TaskUsage, at_us: i64) -> $crate::StoreResult<$crate::TaskRow> {
-                let mut tx = self.writer.begin().await?;
+                let mut w = self.write_conn().await?;
+                let mut tx = w.begin().await?;
                 Self::write_step(&mut tx, s).await?;
                 let row = Self::add_usage(&mut tx, &s.task_id, u, at_us).await?;
                 tx.commit().await?;
+                drop(w);
                 self.durable().await?;
                 Ok(row)
             }
@@ -500,7 +512,7 @@ macro_rules! impl_task_store {
                     .bind(step_id)
                     .bind(from)
                     .bind(to)
-                    .execute(&self.writer)
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                     self.durable().await?;
                 Ok(done.rows_affected() == 1)
@@ -510,7 +522,7 @@ macro_rules! impl_task_store {
                 let rows = sqlx::query(
                     "SELECT agent, status, COUNT(*) AS n FROM steps WHERE status IN ('running', 'queued') GROUP BY agent, status",
                 )
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.read_conn().await?)
                 .await?;
                 rows.iter()
                     .map(|r| {
@@ -530,21 +542,21 @@ macro_rules! impl_task_store {
                 .bind(&q.step_id)
                 .bind(&q.question)
                 .bind(q.asked_at_us)
-                .execute(&self.writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 self.durable().await?;
                 Ok(())
             }
 
             async fn question(&self, id: &str) -> $crate::StoreResult<Option<$crate::QuestionRow>> {
-                let row = sqlx::query("SELECT * FROM task_questions WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+                let row = sqlx::query("SELECT * FROM task_questions WHERE id = $1").bind(id).fetch_optional(&mut *self.read_conn().await?).await?;
                 row.as_ref().map(Self::question_from_row).transpose()
             }
 
             async fn questions(&self, task_id: &str) -> $crate::StoreResult<Vec<$crate::QuestionRow>> {
                 let rows = sqlx::query("SELECT * FROM task_questions WHERE task_id = $1 ORDER BY asked_at_us, id")
                     .bind(task_id)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.read_conn().await?)
                     .await?;
                 rows.iter().map(Self::question_from_row).collect()
             }
@@ -557,7 +569,7 @@ macro_rules! impl_task_store {
                 .bind(answer)
                 .bind(by)
                 .bind(at_us)
-                .execute(&self.writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 self.durable().await?;
                 if done.rows_affected() == 1 {
@@ -581,7 +593,7 @@ macro_rules! impl_task_store {
                 .bind(&m.payload)
                 .bind(&m.status)
                 .bind(m.created_at_us)
-                .execute(&self.writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 self.durable().await?;
                 Ok(())
@@ -593,7 +605,7 @@ macro_rules! impl_task_store {
                 )
                 .bind(agent)
                 .bind(i64::from(limit.clamp(1, 1000)))
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.read_conn().await?)
                 .await?;
                 rows.iter().map(Self::message_row).collect()
             }
@@ -602,7 +614,7 @@ macro_rules! impl_task_store {
                 sqlx::query("UPDATE agent_messages SET status = 'delivered', delivered_at_us = $2 WHERE id = $1 AND status = 'queued'")
                     .bind(id)
                     .bind(at_us)
-                    .execute(&self.writer)
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                     self.durable().await?;
                 Ok(())
@@ -612,7 +624,7 @@ macro_rules! impl_task_store {
                 for _ in 0..5 {
                     let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM workflows WHERE name = $1")
                         .bind(name)
-                        .fetch_one(&self.pool)
+                        .fetch_one(&mut *self.read_conn().await?)
                         .await?;
                     let done = sqlx::query(
                         "INSERT INTO workflows (name, version, definition, author, created_at_us) VALUES ($1, $2, $3, $4, $5) \
@@ -623,7 +635,7 @@ macro_rules! impl_task_store {
                     .bind(definition)
                     .bind(author)
                     .bind(at_us)
-                    .execute(&self.writer)
+                    .execute(&mut *self.write_conn().await?)
                     .await?;
                     self.durable().await?;
                     if done.rows_affected() == 1 {
@@ -639,7 +651,7 @@ macro_rules! impl_task_store {
                 )
                 .bind(name)
                 .bind(version)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.read_conn().await?)
                 .await?;
                 row.as_ref().map(Self::workflow_from_row).transpose()
             }
@@ -648,7 +660,7 @@ macro_rules! impl_task_store {
                 let rows = sqlx::query(
                     "SELECT w.* FROM workflows w WHERE version = (SELECT MAX(version) FROM workflows v WHERE v.name = w.name) ORDER BY name",
                 )
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.read_conn().await?)
                 .await?;
                 rows.iter().map(Self::workflow_from_row).collect()
             }
@@ -662,24 +674,24 @@ macro_rules! impl_task_store {
                 .bind(&w.secret_name)
                 .bind(&w.target)
                 .bind(w.created_at_us)
-                .execute(&self.writer)
+                .execute(&mut *self.write_conn().await?)
                 .await?;
                 self.durable().await?;
                 Ok(())
             }
 
             async fn webhook(&self, name: &str) -> $crate::StoreResult<Option<$crate::WebhookRow>> {
-                let row = sqlx::query("SELECT * FROM webhooks WHERE name = $1").bind(name).fetch_optional(&self.pool).await?;
+                let row = sqlx::query("SELECT * FROM webhooks WHERE name = $1").bind(name).fetch_optional(&mut *self.read_conn().await?).await?;
                 row.as_ref().map(Self::webhook_from_row).transpose()
             }
 
             async fn webhooks(&self) -> $crate::StoreResult<Vec<$crate::WebhookRow>> {
-                let rows = sqlx::query("SELECT * FROM webhooks ORDER BY name").fetch_all(&self.pool).await?;
+                let rows = sqlx::query("SELECT * FROM webhooks ORDER BY name").fetch_all(&mut *self.read_conn().await?).await?;
                 rows.iter().map(Self::webhook_from_row).collect()
             }
 
             async fn delete_webhook(&self, name: &str) -> $crate::StoreResult<()> {
-                let done = sqlx::query("DELETE FROM webhooks WHERE name = $1").bind(name).execute(&self.writer).await?;
+                let done = sqlx::query("DELETE FROM webhooks WHERE name = $1").bind(name).execute(&mut *self.write_conn().await?).await?;
                 self.durable().await?;
                 if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
             }
@@ -687,7 +699,7 @@ macro_rules! impl_task_store {
             async fn trigger_last_fired(&self, id: &str) -> $crate::StoreResult<Option<i64>> {
                 Ok(sqlx::query_scalar("SELECT last_fired_us FROM trigger_state WHERE id = $1")
                     .bind(id)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.read_conn().await?)
                     .await?)
             }
 
@@ -696,13 +708,13 @@ macro_rules! impl_task_store {
                     None => sqlx::query("INSERT INTO trigger_state (id, last_fired_us) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                         .bind(id)
                         .bind(at_us)
-                        .execute(&self.writer)
+                        .execute(&mut *self.write_conn().await?)
                         .await?,
                     Some(prev) => sqlx::query("UPDATE trigger_state SET last_fired_us = $3 WHERE id = $1 AND last_fired_us = $2")
                         .bind(id)
                         .bind(prev)
                         .bind(at_us)
-                        .execute(&self.writer)
+                        .execute(&mut *self.write_conn().await?)
                         .await?,
                 };
                 self.durable().await?;

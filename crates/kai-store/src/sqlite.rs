@@ -5,9 +5,11 @@
 use std::str::FromStr as _;
 use std::time::Duration;
 
+use sqlx::Connection as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::error::{StoreError, StoreResult};
+use crate::sqlite_conns::{Conn, Conns};
 use crate::wal_sync::WalSync;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -15,12 +17,13 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// The SQLite store.
 ///
 /// Reads go to `pool` (WAL readers run in parallel); every write goes to `writer`, one
-/// connection, so writers wait their turn in sqlx's queue instead of colliding on SQLite's
-/// write lock — where a loser sleeps in SQLite's busy handler (1, 2, 5, 10… ms) while the lock
-/// sits free.
+/// connection, so writers wait their turn in a queue instead of colliding on SQLite's write
+/// lock — where a loser sleeps in SQLite's busy handler (1, 2, 5, 10… ms) while the lock sits
+/// free. Both are sets of connections held open ([`crate::sqlite_conns`], which says why not
+/// sqlx's pool).
 pub(crate) struct SqliteStore {
-    pool: sqlx::SqlitePool,
-    writer: sqlx::SqlitePool,
+    pool: Conns,
+    writer: Conns,
     wal: WalSync,
 }
 
@@ -43,20 +46,31 @@ impl SqliteStore {
                     .into(),
             ));
         }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
-            .await?;
-        MIGRATOR.run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            // Writers queue here; under a burst of thousands the wait can pass 10 s.
-            .acquire_timeout(Duration::from_secs(60))
-            .connect_with(options.clone())
-            .await?;
+        // Migrations run through a pool of their own (sqlx's migrator on a bare connection is
+        // not `Send` for every lifetime, which the store's callers need).
+        let migrate =
+            SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        let migrated = MIGRATOR.run(&migrate).await;
+        migrate.close().await;
+        migrated.map_err(|e| StoreError::Migration(e.to_string()))?;
+        let mut readers = Vec::new();
+        for _ in 0..max_connections.max(1) {
+            readers.push(sqlx::SqliteConnection::connect_with(&options).await?);
+        }
+        let writer = Conns::new(vec![sqlx::SqliteConnection::connect_with(&options).await?]);
+        let pool = Conns::new(readers);
         let wal = WalSync::new(Some(options.get_filename().to_path_buf()));
         Ok(Self { pool, writer, wal })
+    }
+
+    /// A reader connection (waits for a free one).
+    async fn read_conn(&self) -> Result<Conn<'_>, sqlx::Error> {
+        self.pool.get().await
+    }
+
+    /// The writer connection (waits its turn).
+    async fn write_conn(&self) -> Result<Conn<'_>, sqlx::Error> {
+        self.writer.get().await
     }
 
     /// Makes every commit this caller made durable (a shared flush of the WAL), unless the

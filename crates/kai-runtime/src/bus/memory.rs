@@ -106,7 +106,10 @@ impl MemoryBus {
         let events: Vec<Envelope> = batch.iter().map(|(e, _)| e.clone()).collect();
         match self.log.append_events(&events).await {
             Ok(offsets) => {
-                for ((mut event, reply), offset) in batch.into_iter().zip(offsets) {
+                // Delivered in offset order, whatever order the store assigned them in.
+                let mut stored: Vec<_> = batch.into_iter().zip(offsets).collect();
+                stored.sort_by_key(|(_, offset)| *offset);
+                for ((mut event, reply), offset) in stored {
                     event.offset = Some(offset);
                     self.fan_out(&event).await;
                     let _ = reply.send(Ok(event));
