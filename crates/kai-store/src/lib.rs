@@ -27,6 +27,7 @@ mod sql_security;
 mod sql_tasks;
 mod sqlite;
 mod sqlite_conns;
+mod sqlite_script;
 mod tasks;
 mod wal_sync;
 

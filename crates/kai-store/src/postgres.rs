@@ -74,6 +74,40 @@ impl PgStore {
     }
 }
 
+/// The transactions SQLite runs as scripts (`sqlite_script.rs`), one statement at a time here.
+impl PgStore {
+    async fn start_step_tx(
+        &self,
+        s: &crate::StepRow,
+        u: crate::TaskUsage,
+        at_us: i64,
+    ) -> StoreResult<crate::TaskRow> {
+        let mut w = self.write_conn().await?;
+        let mut tx = w.begin().await?;
+        Self::write_step(&mut *tx, s).await?;
+        let row = Self::add_usage(&mut tx, &s.task_id, u, at_us).await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    async fn task_call_tx(
+        &self,
+        id: &str,
+        rows: &[crate::UsageRow],
+        u: crate::TaskUsage,
+        at_us: i64,
+    ) -> StoreResult<crate::TaskRow> {
+        let mut w = self.write_conn().await?;
+        let mut tx = w.begin().await?;
+        for r in rows {
+            Self::insert_usage(&mut tx, r).await?;
+        }
+        let row = Self::add_usage(&mut tx, id, u, at_us).await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+}
+
 pub(crate) async fn drop_schema(url: &str, schema: &str) -> StoreResult<()> {
     check_schema_name(schema)?;
     let admin = PgPoolOptions::new().max_connections(1).connect_with(options(url)?).await?;

@@ -410,10 +410,7 @@ macro_rules! impl_security_store {
 
         impl $store {
             async fn insert_usage(tx: &mut sqlx::Transaction<'_, $db>, u: &$crate::UsageRow) -> $crate::StoreResult<()> {
-                sqlx::query(
-                    "INSERT INTO llm_usage (id, at_us, principal, persona, prompt_tokens, completion_tokens, cost_micros) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
+                sqlx::query(&format!("{} VALUES ($1, $2, $3, $4, $5, $6, $7)", $crate::sql_security::INSERT_USAGE))
                 .bind(&u.id)
                 .bind(u.at_us)
                 .bind(&u.principal)
@@ -499,3 +496,7 @@ macro_rules! impl_security_store {
 }
 
 pub(crate) use impl_security_store;
+
+/// The head of an `llm_usage` insert; its values are the id, time, principal, persona, prompt
+/// and completion tokens and cost, in that order.
+pub(crate) const INSERT_USAGE: &str = "INSERT INTO llm_usage (id, at_us, principal, persona, prompt_tokens, completion_tokens, cost_micros)";

@@ -425,24 +425,14 @@ macro_rules! impl_task_store {
             }
 
             async fn update_step(&self, s: &$crate::StepRow) -> $crate::StoreResult<()> {
-                let mut w = self.write_conn().await?;
-                let mut tx = w.begin().await?;
-                Self::write_step(&mut tx, s).await?;
-                tx.commit().await?;
-                drop(w);
+                // One statement: its own transaction.
+                Self::write_step(&mut *self.write_conn().await?, s).await?;
                 self.durable().await?;
                 Ok(())
             }
 
             async fn record_task_call(&self, id: &str, rows: &[$crate::UsageRow], u: $crate::TaskUsage, at_us: i64) -> $crate::StoreResult<$crate::TaskRow> {
-                let mut w = self.write_conn().await?;
-                let mut tx = w.begin().await?;
-                for r in rows {
-                    Self::insert_usage(&mut tx, r).await?;
-                }
-                let row = Self::add_usage(&mut tx, id, u, at_us).await?;
-                tx.commit().await?;
-                drop(w);
+                let row = self.task_call_tx(id, rows, u, at_us).await?;
                 self.durable().await?;
                 Ok(row)
             }
@@ -461,7 +451,7 @@ macro_rules! impl_task_store {
                 if let Some(sql) = lock {
                     sqlx::query(sql).bind(&step.task_id).execute(&mut *tx).await?;
                 }
-                Self::write_step(&mut tx, step).await?;
+                Self::write_step(&mut *tx, step).await?;
                 let rows = sqlx::query("SELECT * FROM steps WHERE task_id = $1 ORDER BY step_id")
                     .bind(&step.task_id)
                     .fetch_all(&mut *tx)
@@ -496,12 +486,7 @@ macro_rules! impl_task_store {
             }
 
             async fn update_step_with_usage(&self, s: &$crate::StepRow, u: $crate::TaskUsage, at_us: i64) -> $crate::StoreResult<$crate::TaskRow> {
-                let mut w = self.write_conn().await?;
-                let mut tx = w.begin().await?;
-                Self::write_step(&mut tx, s).await?;
-                let row = Self::add_usage(&mut tx, &s.task_id, u, at_us).await?;
-                tx.commit().await?;
-                drop(w);
+                let row = self.start_step_tx(s, u, at_us).await?;
                 self.durable().await?;
                 Ok(row)
             }
@@ -723,11 +708,8 @@ macro_rules! impl_task_store {
         }
 
         impl $store {
-            async fn write_step(tx: &mut sqlx::Transaction<'_, $db>, s: &$crate::StepRow) -> $crate::StoreResult<()> {
-                let done = sqlx::query(
-                    "UPDATE steps SET status = $3, attempts = $4, output = $5, feedback = $6, error = $7, tokens = $8, \
-                     tool_calls = $9, started_at_us = $10, finished_at_us = $11 WHERE task_id = $1 AND step_id = $2",
-                )
+            async fn write_step<'e>(ex: impl sqlx::Executor<'e, Database = $db>, s: &$crate::StepRow) -> $crate::StoreResult<()> {
+                let done = sqlx::query($crate::sql_tasks::WRITE_STEP)
                 .bind(&s.task_id)
                 .bind(&s.step_id)
                 .bind(&s.status)
@@ -739,17 +721,13 @@ macro_rules! impl_task_store {
                 .bind(s.tool_calls)
                 .bind(s.started_at_us)
                 .bind(s.finished_at_us)
-                .execute(&mut **tx)
+                .execute(ex)
                 .await?;
                 if done.rows_affected() == 0 { Err($crate::StoreError::NotFound) } else { Ok(()) }
             }
 
             async fn add_usage(tx: &mut sqlx::Transaction<'_, $db>, id: &str, u: $crate::TaskUsage, at_us: i64) -> $crate::StoreResult<$crate::TaskRow> {
-                let row = sqlx::query(
-                    "UPDATE tasks SET used_steps = used_steps + $2, used_tool_calls = used_tool_calls + $3, \
-                     used_tokens = used_tokens + $4, used_cost_micros = used_cost_micros + $5, updated_at_us = $6 \
-                     WHERE id = $1 RETURNING *",
-                )
+                let row = sqlx::query(&format!("{} RETURNING *", $crate::sql_tasks::ADD_USAGE))
                 .bind(id)
                 .bind(u.steps)
                 .bind(u.tool_calls)
@@ -765,6 +743,14 @@ macro_rules! impl_task_store {
 }
 
 pub(crate) use impl_task_store;
+
+/// A step row's columns, by task and step id (`$1`, `$2`; bound by `write_step`).
+pub(crate) const WRITE_STEP: &str = "UPDATE steps SET status = $3, attempts = $4, output = $5, feedback = $6, error = $7, tokens = $8, \
+     tool_calls = $9, started_at_us = $10, finished_at_us = $11 WHERE task_id = $1 AND step_id = $2";
+
+/// Adds to a task's usage counters (`$1` the task, then steps, tool calls, tokens, cost, time).
+pub(crate) const ADD_USAGE: &str = "UPDATE tasks SET used_steps = used_steps + $2, used_tool_calls = used_tool_calls + $3, \
+     used_tokens = used_tokens + $4, used_cost_micros = used_cost_micros + $5, updated_at_us = $6 WHERE id = $1";
 
 /// SQLite needs no row lock to serialize a task's finishing steps: it has one writer.
 pub(crate) const NO_TASK_LOCK: Option<&str> = None;

@@ -222,6 +222,14 @@ pub async fn tasks_plans_and_steps(b: &Backend) {
         0,
         "rolled back with the task update"
     );
+    // A usage row that cannot be stored (its id is taken) takes the counters back with it.
+    let dup = s.record_task_call("task_3", &[row("call-1a", "user:d")], call, 98).await;
+    assert!(dup.is_err(), "{dup:?}");
+    let t = s.task("task_3").await.unwrap().unwrap();
+    assert_eq!((t.used_tokens, t.used_cost_micros), (67, 13), "nothing of the failed call stays");
+    // And the writer takes the next call.
+    let t = s.record_task_call("task_3", &[row("call-3", "user:d")], call, 99).await.unwrap();
+    assert_eq!(t.used_tokens, 74);
 
     // A step succeeding queues what it unblocked, with the jobs, in one transaction.
     let job = |step: &str| {
