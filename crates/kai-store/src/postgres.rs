@@ -106,6 +106,50 @@ impl PgStore {
         tx.commit().await?;
         Ok(row)
     }
+
+    async fn finish_step_tx(
+        &self,
+        step: &crate::StepRow,
+        follow: &crate::sql_tasks::FollowUps<'_>,
+        now_us: i64,
+    ) -> StoreResult<(Vec<crate::StepRow>, Vec<String>)> {
+        let mut w = self.write_conn().await?;
+        let mut tx = w.begin().await?;
+        // Serializes the finishing steps of one task.
+        sqlx::query("SELECT id FROM tasks WHERE id = $1 FOR UPDATE")
+            .bind(&step.task_id)
+            .execute(&mut *tx)
+            .await?;
+        Self::write_step(&mut *tx, step).await?;
+        let rows = sqlx::query("SELECT * FROM steps WHERE task_id = $1 ORDER BY step_id")
+            .bind(&step.task_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut steps = rows.iter().map(Self::step_from_row).collect::<StoreResult<Vec<_>>>()?;
+        let mut queued = Vec::new();
+        let mut jobs = Vec::new();
+        for (id, job) in follow(&steps) {
+            let done = sqlx::query(crate::sql_tasks::PROMOTE_STEP)
+                .bind(&step.task_id)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 1 {
+                if let Some(s) = steps.iter_mut().find(|s| s.step_id == id) {
+                    s.status = "queued".into();
+                }
+                queued.push(id);
+                jobs.push(job);
+            }
+        }
+        if !jobs.is_empty() {
+            Self::queue_insert(&mut tx, &jobs, now_us)
+                .await
+                .map_err(crate::sql_tasks::insert_error)?;
+        }
+        tx.commit().await?;
+        Ok((steps, queued))
+    }
 }
 
 pub(crate) async fn drop_schema(url: &str, schema: &str) -> StoreResult<()> {
@@ -118,7 +162,7 @@ pub(crate) async fn drop_schema(url: &str, schema: &str) -> StoreResult<()> {
 
 crate::sql::impl_store!(PgStore, sqlx::Postgres, "postgres");
 crate::sql_chat::impl_chat_store!(PgStore, sqlx::Postgres);
-crate::sql_tasks::impl_task_store!(PgStore, sqlx::Postgres, lock_task: Some("SELECT id FROM tasks WHERE id = $1 FOR UPDATE"));
+crate::sql_tasks::impl_task_store!(PgStore, sqlx::Postgres);
 crate::sql_library::impl_library_store!(PgStore, sqlx::Postgres);
 crate::sql_memory::impl_memory_store!(PgStore, sqlx::Postgres);
 crate::sql_security::impl_security_store!(PgStore, sqlx::Postgres);

@@ -58,7 +58,7 @@ macro_rules! impl_queue_store {
 
             /// Inserts jobs inside `tx`; jobs whose idempotency key exists resolve to the stored job.
             async fn queue_insert(
-                tx: &mut sqlx::Transaction<'_, $db>,
+                tx: &mut <$db as sqlx::Database>::Connection,
                 jobs: &[$crate::queue::NewJob],
                 now_us: i64,
             ) -> $crate::queue::QueueResult<Vec<$crate::queue::Enqueued>> {
@@ -99,7 +99,7 @@ macro_rules! impl_queue_store {
                     });
                     qb.push(" ON CONFLICT (idempotency_key) DO NOTHING RETURNING ");
                     qb.push($crate::sql_queue::JOB_COLUMNS);
-                    for row in qb.build().fetch_all(&mut **tx).await? {
+                    for row in qb.build().fetch_all(&mut *tx).await? {
                         let job = Self::queue_job_from_row(&row)?;
                         created.insert(job.id.to_string(), job);
                     }
@@ -116,7 +116,7 @@ macro_rules! impl_queue_store {
                         $crate::sql_queue::JOB_COLUMNS
                     ));
                     Self::queue_push_in(&mut qb, chunk.iter().cloned());
-                    for row in qb.build().fetch_all(&mut **tx).await? {
+                    for row in qb.build().fetch_all(&mut *tx).await? {
                         let job = Self::queue_job_from_row(&row)?;
                         if let Some(k) = &job.idempotency_key {
                             existing.insert(k.as_str().to_owned(), job);

@@ -20,7 +20,7 @@ macro_rules! impl_queue_ops {
                 }
                 let mut w = self.write_conn().await?;
                 let mut tx = w.begin_with($begin).await?;
-                let out = Self::queue_insert(&mut tx, jobs, now_us).await?;
+                let out = Self::queue_insert(&mut *tx, jobs, now_us).await?;
                 tx.commit().await?;
                 drop(w);
                 self.durable().await?;
@@ -97,7 +97,7 @@ macro_rules! impl_queue_ops {
                     Self::queue_effect_upsert(&mut tx, key, &lease.job, Some(lease.token.to_string()), attempt, value, now_us)
                         .await?;
                 }
-                let follow_ups = Self::queue_insert(&mut tx, &completion.enqueue, now_us).await?;
+                let follow_ups = Self::queue_insert(&mut *tx, &completion.enqueue, now_us).await?;
                 tx.commit().await?;
                 drop(w);
                 self.durable().await?;

@@ -1,7 +1,7 @@
 //! SQL for agents, tasks, plans and steps, shared by both backends like `sql.rs`.
 
 macro_rules! impl_task_store {
-    ($store:ty, $db:ty, lock_task: $lock_task:expr) => {
+    ($store:ty, $db:ty) => {
         impl $store {
             fn agent_from_row(r: &<$db as sqlx::Database>::Row) -> $crate::StoreResult<$crate::AgentRow> {
                 use sqlx::Row as _;
@@ -443,46 +443,9 @@ macro_rules! impl_task_store {
                 follow: &(dyn for<'s> Fn(&'s [$crate::StepRow]) -> Vec<(String, $crate::queue::NewJob)> + Send + Sync),
                 now_us: i64,
             ) -> $crate::StoreResult<(Vec<$crate::StepRow>, Vec<String>)> {
-                let mut w = self.write_conn().await?;
-                let mut tx = w.begin().await?;
-                // Serializes the finishing steps of one task (PostgreSQL row lock; SQLite has
-                // one writer).
-                let lock: Option<&'static str> = $lock_task;
-                if let Some(sql) = lock {
-                    sqlx::query(sql).bind(&step.task_id).execute(&mut *tx).await?;
-                }
-                Self::write_step(&mut *tx, step).await?;
-                let rows = sqlx::query("SELECT * FROM steps WHERE task_id = $1 ORDER BY step_id")
-                    .bind(&step.task_id)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let mut steps = rows.iter().map(Self::step_from_row).collect::<$crate::StoreResult<Vec<_>>>()?;
-                let mut queued = Vec::new();
-                let mut jobs = Vec::new();
-                for (id, job) in follow(&steps) {
-                    let done = sqlx::query("UPDATE steps SET status = 'queued' WHERE task_id = $1 AND step_id = $2 AND status = 'pending'")
-                        .bind(&step.task_id)
-                        .bind(&id)
-                        .execute(&mut *tx)
-                        .await?;
-                    if done.rows_affected() == 1 {
-                        if let Some(s) = steps.iter_mut().find(|s| s.step_id == id) {
-                            s.status = "queued".into();
-                        }
-                        queued.push(id);
-                        jobs.push(job);
-                    }
-                }
-                if !jobs.is_empty() {
-                    Self::queue_insert(&mut tx, &jobs, now_us).await.map_err(|e| match e {
-                        $crate::queue::QueueError::Store(s) => s,
-                        other => $crate::StoreError::Conflict(other.to_string()),
-                    })?;
-                }
-                tx.commit().await?;
-                drop(w);
+                let done = self.finish_step_tx(step, follow, now_us).await?;
                 self.durable().await?;
-                Ok((steps, queued))
+                Ok(done)
             }
 
             async fn update_step_with_usage(&self, s: &$crate::StepRow, u: $crate::TaskUsage, at_us: i64) -> $crate::StoreResult<$crate::TaskRow> {
@@ -752,5 +715,18 @@ pub(crate) const WRITE_STEP: &str = "UPDATE steps SET status = $3, attempts = $4
 pub(crate) const ADD_USAGE: &str = "UPDATE tasks SET used_steps = used_steps + $2, used_tool_calls = used_tool_calls + $3, \
      used_tokens = used_tokens + $4, used_cost_micros = used_cost_micros + $5, updated_at_us = $6 WHERE id = $1";
 
-/// SQLite needs no row lock to serialize a task's finishing steps: it has one writer.
-pub(crate) const NO_TASK_LOCK: Option<&str> = None;
+/// Marks a step that a finished one unblocked as queued (`$1` task, `$2` step), unless it moved.
+pub(crate) const PROMOTE_STEP: &str =
+    "UPDATE steps SET status = 'queued' WHERE task_id = $1 AND step_id = $2 AND status = 'pending'";
+
+/// Which steps a finished one unblocks, with their jobs (`TaskStore::finish_step`'s `follow`).
+pub(crate) type FollowUps<'f> =
+    dyn for<'s> Fn(&'s [crate::StepRow]) -> Vec<(String, crate::queue::NewJob)> + Send + Sync + 'f;
+
+/// A follow-up job that could not be queued, as a store error (`finish_step`).
+pub(crate) fn insert_error(e: crate::queue::QueueError) -> crate::StoreError {
+    match e {
+        crate::queue::QueueError::Store(s) => s,
+        other => crate::StoreError::Conflict(other.to_string()),
+    }
+}

@@ -147,6 +147,59 @@ impl SqliteStore {
         let row = done.first().and_then(|d| d.rows.first()).ok_or(StoreError::NotFound)?;
         Self::task_from_row(row)
     }
+
+    /// Writes a finished step, reads its task's steps, queues the ones it unblocked with their
+    /// jobs: four trips (the write and the read, the promotions, the jobs, the commit) where
+    /// statement by statement it took seven or more. One writer: nothing else can move a step
+    /// between the read and the promotions, so the read decides which are promoted.
+    async fn finish_step_tx(
+        &self,
+        step: &crate::StepRow,
+        follow: &crate::sql_tasks::FollowUps<'_>,
+        now_us: i64,
+    ) -> StoreResult<(Vec<crate::StepRow>, Vec<String>)> {
+        let mut conn = self.write_conn().await?;
+        let mut script = Script::new();
+        bind_step(script.push(crate::sql_tasks::WRITE_STEP), step);
+        script
+            .push("SELECT * FROM steps WHERE task_id = $1 ORDER BY step_id")
+            .bind(step.task_id.clone());
+        let read = script.run_open(&mut conn).await?;
+        let finished = async {
+            if read.first().is_none_or(|d| d.changes == 0) {
+                return Err(StoreError::NotFound);
+            }
+            let rows = read.get(1).map_or(&[][..], |d| &d.rows[..]);
+            let mut steps =
+                rows.iter().map(Self::step_from_row).collect::<StoreResult<Vec<_>>>()?;
+            let mut queued = Vec::new();
+            let mut jobs = Vec::new();
+            let mut promote = Script::continued();
+            for (id, job) in follow(&steps) {
+                let Some(s) = steps.iter_mut().find(|s| s.step_id == id && s.status == "pending")
+                else {
+                    continue;
+                };
+                s.status = "queued".into();
+                promote
+                    .push(crate::sql_tasks::PROMOTE_STEP)
+                    .bind(step.task_id.clone())
+                    .bind(id.clone());
+                queued.push(id);
+                jobs.push(job);
+            }
+            if !jobs.is_empty() {
+                promote.run_open(&mut conn).await?;
+                Self::queue_insert(&mut conn, &jobs, now_us)
+                    .await
+                    .map_err(crate::sql_tasks::insert_error)?;
+            }
+            Ok((steps, queued))
+        }
+        .await;
+        Script::end(&mut conn, finished.is_ok()).await?;
+        finished
+    }
 }
 
 /// [`crate::sql_tasks::WRITE_STEP`]'s arguments.
@@ -183,7 +236,7 @@ fn bind_usage<'s>(
 
 crate::sql::impl_store!(SqliteStore, sqlx::Sqlite, "sqlite");
 crate::sql_chat::impl_chat_store!(SqliteStore, sqlx::Sqlite);
-crate::sql_tasks::impl_task_store!(SqliteStore, sqlx::Sqlite, lock_task: crate::sql_tasks::NO_TASK_LOCK);
+crate::sql_tasks::impl_task_store!(SqliteStore, sqlx::Sqlite);
 crate::sql_library::impl_library_store!(SqliteStore, sqlx::Sqlite);
 crate::sql_memory::impl_memory_store!(SqliteStore, sqlx::Sqlite);
 crate::sql_security::impl_security_store!(SqliteStore, sqlx::Sqlite);

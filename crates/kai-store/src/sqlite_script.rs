@@ -30,6 +30,8 @@ pub(crate) struct Script {
     sql: String,
     args: SqliteArguments<'static>,
     bad: Option<String>,
+    /// Starts with `BEGIN IMMEDIATE` (whose own result is not reported).
+    begins: bool,
 }
 
 /// What one statement of a script did.
@@ -65,14 +67,26 @@ fn renumber(statement: &str, base: usize) -> String {
 }
 
 impl Script {
-    /// An empty write transaction.
+    /// A write transaction: the script starts with `BEGIN IMMEDIATE`.
     pub(crate) fn new() -> Self {
-        Self { sql: "BEGIN IMMEDIATE".into(), args: SqliteArguments::default(), bad: None }
+        Self {
+            sql: "BEGIN IMMEDIATE".into(),
+            args: SqliteArguments::default(),
+            bad: None,
+            begins: true,
+        }
+    }
+
+    /// More statements of a transaction an earlier [`Self::run_open`] left open.
+    pub(crate) fn continued() -> Self {
+        Self { sql: String::new(), args: SqliteArguments::default(), bad: None, begins: false }
     }
 
     /// Appends a statement; its `$1…$n` are the next `n` arguments [`Self::bind`]s add.
     pub(crate) fn push(&mut self, statement: &str) -> &mut Self {
-        self.sql.push_str(";\n");
+        if !self.sql.is_empty() {
+            self.sql.push_str(";\n");
+        }
         self.sql.push_str(&renumber(statement, self.args.len()));
         self
     }
@@ -88,24 +102,49 @@ impl Script {
         self
     }
 
-    /// Runs the script and commits it. One [`Done`] per statement pushed, in order.
+    /// Runs the script and commits. One [`Done`] per statement pushed, in order.
     pub(crate) async fn run(mut self, conn: &mut Conn<'_>) -> StoreResult<Vec<Done>> {
-        if let Some(e) = self.bad {
-            return Err(StoreError::Conflict(format!("a value could not be bound: {e}")));
-        }
-        self.sql.push_str(";\nCOMMIT");
-        conn.set_open(true);
-        let ran = collect(conn, &self.sql, self.args).await;
-        if ran.is_err() {
-            // A failed statement leaves the transaction open (SQLite rolls back only on some
-            // errors); an error from this ROLLBACK means it had none left.
+        self.push("COMMIT");
+        let mut done = self.execute(conn).await?;
+        done.pop();
+        conn.set_open(false);
+        Ok(done)
+    }
+
+    /// Runs the script and leaves its transaction open for more: a [`Self::continued`] script,
+    /// statements of sqlx's own on the connection, then [`Self::end`]. A failure rolls back.
+    pub(crate) async fn run_open(self, conn: &mut Conn<'_>) -> StoreResult<Vec<Done>> {
+        self.execute(conn).await
+    }
+
+    /// Commits (`commit`) or rolls back the transaction a [`Self::run_open`] left open.
+    pub(crate) async fn end(conn: &mut Conn<'_>, commit: bool) -> StoreResult<()> {
+        let ended = conn.execute(if commit { "COMMIT" } else { "ROLLBACK" }).await;
+        if ended.is_err() {
             let _ = conn.execute("ROLLBACK").await;
         }
         conn.set_open(false);
-        let mut done = ran?;
-        // BEGIN's and COMMIT's own results.
-        if done.len() >= 2 {
-            done.pop();
+        ended?;
+        Ok(())
+    }
+
+    async fn execute(self, conn: &mut Conn<'_>) -> StoreResult<Vec<Done>> {
+        if let Some(e) = self.bad {
+            if !self.begins {
+                Self::end(conn, false).await?;
+            }
+            return Err(StoreError::Conflict(format!("a value could not be bound: {e}")));
+        }
+        conn.set_open(true);
+        let ran = collect(conn, &self.sql, self.args).await;
+        let Ok(mut done) = ran else {
+            // A failed statement leaves the transaction open (SQLite rolls back only on some
+            // errors); an error from this ROLLBACK means it had none left.
+            let _ = conn.execute("ROLLBACK").await;
+            conn.set_open(false);
+            return ran;
+        };
+        if self.begins && !done.is_empty() {
             done.remove(0);
         }
         Ok(done)
@@ -219,5 +258,32 @@ mod tests {
         let mut s = Script::new();
         s.push("INSERT INTO t (k, n) VALUES ($1, $2)").bind("y").bind(1i64);
         s.run(&mut conn).await.expect("no transaction is left open");
+    }
+
+    #[tokio::test]
+    async fn an_open_script_continues_and_ends_as_the_caller_decides() {
+        let dir = tempfile::tempdir().unwrap();
+        let set = writer(&dir).await;
+        let mut conn = set.get().await.unwrap();
+        let mut s = Script::new();
+        s.push("INSERT INTO t (k, n) VALUES ($1, $2)").bind("a").bind(1i64);
+        s.push("SELECT n FROM t WHERE k = $1").bind("a");
+        let read = s.run_open(&mut conn).await.unwrap();
+        assert_eq!(read.len(), 2);
+        assert_eq!(read[1].rows.len(), 1, "the open transaction reads its own write");
+        let mut more = Script::continued();
+        more.push("INSERT INTO t (k, n) VALUES ($1, $2)").bind("b").bind(2i64);
+        assert_eq!(more.run_open(&mut conn).await.unwrap()[0].changes, 1);
+        Script::end(&mut conn, false).await.unwrap();
+        let rows: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM t").fetch_one(&mut *conn).await.unwrap();
+        assert_eq!(rows, 0, "ended without a commit: both inserts are gone");
+        let mut s = Script::new();
+        s.push("INSERT INTO t (k, n) VALUES ($1, $2)").bind("c").bind(3i64);
+        s.run_open(&mut conn).await.unwrap();
+        Script::end(&mut conn, true).await.unwrap();
+        let rows: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM t").fetch_one(&mut *conn).await.unwrap();
+        assert_eq!(rows, 1);
     }
 }
