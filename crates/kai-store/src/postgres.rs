@@ -107,6 +107,14 @@ impl PgStore {
         Ok(row)
     }
 
+    async fn claim_tx(
+        &self,
+        req: &crate::queue::ClaimRequest,
+        now_us: i64,
+    ) -> crate::queue::QueueResult<Vec<crate::queue::ClaimedJob>> {
+        self.queue_claim(req, now_us).await
+    }
+
     async fn finish_step_tx(
         &self,
         step: &crate::StepRow,

@@ -32,7 +32,7 @@ macro_rules! impl_queue_ops {
                 req: &$crate::queue::ClaimRequest,
                 now_us: i64,
             ) -> $crate::queue::QueueResult<Vec<$crate::queue::ClaimedJob>> {
-                self.queue_claim(req, now_us).await
+                self.claim_tx(req, now_us).await
             }
 
             async fn heartbeat(

@@ -10,8 +10,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use crate::error::{StoreError, StoreResult};
 use crate::sqlite_conns::{Conn, Conns};
-use crate::sqlite_script::Script;
 use crate::wal_sync::WalSync;
+
+mod hot;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -84,154 +85,6 @@ impl SqliteStore {
     async fn flush_now(&self) -> StoreResult<()> {
         self.wal.sync().await
     }
-}
-
-/// The step's hot transactions, each one trip to the writer's thread ([`crate::sqlite_script`]).
-impl SqliteStore {
-    /// Writes the step and adds `u` to its task's counters; the task row after.
-    async fn start_step_tx(
-        &self,
-        s: &crate::StepRow,
-        u: crate::TaskUsage,
-        at_us: i64,
-    ) -> StoreResult<crate::TaskRow> {
-        let mut script = Script::new();
-        bind_step(script.push(crate::sql_tasks::WRITE_STEP), s);
-        // The counters move only if the step exists (then the write above found it).
-        let add = format!(
-            "{} AND EXISTS (SELECT 1 FROM steps WHERE task_id = $1 AND step_id = $7) RETURNING *",
-            crate::sql_tasks::ADD_USAGE
-        );
-        bind_usage(script.push(&add), &s.task_id, u, at_us).bind(s.step_id.clone());
-        let done = script.run(&mut self.write_conn().await?).await?;
-        if done.first().is_none_or(|d| d.changes == 0) {
-            return Err(StoreError::NotFound);
-        }
-        let row = done.get(1).and_then(|d| d.rows.first()).ok_or(StoreError::NotFound)?;
-        Self::task_from_row(row)
-    }
-
-    /// Records a model call's usage rows and adds `u` to the task's counters; the task row after.
-    async fn task_call_tx(
-        &self,
-        id: &str,
-        rows: &[crate::UsageRow],
-        u: crate::TaskUsage,
-        at_us: i64,
-    ) -> StoreResult<crate::TaskRow> {
-        let mut script = Script::new();
-        bind_usage(
-            script.push(&format!("{} RETURNING *", crate::sql_tasks::ADD_USAGE)),
-            id,
-            u,
-            at_us,
-        );
-        // The usage rows are kept only with their task (then the update above found it).
-        let insert = format!(
-            "{} SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM tasks WHERE id = $8)",
-            crate::sql_security::INSERT_USAGE
-        );
-        for r in rows {
-            script
-                .push(&insert)
-                .bind(r.id.clone())
-                .bind(r.at_us)
-                .bind(r.principal.clone())
-                .bind(r.persona.clone())
-                .bind(r.prompt_tokens)
-                .bind(r.completion_tokens)
-                .bind(r.cost_micros)
-                .bind(id.to_owned());
-        }
-        let done = script.run(&mut self.write_conn().await?).await?;
-        let row = done.first().and_then(|d| d.rows.first()).ok_or(StoreError::NotFound)?;
-        Self::task_from_row(row)
-    }
-
-    /// Writes a finished step, reads its task's steps, queues the ones it unblocked with their
-    /// jobs: four trips (the write and the read, the promotions, the jobs, the commit) where
-    /// statement by statement it took seven or more. One writer: nothing else can move a step
-    /// between the read and the promotions, so the read decides which are promoted.
-    async fn finish_step_tx(
-        &self,
-        step: &crate::StepRow,
-        follow: &crate::sql_tasks::FollowUps<'_>,
-        now_us: i64,
-    ) -> StoreResult<(Vec<crate::StepRow>, Vec<String>)> {
-        let mut conn = self.write_conn().await?;
-        let mut script = Script::new();
-        bind_step(script.push(crate::sql_tasks::WRITE_STEP), step);
-        script
-            .push("SELECT * FROM steps WHERE task_id = $1 ORDER BY step_id")
-            .bind(step.task_id.clone());
-        let read = script.run_open(&mut conn).await?;
-        let finished = async {
-            if read.first().is_none_or(|d| d.changes == 0) {
-                return Err(StoreError::NotFound);
-            }
-            let rows = read.get(1).map_or(&[][..], |d| &d.rows[..]);
-            let mut steps =
-                rows.iter().map(Self::step_from_row).collect::<StoreResult<Vec<_>>>()?;
-            let mut queued = Vec::new();
-            let mut jobs = Vec::new();
-            let mut promote = Script::continued();
-            for (id, job) in follow(&steps) {
-                let Some(s) = steps.iter_mut().find(|s| s.step_id == id && s.status == "pending")
-                else {
-                    continue;
-                };
-                s.status = "queued".into();
-                promote
-                    .push(crate::sql_tasks::PROMOTE_STEP)
-                    .bind(step.task_id.clone())
-                    .bind(id.clone());
-                queued.push(id);
-                jobs.push(job);
-            }
-            if !jobs.is_empty() {
-                promote.run_open(&mut conn).await?;
-                Self::queue_insert(&mut conn, &jobs, now_us)
-                    .await
-                    .map_err(crate::sql_tasks::insert_error)?;
-            }
-            Ok((steps, queued))
-        }
-        .await;
-        Script::end(&mut conn, finished.is_ok()).await?;
-        finished
-    }
-}
-
-/// [`crate::sql_tasks::WRITE_STEP`]'s arguments.
-fn bind_step<'s>(script: &'s mut Script, s: &crate::StepRow) -> &'s mut Script {
-    script
-        .bind(s.task_id.clone())
-        .bind(s.step_id.clone())
-        .bind(s.status.clone())
-        .bind(s.attempts)
-        .bind(s.output.clone())
-        .bind(s.feedback.clone())
-        .bind(s.error.clone())
-        .bind(s.tokens)
-        .bind(s.tool_calls)
-        .bind(s.started_at_us)
-        .bind(s.finished_at_us)
-}
-
-/// [`crate::sql_tasks::ADD_USAGE`]'s arguments.
-fn bind_usage<'s>(
-    script: &'s mut Script,
-    id: &str,
-    u: crate::TaskUsage,
-    at_us: i64,
-) -> &'s mut Script {
-    script
-        .bind(id.to_owned())
-        .bind(u.steps)
-        .bind(u.tool_calls)
-        .bind(u.tokens)
-        .bind(u.cost_micros)
-        .bind(at_us)
 }
 
 crate::sql::impl_store!(SqliteStore, sqlx::Sqlite, "sqlite");
