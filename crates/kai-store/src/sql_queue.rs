@@ -160,21 +160,16 @@ macro_rules! impl_queue_store {
                 if expired.is_empty() {
                     return Ok(());
                 }
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "UPDATE queue_jobs SET \
-                     state = CASE WHEN cancel_requested THEN 'cancelled' WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END, \
-                     last_error = CASE WHEN cancel_requested THEN last_error ELSE ",
+                let sql = format!(
+                    "UPDATE queue_jobs SET {} WHERE state = 'running' AND id IN ({})",
+                    $crate::sql_queue::REAP_SET,
+                    $crate::sql_queue::placeholders(3, expired.len())
                 );
-                qb.push_bind($crate::sql_queue::LEASE_EXPIRED)
-                    .push(" END, finished_at_us = CASE WHEN cancel_requested OR attempts >= max_attempts THEN ")
-                    .push_bind(now_us)
-                    .push(" ELSE NULL END, run_at_us = ")
-                    .push_bind(now_us)
-                    .push(", updated_at_us = ")
-                    .push_bind(now_us)
-                    .push(", lease_id = NULL, lease_until_us = NULL, worker = NULL WHERE state = 'running' AND id");
-                Self::queue_push_in(&mut qb, expired);
-                qb.build().execute(&mut **tx).await?;
+                let mut reap = sqlx::query(&sql).bind($crate::sql_queue::LEASE_EXPIRED).bind(now_us);
+                for id in expired {
+                    reap = reap.bind(id);
+                }
+                reap.execute(&mut **tx).await?;
                 Ok(())
             }
 
@@ -262,23 +257,18 @@ macro_rules! impl_queue_store {
                     return Ok(Vec::new());
                 }
                 let token = kai_core::ids::LeaseId::new();
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "UPDATE queue_jobs SET state = 'running', attempts = attempts + 1, cancel_requested = FALSE, lease_id = ",
+                let sql = format!(
+                    "UPDATE queue_jobs SET {} WHERE state = 'queued' AND id IN ({}) RETURNING {}",
+                    $crate::sql_queue::TAKE_SET,
+                    $crate::sql_queue::placeholders(5, admitted.len()),
+                    $crate::sql_queue::JOB_COLUMNS
                 );
-                qb.push_bind(token.to_string())
-                    .push(", lease_until_us = ")
-                    .push_bind(lease_until_us)
-                    .push(", worker = ")
-                    .push_bind(req.worker.clone())
-                    .push(", started_at_us = ")
-                    .push_bind(now_us)
-                    .push(", updated_at_us = ")
-                    .push_bind(now_us)
-                    .push(" WHERE state = 'queued' AND id");
-                Self::queue_push_in(&mut qb, admitted.iter().map(|&i| candidates[i].0.clone()));
-                qb.push(" RETURNING ").push($crate::sql_queue::JOB_COLUMNS);
+                let mut take = sqlx::query(&sql).bind(token.to_string()).bind(lease_until_us).bind(req.worker.clone()).bind(now_us);
+                for &i in &admitted {
+                    take = take.bind(candidates[i].0.clone());
+                }
                 let mut claimed = std::collections::HashMap::new();
-                for row in qb.build().fetch_all(&mut *tx).await? {
+                for row in take.fetch_all(&mut *tx).await? {
                     let job = Self::queue_job_from_row(&row)?;
                     claimed.insert(job.id.to_string(), job);
                 }

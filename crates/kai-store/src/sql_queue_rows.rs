@@ -27,6 +27,22 @@ pub(crate) const MAX_WORKER_NAME: usize = 128;
 pub(crate) const LEASE_EXPIRED: &str =
     "lease expired: the worker stopped heartbeating (crashed, stalled or lost the database)";
 
+/// What reaping an expired lease sets (`$1` the error, `$2` now): cancelled if asked, dead if out
+/// of attempts, else queued again at once.
+pub(crate) const REAP_SET: &str = "state = CASE WHEN cancel_requested THEN 'cancelled' WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END, \
+     last_error = CASE WHEN cancel_requested THEN last_error ELSE $1 END, \
+     finished_at_us = CASE WHEN cancel_requested OR attempts >= max_attempts THEN $2 ELSE NULL END, \
+     run_at_us = $2, updated_at_us = $2, lease_id = NULL, lease_until_us = NULL, worker = NULL";
+
+/// What taking a job under a lease sets (`$1` lease, `$2` lease end, `$3` worker, `$4` now).
+pub(crate) const TAKE_SET: &str = "state = 'running', attempts = attempts + 1, cancel_requested = FALSE, \
+     lease_id = $1, lease_until_us = $2, worker = $3, started_at_us = $4, updated_at_us = $4";
+
+/// `$first, $first+1, …` for `n` values (an `IN` list).
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
 pub(crate) fn duration_us(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }

@@ -1,13 +1,14 @@
 //! The SQLite versions of the transactions a task step runs, as scripts ([`crate::sqlite_script`]):
 //! a step's start and a model call in one trip to the writer's thread each, a finished step in
-//! four, a claim of queued jobs in two (when no concurrency limit is set). The PostgreSQL versions are in `postgres.rs`; both share
-//! the SQL text of `sql_tasks.rs` and `sql_queue_rows.rs`.
+//! four, a claim of queued jobs in two (when no concurrency limit is set). The PostgreSQL
+//! versions are in `postgres.rs`; both use the SQL text of `sql_tasks.rs` and `sql_queue_rows.rs`.
 
 use super::SqliteStore;
 use crate::error::{StoreError, StoreResult};
+use crate::sql_queue::placeholders;
 use crate::sqlite_script::Script;
 
-/// The step's hot transactions, each one trip to the writer's thread ([`crate::sqlite_script`]).
+/// A task step's own transactions.
 impl SqliteStore {
     /// Writes the step and adds `u` to its task's counters; the task row after.
     pub(super) async fn start_step_tx(
@@ -123,6 +124,7 @@ impl SqliteStore {
     }
 }
 
+/// The queue's claim.
 impl SqliteStore {
     /// Reaps expired leases, picks the first `max` ready jobs and takes them under one new lease:
     /// two trips, where statement by statement it took six. With concurrency limits set the
@@ -141,13 +143,9 @@ impl SqliteStore {
         // The reap of `queue_reap`, as one statement.
         script
             .push(&format!(
-                "UPDATE queue_jobs SET \
-                 state = CASE WHEN cancel_requested THEN 'cancelled' WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END, \
-                 last_error = CASE WHEN cancel_requested THEN last_error ELSE $1 END, \
-                 finished_at_us = CASE WHEN cancel_requested OR attempts >= max_attempts THEN $2 ELSE NULL END, \
-                 run_at_us = $2, updated_at_us = $2, lease_id = NULL, lease_until_us = NULL, worker = NULL \
-                 WHERE state = 'running' AND id IN (SELECT id FROM queue_jobs WHERE state = 'running' AND lease_until_us < $2 \
-                 AND queue IN ({}) ORDER BY lease_until_us LIMIT $3)",
+                "UPDATE queue_jobs SET {} WHERE state = 'running' AND id IN (SELECT id FROM queue_jobs \
+                 WHERE state = 'running' AND lease_until_us < $2 AND queue IN ({}) ORDER BY lease_until_us LIMIT $3)",
+                crate::sql_queue::REAP_SET,
                 placeholders(4, queues.len())
             ))
             .bind(crate::sql_queue::LEASE_EXPIRED)
@@ -187,9 +185,8 @@ impl SqliteStore {
             let token = kai_core::ids::LeaseId::new();
             let mut take = Script::continued();
             take.push(&format!(
-                "UPDATE queue_jobs SET state = 'running', attempts = attempts + 1, cancel_requested = FALSE, \
-                 lease_id = $1, lease_until_us = $2, worker = $3, started_at_us = $4, updated_at_us = $4 \
-                 WHERE state = 'queued' AND id IN ({}) RETURNING {}",
+                "UPDATE queue_jobs SET {} WHERE state = 'queued' AND id IN ({}) RETURNING {}",
+                crate::sql_queue::TAKE_SET,
                 placeholders(5, ids.len()),
                 crate::sql_queue::JOB_COLUMNS
             ))
@@ -240,11 +237,6 @@ impl SqliteStore {
             }
         }
     }
-}
-
-/// `$first, $first+1, …` for `n` values.
-fn placeholders(first: usize, n: usize) -> String {
-    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
 /// [`crate::sql_tasks::WRITE_STEP`]'s arguments.
