@@ -140,9 +140,12 @@ async fn concurrent_appends_form_one_verifiable_chain() {
     assert_eq!(seqs, (2..=201).collect::<Vec<_>>());
     let report = verify(store.as_ref(), &id).await.unwrap();
     assert_eq!(report.entries, 201);
-    // Group commit: a checkpoint closes any batch that brings 16 or more entries since the last.
+    // Group commit: a checkpoint closes any batch that brings 16 or more entries since the last,
+    // so fewer than 16 are left after the newest one. (How the 200 appends fall into batches
+    // depends on timing: the last batch may bring fewer than 16 and wait for the seal.)
     let cps = store.audit_checkpoints().await.unwrap();
-    assert!(report.checkpoints >= 1 && cps.last().unwrap().size == 201, "{cps:?}");
+    let newest = cps.last().map_or(0, |c| c.size);
+    assert!(report.checkpoints >= 1 && 201 - newest < 16, "{cps:?}");
     fx.shutdown().await;
     // Shutdown seals the tail with a final checkpoint.
     assert_eq!(store.audit_checkpoints().await.unwrap().last().unwrap().size, 201);
