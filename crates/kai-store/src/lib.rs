@@ -27,7 +27,6 @@ mod sql_security;
 mod sql_tasks;
 mod sqlite;
 mod sqlite_conns;
-mod sqlite_script;
 mod tasks;
 mod wal_sync;
 
@@ -55,8 +54,8 @@ pub use records::{
 };
 pub use security::{SessionStore, UsageStore, UserStore, VaultStore};
 pub use tasks::{
-    AgentMessageRow, AgentRow, PlanRow, QuestionRow, StepRow, TaskFilter, TaskRow, TaskStore,
-    TaskUsage, WebhookRow, WorkflowRow,
+    AgentMessageRow, AgentRow, FollowUps, PlanRow, QuestionRow, StepRow, TaskFilter, TaskRow,
+    TaskStore, TaskUsage, WebhookRow, WorkflowRow,
 };
 
 /// The signed audit log's storage. Appends are atomic: all entries and the checkpoint of a

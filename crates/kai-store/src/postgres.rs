@@ -74,8 +74,53 @@ impl PgStore {
     }
 }
 
-/// The transactions SQLite runs as scripts (`sqlite_script.rs`), one statement at a time here.
+/// What SQLite runs on its writer thread or in place (`sqlite/hot.rs`), through the pool here.
 impl PgStore {
+    async fn close_all(&self) {
+        self.pool.close().await;
+    }
+
+    async fn task_read(&self, id: &str) -> StoreResult<Option<crate::TaskRow>> {
+        let row = sqlx::query("SELECT * FROM tasks WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *self.read_conn().await?)
+            .await?;
+        row.as_ref().map(Self::task_from_row).transpose()
+    }
+
+    async fn step_read(&self, task_id: &str, step_id: &str) -> StoreResult<Option<crate::StepRow>> {
+        let row = sqlx::query("SELECT * FROM steps WHERE task_id = $1 AND step_id = $2")
+            .bind(task_id)
+            .bind(step_id)
+            .fetch_optional(&mut *self.read_conn().await?)
+            .await?;
+        row.as_ref().map(Self::step_from_row).transpose()
+    }
+
+    async fn steps_read(&self, task_id: &str) -> StoreResult<Vec<crate::StepRow>> {
+        let rows = sqlx::query("SELECT * FROM steps WHERE task_id = $1 ORDER BY step_id")
+            .bind(task_id)
+            .fetch_all(&mut *self.read_conn().await?)
+            .await?;
+        rows.iter().map(Self::step_from_row).collect()
+    }
+
+    async fn succeed_tx(
+        &self,
+        lease: &crate::queue::Lease,
+        result: String,
+        now_us: i64,
+    ) -> crate::queue::QueueResult<()> {
+        let done = sqlx::query(crate::sql_queue::SUCCEED)
+            .bind(result)
+            .bind(now_us)
+            .bind(lease.job.to_string())
+            .bind(lease.token.to_string())
+            .execute(&mut *self.write_conn().await?)
+            .await?;
+        if done.rows_affected() == 0 { Err(crate::queue::QueueError::LeaseLost) } else { Ok(()) }
+    }
+
     async fn start_step_tx(
         &self,
         s: &crate::StepRow,
@@ -118,7 +163,7 @@ impl PgStore {
     async fn finish_step_tx(
         &self,
         step: &crate::StepRow,
-        follow: &crate::sql_tasks::FollowUps<'_>,
+        follow: crate::FollowUps,
         now_us: i64,
     ) -> StoreResult<(Vec<crate::StepRow>, Vec<String>)> {
         let mut w = self.write_conn().await?;

@@ -408,8 +408,7 @@ macro_rules! impl_store {
             }
 
             async fn close(&self) {
-                self.pool.close().await;
-                self.writer.close().await;
+                self.close_all().await;
             }
         }
     };

@@ -75,21 +75,16 @@ macro_rules! impl_queue_ops {
                         limit: kai_core::queue::MAX_EFFECTS_PER_COMPLETION,
                     });
                 }
-                let succeed = sqlx::query_scalar::<_, i64>(
-                    "UPDATE queue_jobs SET state = 'succeeded', result = $1, finished_at_us = $2, updated_at_us = $2, \
-                     lease_id = NULL, lease_until_us = NULL, worker = NULL \
-                     WHERE id = $3 AND lease_id = $4 AND state = 'running' RETURNING attempts",
-                )
+                if completion.effects.is_empty() && completion.enqueue.is_empty() {
+                    // The update alone: one statement is its own transaction.
+                    self.succeed_tx(lease, result, now_us).await?;
+                    return Ok(Vec::new());
+                }
+                let succeed = sqlx::query_scalar::<_, i64>(concat!($crate::sql_queue::succeed_sql!(), " RETURNING attempts"))
                 .bind(result)
                 .bind(now_us)
                 .bind(lease.job.to_string())
                 .bind(lease.token.to_string());
-                if completion.effects.is_empty() && completion.enqueue.is_empty() {
-                    // The update alone: one statement is its own transaction.
-                    succeed.fetch_optional(&mut *self.write_conn().await?).await?.ok_or(QueueError::LeaseLost)?;
-                    self.durable().await?;
-                    return Ok(Vec::new());
-                }
                 let mut w = self.write_conn().await?;
                 let mut tx = w.begin_with($begin).await?;
                 let attempt = succeed.fetch_optional(&mut *tx).await?.ok_or(QueueError::LeaseLost)?;

@@ -38,6 +38,19 @@ pub(crate) const REAP_SET: &str = "state = CASE WHEN cancel_requested THEN 'canc
 pub(crate) const TAKE_SET: &str = "state = 'running', attempts = attempts + 1, cancel_requested = FALSE, \
      lease_id = $1, lease_until_us = $2, worker = $3, started_at_us = $4, updated_at_us = $4";
 
+/// [`SUCCEED`] as a literal, for `concat!`.
+macro_rules! succeed_sql {
+    () => {
+        "UPDATE queue_jobs SET state = 'succeeded', result = $1, finished_at_us = $2, updated_at_us = $2, \
+         lease_id = NULL, lease_until_us = NULL, worker = NULL \
+         WHERE id = $3 AND lease_id = $4 AND state = 'running'"
+    };
+}
+pub(crate) use succeed_sql;
+
+/// Marks a job succeeded under its lease (`$1` result, `$2` now, `$3` job, `$4` lease).
+pub(crate) const SUCCEED: &str = succeed_sql!();
+
 /// `$first, $first+1, …` for `n` values (an `IN` list).
 pub(crate) fn placeholders(first: usize, n: usize) -> String {
     (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")

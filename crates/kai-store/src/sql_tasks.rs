@@ -56,6 +56,7 @@ macro_rules! impl_task_store {
                 })
             }
 
+            #[allow(dead_code, reason = "SQLite reads steps with rusqlite (sqlite/hot.rs)")]
             fn step_from_row(r: &<$db as sqlx::Database>::Row) -> $crate::StoreResult<$crate::StepRow> {
                 use sqlx::Row as _;
                 Ok($crate::StepRow {
@@ -236,8 +237,7 @@ macro_rules! impl_task_store {
             }
 
             async fn task(&self, id: &str) -> $crate::StoreResult<Option<$crate::TaskRow>> {
-                let row = sqlx::query("SELECT * FROM tasks WHERE id = $1").bind(id).fetch_optional(&mut *self.read_conn().await?).await?;
-                row.as_ref().map(Self::task_from_row).transpose()
+                self.task_read(id).await
             }
 
             async fn tasks(&self, f: &$crate::TaskFilter) -> $crate::StoreResult<Vec<$crate::TaskRow>> {
@@ -408,20 +408,11 @@ macro_rules! impl_task_store {
             }
 
             async fn step(&self, task_id: &str, step_id: &str) -> $crate::StoreResult<Option<$crate::StepRow>> {
-                let row = sqlx::query("SELECT * FROM steps WHERE task_id = $1 AND step_id = $2")
-                    .bind(task_id)
-                    .bind(step_id)
-                    .fetch_optional(&mut *self.read_conn().await?)
-                    .await?;
-                row.as_ref().map(Self::step_from_row).transpose()
+                self.step_read(task_id, step_id).await
             }
 
             async fn steps(&self, task_id: &str) -> $crate::StoreResult<Vec<$crate::StepRow>> {
-                let rows = sqlx::query("SELECT * FROM steps WHERE task_id = $1 ORDER BY step_id")
-                    .bind(task_id)
-                    .fetch_all(&mut *self.read_conn().await?)
-                    .await?;
-                rows.iter().map(Self::step_from_row).collect()
+                self.steps_read(task_id).await
             }
 
             async fn update_step(&self, s: &$crate::StepRow) -> $crate::StoreResult<()> {
@@ -440,7 +431,7 @@ macro_rules! impl_task_store {
             async fn finish_step(
                 &self,
                 step: &$crate::StepRow,
-                follow: &(dyn for<'s> Fn(&'s [$crate::StepRow]) -> Vec<(String, $crate::queue::NewJob)> + Send + Sync),
+                follow: $crate::FollowUps,
                 now_us: i64,
             ) -> $crate::StoreResult<(Vec<$crate::StepRow>, Vec<String>)> {
                 let done = self.finish_step_tx(step, follow, now_us).await?;
@@ -718,10 +709,6 @@ pub(crate) const ADD_USAGE: &str = "UPDATE tasks SET used_steps = used_steps + $
 /// Marks a step that a finished one unblocked as queued (`$1` task, `$2` step), unless it moved.
 pub(crate) const PROMOTE_STEP: &str =
     "UPDATE steps SET status = 'queued' WHERE task_id = $1 AND step_id = $2 AND status = 'pending'";
-
-/// Which steps a finished one unblocks, with their jobs (`TaskStore::finish_step`'s `follow`).
-pub(crate) type FollowUps<'f> =
-    dyn for<'s> Fn(&'s [crate::StepRow]) -> Vec<(String, crate::queue::NewJob)> + Send + Sync + 'f;
 
 /// A follow-up job that could not be queued, as a store error (`finish_step`).
 pub(crate) fn insert_error(e: crate::queue::QueueError) -> crate::StoreError {

@@ -8,10 +8,13 @@ use std::time::Duration;
 use sqlx::Connection as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use std::sync::Arc;
+
 use crate::error::{StoreError, StoreResult};
 use crate::sqlite_conns::{Conn, Conns};
 use crate::wal_sync::WalSync;
 
+mod direct;
 mod hot;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -22,10 +25,12 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// connection, so writers wait their turn in a queue instead of colliding on SQLite's write
 /// lock — where a loser sleeps in SQLite's busy handler (1, 2, 5, 10… ms) while the lock sits
 /// free. Both are sets of connections held open ([`crate::sqlite_conns`], which says why not
-/// sqlx's pool).
+/// sqlx's pool). What a task step does runs through `direct` instead (`sqlite/direct.rs`:
+/// reads in place, transactions batched on a writer thread that waits in the same queue).
 pub(crate) struct SqliteStore {
     pool: Conns,
-    writer: Conns,
+    writer: Arc<Conns>,
+    direct: direct::Direct,
     wal: WalSync,
 }
 
@@ -59,10 +64,33 @@ impl SqliteStore {
         for _ in 0..max_connections.max(1) {
             readers.push(sqlx::SqliteConnection::connect_with(&options).await?);
         }
-        let writer = Conns::new(vec![sqlx::SqliteConnection::connect_with(&options).await?]);
+        let writer =
+            Arc::new(Conns::new(vec![sqlx::SqliteConnection::connect_with(&options).await?]));
         let pool = Conns::new(readers);
+        let direct = direct::Direct::open(options.get_filename(), writer.clone())?;
         let wal = WalSync::new(Some(options.get_filename().to_path_buf()));
-        Ok(Self { pool, writer, wal })
+        Ok(Self { pool, writer, direct, wal })
+    }
+
+    async fn close_all(&self) {
+        self.direct.close().await;
+        self.pool.close().await;
+        self.writer.close().await;
+    }
+
+    #[allow(clippy::unused_async)]
+    async fn task_read(&self, id: &str) -> StoreResult<Option<crate::TaskRow>> {
+        self.task_now(id)
+    }
+
+    #[allow(clippy::unused_async)]
+    async fn step_read(&self, task_id: &str, step_id: &str) -> StoreResult<Option<crate::StepRow>> {
+        self.step_now(task_id, step_id)
+    }
+
+    #[allow(clippy::unused_async)]
+    async fn steps_read(&self, task_id: &str) -> StoreResult<Vec<crate::StepRow>> {
+        self.steps_now(task_id)
     }
 
     /// A reader connection (waits for a free one).

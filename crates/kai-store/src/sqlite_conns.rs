@@ -11,10 +11,7 @@
 //!
 //! A query future dropped part-way leaves nothing behind: the connection's thread runs its
 //! commands in order, so whatever the next holder sends runs after the abandoned command (and
-//! after the rollback sqlx queues for a dropped transaction). A transaction opened by a script
-//! of statements ([`crate::sqlite_script`]), which sqlx does not track, marks its connection
-//! [`Conn::set_open`]; if the script's future is dropped before it clears the mark, the next
-//! holder's [`Conns::get`] rolls the transaction back first.
+//! after the rollback sqlx queues for a dropped transaction).
 //!
 //! Written by hand because no pool crate is in the build and the set needs no more than this:
 //! no connection is ever replaced (a SQLite connection to a local file does not go stale).
@@ -26,8 +23,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// A fixed set of open connections.
 pub(crate) struct Conns {
-    /// Idle connections, each with whether a script's transaction may be left open on it.
-    idle: Mutex<Vec<(SqliteConnection, bool)>>,
+    idle: Mutex<Vec<SqliteConnection>>,
     turns: Semaphore,
     size: u32,
 }
@@ -35,7 +31,6 @@ pub(crate) struct Conns {
 /// One connection of a [`Conns`], returned to it when dropped.
 pub(crate) struct Conn<'a> {
     conn: Option<SqliteConnection>,
-    open: bool,
     home: &'a Conns,
     _turn: SemaphorePermit<'a>,
 }
@@ -43,11 +38,10 @@ pub(crate) struct Conn<'a> {
 impl Conns {
     pub(crate) fn new(conns: Vec<SqliteConnection>) -> Self {
         let size = u32::try_from(conns.len()).unwrap_or(u32::MAX);
-        let idle = conns.into_iter().map(|c| (c, false)).collect();
-        Self { turns: Semaphore::new(size as usize), idle: Mutex::new(idle), size }
+        Self { turns: Semaphore::new(size as usize), idle: Mutex::new(conns), size }
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<(SqliteConnection, bool)>> {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<SqliteConnection>> {
         self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -56,17 +50,8 @@ impl Conns {
         let turn = self.turns.acquire().await.map_err(|_| sqlx::Error::PoolClosed)?;
         // A turn guarantees an idle connection: there are as many turns as connections, and a
         // connection is back before its turn is.
-        let (conn, open) = self.idle().pop().ok_or(sqlx::Error::PoolClosed)?;
-        let mut held = Conn { conn: Some(conn), open, home: self, _turn: turn };
-        if held.open {
-            // A script's transaction was abandoned part-way; an error here means there was
-            // none left (the script had finished, or SQLite had rolled it back).
-            if let Err(e) = sqlx::Executor::execute(&mut *held, "ROLLBACK").await {
-                tracing::debug!(error = %e, "rolling back an abandoned script");
-            }
-            held.open = false;
-        }
-        Ok(held)
+        let conn = self.idle().pop().ok_or(sqlx::Error::PoolClosed)?;
+        Ok(Conn { conn: Some(conn), home: self, _turn: turn })
     }
 
     /// Waits for every connection to come back, closes them, and refuses later callers.
@@ -76,18 +61,11 @@ impl Conns {
         let conns = std::mem::take(&mut *self.idle());
         self.turns.close();
         drop(all);
-        for (c, _) in conns {
+        for c in conns {
             if let Err(e) = c.close().await {
                 tracing::debug!(error = %e, "closing a SQLite connection");
             }
         }
-    }
-}
-
-impl Conn<'_> {
-    /// Marks whether a transaction that sqlx does not track may be open on this connection.
-    pub(crate) fn set_open(&mut self, open: bool) {
-        self.open = open;
     }
 }
 
@@ -108,7 +86,7 @@ impl Drop for Conn<'_> {
     fn drop(&mut self) {
         // Back before the turn is released (fields drop after this body).
         if let Some(c) = self.conn.take() {
-            self.home.idle().push((c, self.open));
+            self.home.idle().push(c);
         }
     }
 }

@@ -83,6 +83,11 @@ pub struct PlanRow {
     pub created_at_us: i64,
 }
 
+/// Which steps a finished one unblocks, with their jobs ([`TaskStore::finish_step`]'s
+/// `follow`): owned, because SQLite runs it on its writer thread.
+pub type FollowUps =
+    std::sync::Arc<dyn Fn(&[StepRow]) -> Vec<(String, crate::queue::NewJob)> + Send + Sync>;
+
 /// One step of a task, as it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepRow {
@@ -246,9 +251,7 @@ pub trait TaskStore: Send + Sync {
     async fn finish_step(
         &self,
         step: &StepRow,
-        follow: &(
-             dyn for<'s> Fn(&'s [StepRow]) -> Vec<(String, crate::queue::NewJob)> + Send + Sync
-         ),
+        follow: FollowUps,
         now_us: i64,
     ) -> StoreResult<(Vec<StepRow>, Vec<String>)>;
     /// [`TaskStore::update_step`] and [`TaskStore::add_task_usage`] for the step's task in one

@@ -561,7 +561,7 @@ async fn run_step(
     row.finished_at_us = Some(now_us());
     let (steps, promoted) = tasks
         .store
-        .finish_step(row, &unblocked(&graph, task), now_us())
+        .finish_step(row, unblocked(&graph, task), now_us())
         .await
         .map_err(|e| Outcome::Retry(e.to_string()))?;
     let preview: String = output.chars().take(2000).collect();
@@ -679,22 +679,20 @@ pub(crate) async fn advance(tasks: &Tasks, id: &str, round: i64) -> Result<(), T
 
 /// For [`kai_store::TaskStore::finish_step`]: the steps that may start, with their jobs, given
 /// the task's steps as they are once a step succeeded.
-fn unblocked<'g>(
-    graph: &'g TaskGraph,
-    task: &'g TaskRow,
-) -> impl Fn(&[StepRow]) -> Vec<(String, NewJob)> + Send + Sync + 'g {
-    move |steps: &[StepRow]| {
+fn unblocked(graph: &TaskGraph, task: &TaskRow) -> kai_store::FollowUps {
+    let (graph, id, version) = (graph.clone(), task.id.clone(), task.plan_version);
+    Arc::new(move |steps: &[StepRow]| {
         let by_id: BTreeMap<String, StepRow> =
             steps.iter().map(|s| (s.step_id.clone(), s.clone())).collect();
-        ready_steps(graph, &by_id)
+        ready_steps(&graph, &by_id)
             .into_iter()
             .filter_map(|s| {
                 let row = by_id.get(&s.id)?;
-                let job = step_job(&task.id, task.plan_version, s, row, 0).ok()?;
+                let job = step_job(&id, version, s, row, 0).ok()?;
                 Some((s.id.clone(), job))
             })
             .collect()
-    }
+    })
 }
 
 /// After a step succeeded and `finish_step` queued the steps it unblocked: finishes the task

@@ -1,272 +1,419 @@
-//! The SQLite versions of the transactions a task step runs, as scripts ([`crate::sqlite_script`]):
-//! a step's start and a model call in one trip to the writer's thread each, a finished step in
-//! four, a claim of queued jobs in two (when no concurrency limit is set). The PostgreSQL
-//! versions are in `postgres.rs`; both use the SQL text of `sql_tasks.rs` and `sql_queue_rows.rs`.
+//! The SQLite versions of what a task step does to the store, run without a thread hand-off
+//! per statement ([`super::direct`]): its reads of the task and its steps in place, and its
+//! transactions — the claim of its job, its start, each model call, its finish with the steps
+//! it unblocks, its job's completion — each as one closure on the writer thread, committed in a
+//! batch with whatever else is waiting. The PostgreSQL versions are in `postgres.rs` and
+//! `sql_tasks.rs`; both use the SQL text of `sql_tasks.rs` and `sql_queue_rows.rs`.
+
+use std::sync::LazyLock;
+
+use rusqlite::{Connection, OptionalExtension as _, Row};
 
 use super::SqliteStore;
+use super::direct::positional;
 use crate::error::{StoreError, StoreResult};
-use crate::sql_queue::placeholders;
-use crate::sqlite_script::Script;
+use crate::queue::{ClaimRequest, ClaimedJob, Job, Lease, NewJob, QueueError, QueueResult};
+use crate::sql_queue::{self, placeholders};
+use crate::{StepRow, TaskRow, TaskUsage, UsageRow};
+
+/// The shared SQL with SQLite's placeholders, made once.
+static WRITE_STEP: LazyLock<String> = LazyLock::new(|| positional(crate::sql_tasks::WRITE_STEP));
+static ADD_USAGE: LazyLock<String> =
+    LazyLock::new(|| format!("{} RETURNING *", positional(crate::sql_tasks::ADD_USAGE)));
+static PROMOTE_STEP: LazyLock<String> =
+    LazyLock::new(|| positional(crate::sql_tasks::PROMOTE_STEP));
+static INSERT_USAGE: LazyLock<String> = LazyLock::new(|| {
+    format!("{} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", crate::sql_security::INSERT_USAGE)
+});
+static SUCCEED: LazyLock<String> = LazyLock::new(|| positional(sql_queue::SUCCEED));
+
+/// Reads.
+impl SqliteStore {
+    pub(super) fn task_now(&self, id: &str) -> StoreResult<Option<TaskRow>> {
+        self.direct.read(|c| {
+            Ok(c.prepare_cached("SELECT * FROM tasks WHERE id = ?1")?
+                .query_row([id], task_row)
+                .optional()?)
+        })
+    }
+
+    pub(super) fn step_now(&self, task_id: &str, step_id: &str) -> StoreResult<Option<StepRow>> {
+        self.direct.read(|c| {
+            Ok(c.prepare_cached("SELECT * FROM steps WHERE task_id = ?1 AND step_id = ?2")?
+                .query_row([task_id, step_id], step_row)
+                .optional()?)
+        })
+    }
+
+    pub(super) fn steps_now(&self, task_id: &str) -> StoreResult<Vec<StepRow>> {
+        self.direct.read(|c| steps_of(c, task_id))
+    }
+}
 
 /// A task step's own transactions.
 impl SqliteStore {
     /// Writes the step and adds `u` to its task's counters; the task row after.
     pub(super) async fn start_step_tx(
         &self,
-        s: &crate::StepRow,
-        u: crate::TaskUsage,
+        s: &StepRow,
+        u: TaskUsage,
         at_us: i64,
-    ) -> StoreResult<crate::TaskRow> {
-        let mut script = Script::new();
-        bind_step(script.push(crate::sql_tasks::WRITE_STEP), s);
-        // The counters move only if the step exists (then the write above found it).
-        let add = format!(
-            "{} AND EXISTS (SELECT 1 FROM steps WHERE task_id = $1 AND step_id = $7) RETURNING *",
-            crate::sql_tasks::ADD_USAGE
-        );
-        bind_usage(script.push(&add), &s.task_id, u, at_us).bind(s.step_id.clone());
-        let done = script.run(&mut self.write_conn().await?).await?;
-        if done.first().is_none_or(|d| d.changes == 0) {
-            return Err(StoreError::NotFound);
-        }
-        let row = done.get(1).and_then(|d| d.rows.first()).ok_or(StoreError::NotFound)?;
-        Self::task_from_row(row)
+    ) -> StoreResult<TaskRow> {
+        let s = s.clone();
+        self.direct
+            .write(move |c| {
+                write_step(c, &s)?;
+                add_usage(c, &s.task_id, u, at_us)
+            })
+            .await
     }
 
     /// Records a model call's usage rows and adds `u` to the task's counters; the task row after.
     pub(super) async fn task_call_tx(
         &self,
         id: &str,
-        rows: &[crate::UsageRow],
-        u: crate::TaskUsage,
+        rows: &[UsageRow],
+        u: TaskUsage,
         at_us: i64,
-    ) -> StoreResult<crate::TaskRow> {
-        let mut script = Script::new();
-        bind_usage(
-            script.push(&format!("{} RETURNING *", crate::sql_tasks::ADD_USAGE)),
-            id,
-            u,
-            at_us,
-        );
-        // The usage rows are kept only with their task (then the update above found it).
-        let insert = format!(
-            "{} SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM tasks WHERE id = $8)",
-            crate::sql_security::INSERT_USAGE
-        );
-        for r in rows {
-            script
-                .push(&insert)
-                .bind(r.id.clone())
-                .bind(r.at_us)
-                .bind(r.principal.clone())
-                .bind(r.persona.clone())
-                .bind(r.prompt_tokens)
-                .bind(r.completion_tokens)
-                .bind(r.cost_micros)
-                .bind(id.to_owned());
-        }
-        let done = script.run(&mut self.write_conn().await?).await?;
-        let row = done.first().and_then(|d| d.rows.first()).ok_or(StoreError::NotFound)?;
-        Self::task_from_row(row)
+    ) -> StoreResult<TaskRow> {
+        let (id, rows) = (id.to_owned(), rows.to_vec());
+        self.direct
+            .write(move |c| {
+                let task = add_usage(c, &id, u, at_us)?;
+                let mut stmt = c.prepare_cached(&INSERT_USAGE)?;
+                for r in &rows {
+                    stmt.execute(rusqlite::params![
+                        r.id,
+                        r.at_us,
+                        r.principal,
+                        r.persona,
+                        r.prompt_tokens,
+                        r.completion_tokens,
+                        r.cost_micros
+                    ])?;
+                }
+                Ok(task)
+            })
+            .await
     }
 
     /// Writes a finished step, reads its task's steps, queues the ones it unblocked with their
-    /// jobs: four trips (the write and the read, the promotions, the jobs, the commit) where
-    /// statement by statement it took seven or more. One writer: nothing else can move a step
-    /// between the read and the promotions, so the read decides which are promoted.
+    /// jobs, in one transaction. One writer: nothing else can move a step between the read and
+    /// the promotions, so the read decides which are promoted.
     pub(super) async fn finish_step_tx(
         &self,
-        step: &crate::StepRow,
-        follow: &crate::sql_tasks::FollowUps<'_>,
+        step: &StepRow,
+        follow: crate::FollowUps,
         now_us: i64,
-    ) -> StoreResult<(Vec<crate::StepRow>, Vec<String>)> {
-        let mut conn = self.write_conn().await?;
-        let mut script = Script::new();
-        bind_step(script.push(crate::sql_tasks::WRITE_STEP), step);
-        script
-            .push("SELECT * FROM steps WHERE task_id = $1 ORDER BY step_id")
-            .bind(step.task_id.clone());
-        let read = script.run_open(&mut conn).await?;
-        let finished = async {
-            if read.first().is_none_or(|d| d.changes == 0) {
-                return Err(StoreError::NotFound);
-            }
-            let rows = read.get(1).map_or(&[][..], |d| &d.rows[..]);
-            let mut steps =
-                rows.iter().map(Self::step_from_row).collect::<StoreResult<Vec<_>>>()?;
-            let mut queued = Vec::new();
-            let mut jobs = Vec::new();
-            let mut promote = Script::continued();
-            for (id, job) in follow(&steps) {
-                let Some(s) = steps.iter_mut().find(|s| s.step_id == id && s.status == "pending")
-                else {
-                    continue;
-                };
-                s.status = "queued".into();
-                promote
-                    .push(crate::sql_tasks::PROMOTE_STEP)
-                    .bind(step.task_id.clone())
-                    .bind(id.clone());
-                queued.push(id);
-                jobs.push(job);
-            }
-            if !jobs.is_empty() {
-                promote.run_open(&mut conn).await?;
-                Self::queue_insert(&mut conn, &jobs, now_us)
-                    .await
-                    .map_err(crate::sql_tasks::insert_error)?;
-            }
-            Ok((steps, queued))
-        }
-        .await;
-        Script::end(&mut conn, finished.is_ok()).await?;
-        finished
+    ) -> StoreResult<(Vec<StepRow>, Vec<String>)> {
+        let step = step.clone();
+        self.direct
+            .write(move |c| {
+                write_step(c, &step)?;
+                let mut steps = steps_of(c, &step.task_id)?;
+                let mut queued = Vec::new();
+                let mut jobs = Vec::new();
+                for (id, job) in follow(&steps) {
+                    let Some(s) =
+                        steps.iter_mut().find(|s| s.step_id == id && s.status == "pending")
+                    else {
+                        continue;
+                    };
+                    s.status = "queued".into();
+                    c.prepare_cached(&PROMOTE_STEP)?.execute([&step.task_id, &id])?;
+                    queued.push(id);
+                    jobs.push(job);
+                }
+                insert_jobs(c, &jobs, now_us).map_err(crate::sql_tasks::insert_error)?;
+                Ok((steps, queued))
+            })
+            .await
     }
 }
 
-/// The queue's claim.
+/// The queue's claim and completion.
 impl SqliteStore {
-    /// Reaps expired leases, picks the first `max` ready jobs and takes them under one new lease:
-    /// two trips, where statement by statement it took six. With concurrency limits set the
-    /// admission needs the running counts, and the shared claim (`sql_queue.rs`) runs instead.
+    /// Reaps expired leases, picks the first `max` ready jobs and takes them under one new
+    /// lease, in one transaction. With concurrency limits set the admission needs the running
+    /// counts, and the shared claim (`sql_queue.rs`) runs instead.
     pub(super) async fn claim_tx(
         &self,
-        req: &crate::queue::ClaimRequest,
+        req: &ClaimRequest,
         now_us: i64,
-    ) -> crate::queue::QueueResult<Vec<crate::queue::ClaimedJob>> {
-        use sqlx::Row as _;
-        crate::sql_queue::check_claim(req)?;
+    ) -> QueueResult<Vec<ClaimedJob>> {
+        sql_queue::check_claim(req)?;
         let queues: Vec<String> = req.queues.iter().map(|q| q.as_str().to_owned()).collect();
-        let lease_until_us = now_us.saturating_add(crate::sql_queue::duration_us(req.lease));
-        let mut conn = self.write_conn().await?;
-        let mut script = Script::new();
-        // The reap of `queue_reap`, as one statement.
-        script
-            .push(&format!(
-                "UPDATE queue_jobs SET {} WHERE state = 'running' AND id IN (SELECT id FROM queue_jobs \
-                 WHERE state = 'running' AND lease_until_us < $2 AND queue IN ({}) ORDER BY lease_until_us LIMIT $3)",
-                crate::sql_queue::REAP_SET,
-                placeholders(4, queues.len())
-            ))
-            .bind(crate::sql_queue::LEASE_EXPIRED)
-            .bind(now_us)
-            .bind(crate::sql_queue::REAP_BATCH);
-        for q in &queues {
-            script.bind(q.clone());
-        }
-        script.push("SELECT COUNT(*) AS n FROM queue_limits");
-        script
-            .push(&format!(
-                "SELECT id FROM queue_jobs WHERE state = 'queued' AND run_at_us <= $1 AND queue IN ({}) \
-                 ORDER BY priority DESC, run_at_us, id LIMIT $2",
-                placeholders(3, queues.len())
-            ))
-            .bind(now_us)
-            .bind(i64::from(req.max));
-        for q in &queues {
-            script.bind(q.clone());
-        }
-        let read = script.run_open(&mut conn).await?;
-        let claimed = async {
-            let limited = match read.get(1).and_then(|d| d.rows.first()) {
-                Some(row) => row.try_get::<i64, _>("n")? > 0,
-                None => false,
-            };
-            if limited {
-                return Ok(None);
-            }
-            let ids: Vec<String> = match read.get(2) {
-                Some(d) => d.rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?,
-                None => Vec::new(),
-            };
-            if ids.is_empty() {
-                return Ok(Some(Vec::new()));
-            }
-            let token = kai_core::ids::LeaseId::new();
-            let mut take = Script::continued();
-            take.push(&format!(
-                "UPDATE queue_jobs SET {} WHERE state = 'queued' AND id IN ({}) RETURNING {}",
-                crate::sql_queue::TAKE_SET,
-                placeholders(5, ids.len()),
-                crate::sql_queue::JOB_COLUMNS
-            ))
-            .bind(token.to_string())
-            .bind(lease_until_us)
-            .bind(req.worker.clone())
-            .bind(now_us);
-            for id in &ids {
-                take.bind(id.clone());
-            }
-            let taken = take.run_open(&mut conn).await?;
-            let mut jobs = std::collections::HashMap::new();
-            for row in taken.first().map_or(&[][..], |d| &d.rows[..]) {
-                let job = Self::queue_job_from_row(row)?;
-                jobs.insert(job.id.to_string(), job);
-            }
-            // In the order picked.
-            let out: Vec<crate::queue::ClaimedJob> = ids
-                .iter()
-                .filter_map(|id| jobs.remove(id))
-                .map(|job| crate::queue::ClaimedJob {
-                    lease: crate::queue::Lease { job: job.id, token },
-                    job,
-                    lease_until_us,
-                })
-                .collect();
-            Ok::<_, crate::queue::QueueError>(Some(out))
-        }
-        .await;
+        let lease_until_us = now_us.saturating_add(sql_queue::duration_us(req.lease));
+        let (max, worker) = (i64::from(req.max), req.worker.clone());
+        let claimed = self
+            .direct
+            .write(move |c| claim(c, &queues, max, &worker, lease_until_us, now_us))
+            .await?;
         match claimed {
-            Ok(Some(out)) => {
-                Script::end(&mut conn, true).await?;
-                drop(conn);
+            Some(out) => {
                 if !out.is_empty() {
                     self.durable().await?;
                 }
                 Ok(out)
             }
-            Ok(None) => {
-                // Limits are set: the shared claim, which admits under them.
-                Script::end(&mut conn, false).await?;
-                drop(conn);
-                self.queue_claim(req, now_us).await
-            }
-            Err(e) => {
-                Script::end(&mut conn, false).await?;
-                Err(e)
-            }
+            None => self.queue_claim(req, now_us).await,
         }
+    }
+
+    /// Marks a job succeeded under its lease (a completion with no effects and no follow-ups).
+    pub(super) async fn succeed_tx(
+        &self,
+        lease: &Lease,
+        result: String,
+        now_us: i64,
+    ) -> QueueResult<()> {
+        let (job, token) = (lease.job.to_string(), lease.token.to_string());
+        let done = self
+            .direct
+            .write(move |c| {
+                Ok::<_, QueueError>(
+                    c.prepare_cached(&SUCCEED)?
+                        .execute(rusqlite::params![result, now_us, job, token])?,
+                )
+            })
+            .await?;
+        if done == 0 {
+            return Err(QueueError::LeaseLost);
+        }
+        self.durable().await?;
+        Ok(())
     }
 }
 
-/// [`crate::sql_tasks::WRITE_STEP`]'s arguments.
-fn bind_step<'s>(script: &'s mut Script, s: &crate::StepRow) -> &'s mut Script {
-    script
-        .bind(s.task_id.clone())
-        .bind(s.step_id.clone())
-        .bind(s.status.clone())
-        .bind(s.attempts)
-        .bind(s.output.clone())
-        .bind(s.feedback.clone())
-        .bind(s.error.clone())
-        .bind(s.tokens)
-        .bind(s.tool_calls)
-        .bind(s.started_at_us)
-        .bind(s.finished_at_us)
+/// The claim, on the writer thread; `None` when concurrency limits are set.
+fn claim(
+    c: &Connection,
+    queues: &[String],
+    max: i64,
+    worker: &str,
+    lease_until_us: i64,
+    now_us: i64,
+) -> QueueResult<Option<Vec<ClaimedJob>>> {
+    use rusqlite::types::Value;
+    let names = || queues.iter().map(|q| Value::from(q.clone()));
+    let reap = format!(
+        "UPDATE queue_jobs SET {} WHERE state = 'running' AND id IN (SELECT id FROM queue_jobs \
+         WHERE state = 'running' AND lease_until_us < $2 AND queue IN ({}) ORDER BY lease_until_us LIMIT $3)",
+        sql_queue::REAP_SET,
+        placeholders(4, queues.len())
+    );
+    let head = [
+        Value::from(sql_queue::LEASE_EXPIRED.to_owned()),
+        Value::from(now_us),
+        Value::from(sql_queue::REAP_BATCH),
+    ];
+    c.prepare_cached(&positional(&reap))?
+        .execute(rusqlite::params_from_iter(head.into_iter().chain(names())))?;
+    let limited: i64 =
+        c.prepare_cached("SELECT COUNT(*) FROM queue_limits")?.query_row([], |r| r.get(0))?;
+    if limited > 0 {
+        return Ok(None);
+    }
+    let pick = format!(
+        "SELECT id FROM queue_jobs WHERE state = 'queued' AND run_at_us <= $1 AND queue IN ({}) \
+         ORDER BY priority DESC, run_at_us, id LIMIT $2",
+        placeholders(3, queues.len())
+    );
+    let ids: Vec<String> = c
+        .prepare_cached(&positional(&pick))?
+        .query_map(
+            rusqlite::params_from_iter(
+                [Value::from(now_us), Value::from(max)].into_iter().chain(names()),
+            ),
+            |r| r.get(0),
+        )?
+        .collect::<Result<_, _>>()?;
+    if ids.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
+    let token = kai_core::ids::LeaseId::new();
+    let take = format!(
+        "UPDATE queue_jobs SET {} WHERE state = 'queued' AND id IN ({}) RETURNING {}",
+        sql_queue::TAKE_SET,
+        placeholders(5, ids.len()),
+        sql_queue::JOB_COLUMNS
+    );
+    let head = [
+        Value::from(token.to_string()),
+        Value::from(lease_until_us),
+        Value::from(worker.to_owned()),
+        Value::from(now_us),
+    ];
+    let mut stmt = c.prepare_cached(&positional(&take))?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(
+        head.into_iter().chain(ids.iter().map(|i| Value::from(i.clone()))),
+    ))?;
+    let mut jobs = std::collections::HashMap::new();
+    while let Some(row) = rows.next()? {
+        let job = job_row(row)?;
+        jobs.insert(job.id.to_string(), job);
+    }
+    // In the order picked.
+    Ok(Some(
+        ids.iter()
+            .filter_map(|id| jobs.remove(id))
+            .map(|job| ClaimedJob { lease: Lease { job: job.id, token }, job, lease_until_us })
+            .collect(),
+    ))
 }
 
-/// [`crate::sql_tasks::ADD_USAGE`]'s arguments.
-fn bind_usage<'s>(
-    script: &'s mut Script,
-    id: &str,
-    u: crate::TaskUsage,
-    at_us: i64,
-) -> &'s mut Script {
-    script
-        .bind(id.to_owned())
-        .bind(u.steps)
-        .bind(u.tool_calls)
-        .bind(u.tokens)
-        .bind(u.cost_micros)
-        .bind(at_us)
+/// Inserts jobs; a job whose idempotency key exists resolves to the stored one, which must
+/// describe the same work (as `queue_insert` of `sql_queue.rs`).
+fn insert_jobs(c: &Connection, jobs: &[NewJob], now_us: i64) -> QueueResult<()> {
+    sql_queue::check_batch(jobs.len())?;
+    const INSERT: &str = "INSERT INTO queue_jobs (id, queue, state, priority, payload, parent_id, idempotency_key, \
+         concurrency_key, attempts, max_attempts, backoff_initial_ms, backoff_max_ms, run_at_us, \
+         cancel_requested, created_at_us, updated_at_us) \
+         VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, 0, ?8, ?9, ?10, ?11, FALSE, ?12, ?12) \
+         ON CONFLICT (idempotency_key) DO NOTHING";
+    let existing =
+        format!("SELECT {} FROM queue_jobs WHERE idempotency_key = ?1", sql_queue::JOB_COLUMNS);
+    for job in jobs {
+        let p = sql_queue::prepare(job, now_us)?;
+        let inserted = c.prepare_cached(INSERT)?.execute(rusqlite::params![
+            p.id,
+            p.queue,
+            p.priority,
+            p.payload,
+            p.parent_id,
+            p.idempotency_key,
+            p.concurrency_key,
+            p.max_attempts,
+            p.backoff_initial_ms,
+            p.backoff_max_ms,
+            p.run_at_us,
+            now_us
+        ])?;
+        if inserted == 1 {
+            continue;
+        }
+        let Some(key) = &p.idempotency_key else {
+            return Err(QueueError::Store(StoreError::Corrupt(
+                "a job without an idempotency key was not inserted".into(),
+            )));
+        };
+        let mut stmt = c.prepare_cached(&existing)?;
+        let mut rows = stmt.query([key])?;
+        let Some(row) = rows.next()? else {
+            return Err(QueueError::Store(StoreError::Corrupt(
+                "an enqueued job was neither inserted nor found by its idempotency key".into(),
+            )));
+        };
+        let found = job_row(row)?;
+        if !sql_queue::same_work(&found, job) {
+            return Err(QueueError::IdempotencyConflict { existing: found.id });
+        }
+    }
+    Ok(())
+}
+
+/// [`crate::sql_tasks::WRITE_STEP`]; `NotFound` if the step does not exist.
+fn write_step(c: &Connection, s: &StepRow) -> StoreResult<()> {
+    let changed = c.prepare_cached(&WRITE_STEP)?.execute(rusqlite::params![
+        s.task_id,
+        s.step_id,
+        s.status,
+        s.attempts,
+        s.output,
+        s.feedback,
+        s.error,
+        s.tokens,
+        s.tool_calls,
+        s.started_at_us,
+        s.finished_at_us
+    ])?;
+    if changed == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+}
+
+/// [`crate::sql_tasks::ADD_USAGE`]; the task row after, `NotFound` if there is no such task.
+fn add_usage(c: &Connection, id: &str, u: TaskUsage, at_us: i64) -> StoreResult<TaskRow> {
+    c.prepare_cached(&ADD_USAGE)?
+        .query_row(
+            rusqlite::params![id, u.steps, u.tool_calls, u.tokens, u.cost_micros, at_us],
+            task_row,
+        )
+        .optional()?
+        .ok_or(StoreError::NotFound)
+}
+
+fn steps_of(c: &Connection, task_id: &str) -> StoreResult<Vec<StepRow>> {
+    let mut stmt = c.prepare_cached("SELECT * FROM steps WHERE task_id = ?1 ORDER BY step_id")?;
+    let rows = stmt.query_map([task_id], step_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn task_row(r: &Row<'_>) -> rusqlite::Result<TaskRow> {
+    Ok(TaskRow {
+        id: r.get("id")?,
+        owner: r.get("owner")?,
+        goal: r.get("goal")?,
+        status: r.get("status")?,
+        source: r.get("source")?,
+        workflow: r.get("workflow")?,
+        budget: r.get("budget")?,
+        used_steps: r.get("used_steps")?,
+        used_tool_calls: r.get("used_tool_calls")?,
+        used_tokens: r.get("used_tokens")?,
+        used_cost_micros: r.get("used_cost_micros")?,
+        result: r.get("result")?,
+        error: r.get("error")?,
+        plan_version: r.get("plan_version")?,
+        parent_id: r.get("parent_id")?,
+        depth: r.get("depth")?,
+        idempotency_key: r.get("idempotency_key")?,
+        created_at_us: r.get("created_at_us")?,
+        updated_at_us: r.get("updated_at_us")?,
+        finished_at_us: r.get("finished_at_us")?,
+    })
+}
+
+fn step_row(r: &Row<'_>) -> rusqlite::Result<StepRow> {
+    Ok(StepRow {
+        task_id: r.get("task_id")?,
+        step_id: r.get("step_id")?,
+        plan_version: r.get("plan_version")?,
+        agent: r.get("agent")?,
+        status: r.get("status")?,
+        attempts: r.get("attempts")?,
+        output: r.get("output")?,
+        feedback: r.get("feedback")?,
+        error: r.get("error")?,
+        tokens: r.get("tokens")?,
+        tool_calls: r.get("tool_calls")?,
+        started_at_us: r.get("started_at_us")?,
+        finished_at_us: r.get("finished_at_us")?,
+    })
+}
+
+fn job_row(r: &Row<'_>) -> QueueResult<Job> {
+    sql_queue::RawJob {
+        id: r.get("id")?,
+        queue: r.get("queue")?,
+        state: r.get("state")?,
+        priority: r.get("priority")?,
+        payload: r.get("payload")?,
+        result: r.get("result")?,
+        last_error: r.get("last_error")?,
+        parent_id: r.get("parent_id")?,
+        idempotency_key: r.get("idempotency_key")?,
+        concurrency_key: r.get("concurrency_key")?,
+        attempts: r.get("attempts")?,
+        max_attempts: r.get("max_attempts")?,
+        backoff_initial_ms: r.get("backoff_initial_ms")?,
+        backoff_max_ms: r.get("backoff_max_ms")?,
+        run_at_us: r.get("run_at_us")?,
+        lease_until_us: r.get("lease_until_us")?,
+        worker: r.get("worker")?,
+        cancel_requested: r.get("cancel_requested")?,
+        created_at_us: r.get("created_at_us")?,
+        updated_at_us: r.get("updated_at_us")?,
+        started_at_us: r.get("started_at_us")?,
+        finished_at_us: r.get("finished_at_us")?,
+    }
+    .into_job()
 }

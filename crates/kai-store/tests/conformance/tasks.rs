@@ -239,19 +239,22 @@ pub async fn tasks_plans_and_steps(b: &Backend) {
         )
         .with_idempotency_key(format!("step:task_3:{step}").parse().unwrap())
     };
-    let seen = std::sync::Mutex::new(Vec::new());
-    let follow = |steps: &[StepRow]| {
-        *seen.lock().unwrap() =
-            steps.iter().map(|s| (s.step_id.clone(), s.status.clone())).collect();
-        // `a` is not pending (succeeded): picking it again changes nothing.
-        vec![("a".to_owned(), job("a")), ("b".to_owned(), job("b"))]
-    };
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let follow: kai_store::FollowUps = std::sync::Arc::new({
+        let seen = seen.clone();
+        move |steps: &[StepRow]| {
+            *seen.lock().unwrap() =
+                steps.iter().map(|s| (s.step_id.clone(), s.status.clone())).collect();
+            // `a` is not pending (succeeded): picking it again changes nothing.
+            vec![("a".to_owned(), job("a")), ("b".to_owned(), job("b"))]
+        }
+    });
     let mut b3 = s.step("task_3", "b").await.unwrap().unwrap();
     b3.status = "pending".into();
     s.update_step(&b3).await.unwrap();
     let mut a2 = s.step("task_3", "a").await.unwrap().unwrap();
     a2.output = Some("a second haiku".into());
-    let (steps, queued) = s.finish_step(&a2, &follow, 100).await.unwrap();
+    let (steps, queued) = s.finish_step(&a2, follow.clone(), 100).await.unwrap();
     assert_eq!(queued, ["b"]);
     assert_eq!(
         *seen.lock().unwrap(),
@@ -269,10 +272,10 @@ pub async fn tasks_plans_and_steps(b: &Backend) {
     assert_eq!(ours.len(), 1, "{ours:?}");
     assert_eq!(ours[0].payload["step_id"], "b");
     // Again: nothing is pending any more, so nothing is queued and no job is added.
-    let (_, queued) = s.finish_step(&a2, &follow, 101).await.unwrap();
+    let (_, queued) = s.finish_step(&a2, follow.clone(), 101).await.unwrap();
     assert!(queued.is_empty());
     // A step that does not exist rolls everything back.
-    let none = s.finish_step(&step("task_3", "zz"), &follow, 102).await;
+    let none = s.finish_step(&step("task_3", "zz"), follow, 102).await;
     assert!(matches!(none, Err(StoreError::NotFound)), "{none:?}");
 }
 
