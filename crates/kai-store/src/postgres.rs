@@ -76,6 +76,158 @@ impl PgStore {
 
 /// What SQLite runs on its writer thread or in place (`sqlite/hot.rs`), through the pool here.
 impl PgStore {
+    async fn audit_append_tx(
+        &self,
+        entries: &[kai_crypto::audit::Entry],
+        checkpoint: Option<&kai_crypto::audit::Checkpoint>,
+        frontier: Option<&str>,
+    ) -> StoreResult<()> {
+        use crate::sql::i64_of;
+        const CHUNK: usize = 500;
+        let insert = |chunk: &[kai_crypto::audit::Entry]| -> crate::StoreResult<sqlx::QueryBuilder<'static, sqlx::Postgres>> {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(format!(
+                "INSERT INTO audit_entries ({}) ",
+                crate::sql::AUDIT_COLUMNS
+            ));
+            let mut bad = None;
+            qb.push_values(chunk, |mut b, e| {
+                if let Err(err) = crate::sql::entry_is_sane(e) {
+                    bad = Some(err);
+                }
+                b.push_bind(i64_of(e.seq).unwrap_or(i64::MAX))
+                    .push_bind(e.timestamp_us)
+                    .push_bind(e.actor.clone())
+                    .push_bind(e.action.clone())
+                    .push_bind(e.target.clone())
+                    .push_bind(e.outcome.clone())
+                    .push_bind(e.details.clone())
+                    .push_bind(e.prev_hash.to_vec())
+                    .push_bind(e.signer.clone())
+                    .push_bind(e.hash.to_vec())
+                    .push_bind(e.signature.to_vec());
+            });
+            match bad {
+                Some(err) => Err(err),
+                None => Ok(qb),
+            }
+        };
+        // Entries alone: one statement is its own transaction.
+        if checkpoint.is_none() && frontier.is_none() && entries.len() <= CHUNK {
+            if entries.is_empty() {
+                return Ok(());
+            }
+            insert(entries)?.build().execute(&mut *self.write_conn().await?).await?;
+            self.durable().await?;
+            return Ok(());
+        }
+        let mut w = self.write_conn().await?;
+        let mut tx = w.begin().await?;
+        for chunk in entries.chunks(CHUNK) {
+            insert(chunk)?.build().execute(&mut *tx).await?;
+        }
+        if let Some(cp) = checkpoint {
+            sqlx::query(
+                "INSERT INTO audit_checkpoints (size, root, timestamp_us, signer, signature) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(i64_of(cp.size)?)
+            .bind(cp.root.to_vec())
+            .bind(cp.timestamp_us)
+            .bind(cp.signer.clone())
+            .bind(cp.signature.to_vec())
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(frontier) = frontier {
+            sqlx::query("INSERT INTO node_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+                .bind(crate::AUDIT_FRONTIER_KEY)
+                .bind(frontier)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        drop(w);
+        self.durable().await?;
+        Ok(())
+    }
+
+    async fn events_append_tx(&self, events: &[kai_core::Envelope]) -> StoreResult<Vec<u64>> {
+        use sqlx::Row as _;
+        // One multi-row statement per chunk (6 binds a row stays far below both
+        // databases' bind limits); offsets are matched to events by id, since neither
+        // database promises an order for `RETURNING`.
+        const CHUNK: usize = 200;
+        let ids: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
+        let mut offsets: std::collections::HashMap<String, i64> =
+            std::collections::HashMap::with_capacity(events.len());
+        let mut w = self.write_conn().await?;
+        let mut tx = w.begin().await?;
+        for (chunk, chunk_ids) in events.chunks(CHUNK).zip(ids.chunks(CHUNK)) {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+                "INSERT INTO events (id, type, agent, task_id, payload, timestamp_us) ",
+            );
+            qb.push_values(chunk.iter().zip(chunk_ids), |mut b, (e, id)| {
+                b.push_bind(id.clone())
+                    .push_bind(e.kind.as_str().to_owned())
+                    .push_bind(e.agent.as_ref().map(|a| a.as_str().to_owned()))
+                    .push_bind(e.task_id.clone())
+                    .push_bind(e.payload.to_string())
+                    .push_bind(e.timestamp.timestamp_micros());
+            });
+            qb.push(" ON CONFLICT (id) DO NOTHING RETURNING id, event_offset");
+            for row in qb.build().fetch_all(&mut *tx).await? {
+                offsets.insert(row.try_get("id")?, row.try_get("event_offset")?);
+            }
+        }
+        // Already stored (a retried publish): their existing offsets.
+        let known: Vec<&String> = ids.iter().filter(|id| !offsets.contains_key(*id)).collect();
+        for chunk in known.chunks(500) {
+            let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+                "SELECT id, event_offset FROM events WHERE id IN (",
+            );
+            let mut list = qb.separated(", ");
+            for id in chunk {
+                list.push_bind((*id).clone());
+            }
+            qb.push(")");
+            for row in qb.build().fetch_all(&mut *tx).await? {
+                offsets.insert(row.try_get("id")?, row.try_get("event_offset")?);
+            }
+        }
+        tx.commit().await?;
+        drop(w);
+        ids.iter()
+            .map(|id| {
+                let offset = offsets.get(id).copied().ok_or_else(|| {
+                    crate::StoreError::Corrupt(format!("event {id} was neither stored nor found"))
+                })?;
+                crate::sql::u64_of(offset, "offset")
+            })
+            .collect()
+    }
+
+    async fn next_wakeup_read(
+        &self,
+        queues: &[kai_core::queue::QueueName],
+    ) -> crate::queue::QueueResult<Option<i64>> {
+        if queues.is_empty() {
+            return Ok(None);
+        }
+        let names = || queues.iter().map(|q| q.as_str().to_owned());
+        let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+            "SELECT (SELECT MIN(run_at_us) FROM queue_jobs WHERE state = 'queued' AND queue",
+        );
+        Self::queue_push_in(&mut qb, names());
+        qb.push("), (SELECT MIN(lease_until_us) FROM queue_jobs WHERE state = 'running' AND queue");
+        Self::queue_push_in(&mut qb, names());
+        qb.push(")");
+        let (ready, lease): (Option<i64>, Option<i64>) =
+            qb.build_query_as().fetch_one(&mut *self.read_conn().await?).await?;
+        Ok(match (ready, lease) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
     async fn close_all(&self) {
         self.pool.close().await;
     }

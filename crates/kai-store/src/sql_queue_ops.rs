@@ -321,22 +321,7 @@ macro_rules! impl_queue_ops {
             }
 
             async fn next_wakeup(&self, queues: &[kai_core::queue::QueueName]) -> $crate::queue::QueueResult<Option<i64>> {
-                if queues.is_empty() {
-                    return Ok(None);
-                }
-                let names = || queues.iter().map(|q| q.as_str().to_owned());
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT (SELECT MIN(run_at_us) FROM queue_jobs WHERE state = 'queued' AND queue",
-                );
-                Self::queue_push_in(&mut qb, names());
-                qb.push("), (SELECT MIN(lease_until_us) FROM queue_jobs WHERE state = 'running' AND queue");
-                Self::queue_push_in(&mut qb, names());
-                qb.push(")");
-                let (ready, lease): (Option<i64>, Option<i64>) = qb.build_query_as().fetch_one(&mut *self.read_conn().await?).await?;
-                Ok(match (ready, lease) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                })
+                self.next_wakeup_read(queues).await
             }
 
             async fn set_concurrency_limit(

@@ -16,6 +16,7 @@ use crate::wal_sync::WalSync;
 
 mod direct;
 mod hot;
+mod logs;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -86,6 +87,18 @@ impl SqliteStore {
     #[allow(clippy::unused_async)]
     async fn step_read(&self, task_id: &str, step_id: &str) -> StoreResult<Option<crate::StepRow>> {
         self.step_now(task_id, step_id)
+    }
+
+    #[allow(clippy::unused_async)]
+    async fn next_wakeup_read(
+        &self,
+        queues: &[kai_core::queue::QueueName],
+    ) -> crate::queue::QueueResult<Option<i64>> {
+        if queues.is_empty() {
+            return Ok(None);
+        }
+        let names: Vec<String> = queues.iter().map(|q| q.as_str().to_owned()).collect();
+        Ok(self.next_wakeup_now(&names)?)
     }
 
     #[allow(clippy::unused_async)]

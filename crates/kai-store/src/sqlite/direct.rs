@@ -28,6 +28,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
@@ -89,6 +90,8 @@ pub(super) struct Direct {
     readers: Mutex<Vec<Connection>>,
     writer: Mutex<Option<mpsc::Sender<Work>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Transactions the writer thread has run (batches).
+    batches: Arc<AtomicU64>,
 }
 
 impl Direct {
@@ -96,16 +99,25 @@ impl Direct {
     pub(super) fn open(path: &Path, turn: Arc<Conns>) -> StoreResult<Self> {
         let conn = connect(path)?;
         let (tx, rx) = mpsc::channel::<Work>();
+        let batches = Arc::new(AtomicU64::new(0));
+        let counted = batches.clone();
         let thread = std::thread::Builder::new()
             .name("kai-sqlite-writer".into())
-            .spawn(move || writer(&conn, &rx, &turn))
+            .spawn(move || writer(&conn, &rx, &turn, &counted))
             .map_err(|e| StoreError::Unavailable(format!("starting the SQLite writer: {e}")))?;
         Ok(Self {
             path: path.to_path_buf(),
             readers: Mutex::new(Vec::new()),
             writer: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
+            batches,
         })
+    }
+
+    /// Transactions the writer thread has run so far.
+    #[cfg(test)]
+    pub(super) fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
     }
 
     /// Runs `work` in a transaction of the writer thread; its result once that committed. An
@@ -151,6 +163,10 @@ impl Direct {
             tracing::warn!("the SQLite writer thread did not stop cleanly");
         }
         lock(&self.readers).clear();
+        tracing::debug!(
+            transactions = self.batches.load(Ordering::Relaxed),
+            "SQLite writer stopped"
+        );
     }
 }
 
@@ -176,7 +192,7 @@ fn connect(path: &Path) -> StoreResult<Connection> {
 }
 
 /// The writer thread: batches of queued work, one transaction per batch.
-fn writer(conn: &Connection, queue: &mpsc::Receiver<Work>, turn: &Conns) {
+fn writer(conn: &Connection, queue: &mpsc::Receiver<Work>, turn: &Conns, batches: &AtomicU64) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -185,6 +201,7 @@ fn writer(conn: &Connection, queue: &mpsc::Receiver<Work>, turn: &Conns) {
                 Err(_) => break,
             }
         }
+        batches.fetch_add(1, Ordering::Relaxed);
         let committed = match futures::executor::block_on(turn.get()) {
             Ok(_turn) => run_batch(conn, &mut batch),
             Err(e) => Err(StoreError::from(e)),
@@ -306,13 +323,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (d, _turn) = direct(&dir).await;
         let d = Arc::new(d);
+        d.write(put("taken", 0)).await.unwrap();
         let mut joins = Vec::new();
         for i in 0..200 {
             let d = d.clone();
             joins.push(tokio::spawn(async move { d.write(put(&format!("k{i}"), i)).await }));
         }
-        // The same key again: a unique violation, in whatever batch it lands.
-        let dup = d.write(put("k7", 0)).await;
+        // A key already stored: a unique violation, in whatever batch it lands.
+        let dup = d.write(put("taken", 1)).await;
         for j in joins {
             assert_eq!(j.await.unwrap().unwrap(), 1);
         }
@@ -325,7 +343,7 @@ mod tests {
             })
             .await;
         assert!(matches!(partial, Err(StoreError::NotFound)));
-        assert_eq!(count(&d), 200);
+        assert_eq!(count(&d), 201);
         let v7: i64 = d
             .read(|c| Ok(c.query_row("SELECT v FROM t WHERE k = 'k7'", [], |r| r.get(0))?))
             .unwrap();
@@ -348,7 +366,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_writer_waits_for_the_stores_writer_turn() {
+    async fn the_writer_waits_for_the_stores_writer_turn_and_then_commits_the_queue_together() {
         let dir = tempfile::tempdir().unwrap();
         let (d, turn) = direct(&dir).await;
         let mut held = turn.get().await.unwrap();
@@ -359,12 +377,25 @@ mod tests {
             let d = d.clone();
             async move { d.write(put("direct", 2)).await }
         });
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // More writes queue behind it meanwhile.
+        let queued: Vec<_> = (0..50)
+            .map(|i| {
+                let d = d.clone();
+                tokio::spawn(async move { d.write(put(&format!("q{i}"), i)).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!write.is_finished(), "the direct write waits while sqlx's writer holds the turn");
         sqlx::query("COMMIT").execute(&mut *held).await.unwrap();
         drop(held);
         write.await.unwrap().unwrap();
-        assert_eq!(count(&d), 2);
+        for q in queued {
+            q.await.unwrap().unwrap();
+        }
+        // What queued while the turn was held ran as one transaction (or a few, had some
+        // writes been slow to arrive), not as 50.
+        assert!(d.batches() < 10, "{} transactions for 51 writes", d.batches());
+        assert_eq!(count(&d), 52);
     }
 
     #[tokio::test]
