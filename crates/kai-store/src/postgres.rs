@@ -117,7 +117,6 @@ impl PgStore {
                 return Ok(());
             }
             insert(entries)?.build().execute(&mut *self.write_conn().await?).await?;
-            self.durable().await?;
             return Ok(());
         }
         let mut w = self.write_conn().await?;
@@ -145,8 +144,6 @@ impl PgStore {
                 .await?;
         }
         tx.commit().await?;
-        drop(w);
-        self.durable().await?;
         Ok(())
     }
 
@@ -209,9 +206,6 @@ impl PgStore {
         &self,
         queues: &[kai_core::queue::QueueName],
     ) -> crate::queue::QueueResult<Option<i64>> {
-        if queues.is_empty() {
-            return Ok(None);
-        }
         let names = || queues.iter().map(|q| q.as_str().to_owned());
         let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(
             "SELECT (SELECT MIN(run_at_us) FROM queue_jobs WHERE state = 'queued' AND queue",

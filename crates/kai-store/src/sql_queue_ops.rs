@@ -321,6 +321,9 @@ macro_rules! impl_queue_ops {
             }
 
             async fn next_wakeup(&self, queues: &[kai_core::queue::QueueName]) -> $crate::queue::QueueResult<Option<i64>> {
+                if queues.is_empty() {
+                    return Ok(None);
+                }
                 self.next_wakeup_read(queues).await
             }
 

@@ -94,9 +94,6 @@ impl SqliteStore {
         &self,
         queues: &[kai_core::queue::QueueName],
     ) -> crate::queue::QueueResult<Option<i64>> {
-        if queues.is_empty() {
-            return Ok(None);
-        }
         let names: Vec<String> = queues.iter().map(|q| q.as_str().to_owned()).collect();
         Ok(self.next_wakeup_now(&names)?)
     }
