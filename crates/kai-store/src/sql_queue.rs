@@ -20,30 +20,7 @@ macro_rules! impl_queue_store {
         impl $store {
             fn queue_job_from_row(r: &<$db as sqlx::Database>::Row) -> $crate::queue::QueueResult<$crate::queue::Job> {
                 use sqlx::Row as _;
-                $crate::sql_queue::RawJob {
-                    id: r.try_get("id")?,
-                    queue: r.try_get("queue")?,
-                    state: r.try_get("state")?,
-                    priority: r.try_get("priority")?,
-                    payload: r.try_get("payload")?,
-                    result: r.try_get("result")?,
-                    last_error: r.try_get("last_error")?,
-                    parent_id: r.try_get("parent_id")?,
-                    idempotency_key: r.try_get("idempotency_key")?,
-                    concurrency_key: r.try_get("concurrency_key")?,
-                    attempts: r.try_get("attempts")?,
-                    max_attempts: r.try_get("max_attempts")?,
-                    backoff_initial_ms: r.try_get("backoff_initial_ms")?,
-                    backoff_max_ms: r.try_get("backoff_max_ms")?,
-                    run_at_us: r.try_get("run_at_us")?,
-                    lease_until_us: r.try_get("lease_until_us")?,
-                    worker: r.try_get("worker")?,
-                    cancel_requested: r.try_get("cancel_requested")?,
-                    created_at_us: r.try_get("created_at_us")?,
-                    updated_at_us: r.try_get("updated_at_us")?,
-                    started_at_us: r.try_get("started_at_us")?,
-                    finished_at_us: r.try_get("finished_at_us")?,
-                }
+                $crate::sql_queue::raw_job!(r.try_get)
                 .into_job()
             }
 

@@ -102,6 +102,38 @@ pub(crate) struct RawJob {
     pub finished_at_us: Option<i64>,
 }
 
+/// A [`RawJob`] from a row with [`JOB_COLUMNS`], by column name: `raw_job!(r.try_get)` for sqlx,
+/// `raw_job!(r.get)` for rusqlite (`sqlite/hot.rs`).
+macro_rules! raw_job {
+    ($r:ident . $get:ident) => {
+        $crate::sql_queue::RawJob {
+            id: $r.$get("id")?,
+            queue: $r.$get("queue")?,
+            state: $r.$get("state")?,
+            priority: $r.$get("priority")?,
+            payload: $r.$get("payload")?,
+            result: $r.$get("result")?,
+            last_error: $r.$get("last_error")?,
+            parent_id: $r.$get("parent_id")?,
+            idempotency_key: $r.$get("idempotency_key")?,
+            concurrency_key: $r.$get("concurrency_key")?,
+            attempts: $r.$get("attempts")?,
+            max_attempts: $r.$get("max_attempts")?,
+            backoff_initial_ms: $r.$get("backoff_initial_ms")?,
+            backoff_max_ms: $r.$get("backoff_max_ms")?,
+            run_at_us: $r.$get("run_at_us")?,
+            lease_until_us: $r.$get("lease_until_us")?,
+            worker: $r.$get("worker")?,
+            cancel_requested: $r.$get("cancel_requested")?,
+            created_at_us: $r.$get("created_at_us")?,
+            updated_at_us: $r.$get("updated_at_us")?,
+            started_at_us: $r.$get("started_at_us")?,
+            finished_at_us: $r.$get("finished_at_us")?,
+        }
+    };
+}
+pub(crate) use raw_job;
+
 impl RawJob {
     pub(crate) fn into_job(self) -> QueueResult<Job> {
         let ms =

@@ -19,28 +19,7 @@ macro_rules! impl_task_store {
 
             fn task_from_row(r: &<$db as sqlx::Database>::Row) -> $crate::StoreResult<$crate::TaskRow> {
                 use sqlx::Row as _;
-                Ok($crate::TaskRow {
-                    id: r.try_get("id")?,
-                    owner: r.try_get("owner")?,
-                    goal: r.try_get("goal")?,
-                    status: r.try_get("status")?,
-                    source: r.try_get("source")?,
-                    workflow: r.try_get("workflow")?,
-                    budget: r.try_get("budget")?,
-                    used_steps: r.try_get("used_steps")?,
-                    used_tool_calls: r.try_get("used_tool_calls")?,
-                    used_tokens: r.try_get("used_tokens")?,
-                    used_cost_micros: r.try_get("used_cost_micros")?,
-                    result: r.try_get("result")?,
-                    error: r.try_get("error")?,
-                    plan_version: r.try_get("plan_version")?,
-                    parent_id: r.try_get("parent_id")?,
-                    depth: r.try_get("depth")?,
-                    idempotency_key: r.try_get("idempotency_key")?,
-                    created_at_us: r.try_get("created_at_us")?,
-                    updated_at_us: r.try_get("updated_at_us")?,
-                    finished_at_us: r.try_get("finished_at_us")?,
-                })
+                Ok($crate::sql_tasks::task_row!(r.try_get))
             }
 
             fn plan_from_row(r: &<$db as sqlx::Database>::Row) -> $crate::StoreResult<$crate::PlanRow> {
@@ -59,21 +38,7 @@ macro_rules! impl_task_store {
             #[allow(dead_code, reason = "SQLite reads steps with rusqlite (sqlite/hot.rs)")]
             fn step_from_row(r: &<$db as sqlx::Database>::Row) -> $crate::StoreResult<$crate::StepRow> {
                 use sqlx::Row as _;
-                Ok($crate::StepRow {
-                    task_id: r.try_get("task_id")?,
-                    step_id: r.try_get("step_id")?,
-                    plan_version: r.try_get("plan_version")?,
-                    agent: r.try_get("agent")?,
-                    status: r.try_get("status")?,
-                    attempts: r.try_get("attempts")?,
-                    output: r.try_get("output")?,
-                    feedback: r.try_get("feedback")?,
-                    error: r.try_get("error")?,
-                    tokens: r.try_get("tokens")?,
-                    tool_calls: r.try_get("tool_calls")?,
-                    started_at_us: r.try_get("started_at_us")?,
-                    finished_at_us: r.try_get("finished_at_us")?,
-                })
+                Ok($crate::sql_tasks::step_row!(r.try_get))
             }
 
             fn question_from_row(r: &<$db as sqlx::Database>::Row) -> $crate::StoreResult<$crate::QuestionRow> {
@@ -697,6 +662,58 @@ macro_rules! impl_task_store {
 }
 
 pub(crate) use impl_task_store;
+
+/// A [`crate::TaskRow`] from a row of `tasks`, by column name: `task_row!(r.try_get)` for sqlx,
+/// `task_row!(r.get)` for rusqlite (`sqlite/hot.rs`), so both drivers read one field list.
+macro_rules! task_row {
+    ($r:ident . $get:ident) => {
+        $crate::TaskRow {
+            id: $r.$get("id")?,
+            owner: $r.$get("owner")?,
+            goal: $r.$get("goal")?,
+            status: $r.$get("status")?,
+            source: $r.$get("source")?,
+            workflow: $r.$get("workflow")?,
+            budget: $r.$get("budget")?,
+            used_steps: $r.$get("used_steps")?,
+            used_tool_calls: $r.$get("used_tool_calls")?,
+            used_tokens: $r.$get("used_tokens")?,
+            used_cost_micros: $r.$get("used_cost_micros")?,
+            result: $r.$get("result")?,
+            error: $r.$get("error")?,
+            plan_version: $r.$get("plan_version")?,
+            parent_id: $r.$get("parent_id")?,
+            depth: $r.$get("depth")?,
+            idempotency_key: $r.$get("idempotency_key")?,
+            created_at_us: $r.$get("created_at_us")?,
+            updated_at_us: $r.$get("updated_at_us")?,
+            finished_at_us: $r.$get("finished_at_us")?,
+        }
+    };
+}
+pub(crate) use task_row;
+
+/// A [`crate::StepRow`] from a row of `steps`, as [`task_row`].
+macro_rules! step_row {
+    ($r:ident . $get:ident) => {
+        $crate::StepRow {
+            task_id: $r.$get("task_id")?,
+            step_id: $r.$get("step_id")?,
+            plan_version: $r.$get("plan_version")?,
+            agent: $r.$get("agent")?,
+            status: $r.$get("status")?,
+            attempts: $r.$get("attempts")?,
+            output: $r.$get("output")?,
+            feedback: $r.$get("feedback")?,
+            error: $r.$get("error")?,
+            tokens: $r.$get("tokens")?,
+            tool_calls: $r.$get("tool_calls")?,
+            started_at_us: $r.$get("started_at_us")?,
+            finished_at_us: $r.$get("finished_at_us")?,
+        }
+    };
+}
+pub(crate) use step_row;
 
 /// A step row's columns, by task and step id (`$1`, `$2`; bound by `write_step`).
 pub(crate) const WRITE_STEP: &str = "UPDATE steps SET status = $3, attempts = $4, output = $5, feedback = $6, error = $7, tokens = $8, \

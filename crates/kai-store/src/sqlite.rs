@@ -5,10 +5,10 @@
 use std::str::FromStr as _;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use sqlx::Connection as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-
-use std::sync::Arc;
 
 use crate::error::{StoreError, StoreResult};
 use crate::sqlite_conns::{Conn, Conns};
@@ -78,31 +78,6 @@ impl SqliteStore {
         self.pool.close().await;
         self.writer.close().await;
     }
-
-    #[allow(clippy::unused_async)]
-    async fn task_read(&self, id: &str) -> StoreResult<Option<crate::TaskRow>> {
-        self.task_now(id)
-    }
-
-    #[allow(clippy::unused_async)]
-    async fn step_read(&self, task_id: &str, step_id: &str) -> StoreResult<Option<crate::StepRow>> {
-        self.step_now(task_id, step_id)
-    }
-
-    #[allow(clippy::unused_async)]
-    async fn next_wakeup_read(
-        &self,
-        queues: &[kai_core::queue::QueueName],
-    ) -> crate::queue::QueueResult<Option<i64>> {
-        let names: Vec<String> = queues.iter().map(|q| q.as_str().to_owned()).collect();
-        Ok(self.next_wakeup_now(&names)?)
-    }
-
-    #[allow(clippy::unused_async)]
-    async fn steps_read(&self, task_id: &str) -> StoreResult<Vec<crate::StepRow>> {
-        self.steps_now(task_id)
-    }
-
     /// A reader connection (waits for a free one).
     async fn read_conn(&self) -> Result<Conn<'_>, sqlx::Error> {
         self.pool.get().await

@@ -27,9 +27,10 @@ static INSERT_USAGE: LazyLock<String> = LazyLock::new(|| {
 });
 static SUCCEED: LazyLock<String> = LazyLock::new(|| positional(sql_queue::SUCCEED));
 
-/// Reads.
+/// Reads, in place (async only to match the PostgreSQL versions the shared SQL calls).
+#[allow(clippy::unused_async)]
 impl SqliteStore {
-    pub(super) fn task_now(&self, id: &str) -> StoreResult<Option<TaskRow>> {
+    pub(super) async fn task_read(&self, id: &str) -> StoreResult<Option<TaskRow>> {
         self.direct.read(|c| {
             Ok(c.prepare_cached("SELECT * FROM tasks WHERE id = ?1")?
                 .query_row([id], task_row)
@@ -37,7 +38,11 @@ impl SqliteStore {
         })
     }
 
-    pub(super) fn step_now(&self, task_id: &str, step_id: &str) -> StoreResult<Option<StepRow>> {
+    pub(super) async fn step_read(
+        &self,
+        task_id: &str,
+        step_id: &str,
+    ) -> StoreResult<Option<StepRow>> {
         self.direct.read(|c| {
             Ok(c.prepare_cached("SELECT * FROM steps WHERE task_id = ?1 AND step_id = ?2")?
                 .query_row([task_id, step_id], step_row)
@@ -45,7 +50,7 @@ impl SqliteStore {
         })
     }
 
-    pub(super) fn steps_now(&self, task_id: &str) -> StoreResult<Vec<StepRow>> {
+    pub(super) async fn steps_read(&self, task_id: &str) -> StoreResult<Vec<StepRow>> {
         self.direct.read(|c| steps_of(c, task_id))
     }
 }
@@ -348,72 +353,13 @@ fn steps_of(c: &Connection, task_id: &str) -> StoreResult<Vec<StepRow>> {
 }
 
 fn task_row(r: &Row<'_>) -> rusqlite::Result<TaskRow> {
-    Ok(TaskRow {
-        id: r.get("id")?,
-        owner: r.get("owner")?,
-        goal: r.get("goal")?,
-        status: r.get("status")?,
-        source: r.get("source")?,
-        workflow: r.get("workflow")?,
-        budget: r.get("budget")?,
-        used_steps: r.get("used_steps")?,
-        used_tool_calls: r.get("used_tool_calls")?,
-        used_tokens: r.get("used_tokens")?,
-        used_cost_micros: r.get("used_cost_micros")?,
-        result: r.get("result")?,
-        error: r.get("error")?,
-        plan_version: r.get("plan_version")?,
-        parent_id: r.get("parent_id")?,
-        depth: r.get("depth")?,
-        idempotency_key: r.get("idempotency_key")?,
-        created_at_us: r.get("created_at_us")?,
-        updated_at_us: r.get("updated_at_us")?,
-        finished_at_us: r.get("finished_at_us")?,
-    })
+    Ok(crate::sql_tasks::task_row!(r.get))
 }
 
 fn step_row(r: &Row<'_>) -> rusqlite::Result<StepRow> {
-    Ok(StepRow {
-        task_id: r.get("task_id")?,
-        step_id: r.get("step_id")?,
-        plan_version: r.get("plan_version")?,
-        agent: r.get("agent")?,
-        status: r.get("status")?,
-        attempts: r.get("attempts")?,
-        output: r.get("output")?,
-        feedback: r.get("feedback")?,
-        error: r.get("error")?,
-        tokens: r.get("tokens")?,
-        tool_calls: r.get("tool_calls")?,
-        started_at_us: r.get("started_at_us")?,
-        finished_at_us: r.get("finished_at_us")?,
-    })
+    Ok(crate::sql_tasks::step_row!(r.get))
 }
 
 fn job_row(r: &Row<'_>) -> QueueResult<Job> {
-    sql_queue::RawJob {
-        id: r.get("id")?,
-        queue: r.get("queue")?,
-        state: r.get("state")?,
-        priority: r.get("priority")?,
-        payload: r.get("payload")?,
-        result: r.get("result")?,
-        last_error: r.get("last_error")?,
-        parent_id: r.get("parent_id")?,
-        idempotency_key: r.get("idempotency_key")?,
-        concurrency_key: r.get("concurrency_key")?,
-        attempts: r.get("attempts")?,
-        max_attempts: r.get("max_attempts")?,
-        backoff_initial_ms: r.get("backoff_initial_ms")?,
-        backoff_max_ms: r.get("backoff_max_ms")?,
-        run_at_us: r.get("run_at_us")?,
-        lease_until_us: r.get("lease_until_us")?,
-        worker: r.get("worker")?,
-        cancel_requested: r.get("cancel_requested")?,
-        created_at_us: r.get("created_at_us")?,
-        updated_at_us: r.get("updated_at_us")?,
-        started_at_us: r.get("started_at_us")?,
-        finished_at_us: r.get("finished_at_us")?,
-    }
-    .into_job()
+    crate::sql_queue::raw_job!(r.get).into_job()
 }

@@ -131,15 +131,20 @@ impl SqliteStore {
             .await
     }
 
-    /// When the next of `queues`' jobs is due or lease runs out, read in place.
-    pub(super) fn next_wakeup_now(&self, queues: &[String]) -> StoreResult<Option<i64>> {
+    /// When the next of `queues`' jobs is due or lease runs out, read in place (async only to
+    /// match the PostgreSQL version).
+    #[allow(clippy::unused_async)]
+    pub(super) async fn next_wakeup_read(
+        &self,
+        queues: &[kai_core::queue::QueueName],
+    ) -> crate::queue::QueueResult<Option<i64>> {
         let list = crate::sql_queue::placeholders(1, queues.len());
         let sql = positional(&format!(
             "SELECT (SELECT MIN(run_at_us) FROM queue_jobs WHERE state = 'queued' AND queue IN ({list})), \
              (SELECT MIN(lease_until_us) FROM queue_jobs WHERE state = 'running' AND queue IN ({list}))"
         ));
-        self.direct.read(|c| {
-            let names = queues.iter().map(|q| Value::from(q.clone()));
+        Ok(self.direct.read(|c| {
+            let names = queues.iter().map(|q| Value::from(q.as_str().to_owned()));
             let (ready, lease): (Option<i64>, Option<i64>) = c
                 .prepare_cached(&sql)?
                 .query_row(rusqlite::params_from_iter(names), |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -147,6 +152,6 @@ impl SqliteStore {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             })
-        })
+        })?)
     }
 }
