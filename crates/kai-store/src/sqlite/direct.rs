@@ -222,17 +222,18 @@ fn writer(conn: &Connection, queue: &mpsc::Receiver<Work>, turn: &Conns, batches
 /// Runs a batch in one transaction, each work under a savepoint (a failed one is rolled back
 /// alone); an error if the transaction itself failed, which rolls all of it back.
 fn run_batch(conn: &Connection, batch: &mut [Work]) -> StoreResult<()> {
-    conn.execute_batch("BEGIN IMMEDIATE")?;
+    // Prepared once per connection (cached), not parsed again for every work of every batch.
+    let run = |sql: &str| conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(drop);
+    run("BEGIN IMMEDIATE")?;
     let ran = (|| {
         for work in batch.iter_mut() {
-            conn.execute_batch("SAVEPOINT work")?;
-            if work.run(conn) {
-                conn.execute_batch("RELEASE work")?;
-            } else {
-                conn.execute_batch("ROLLBACK TO work; RELEASE work")?;
+            run("SAVEPOINT work")?;
+            if !work.run(conn) {
+                run("ROLLBACK TO work")?;
             }
+            run("RELEASE work")?;
         }
-        conn.execute_batch("COMMIT")
+        run("COMMIT")
     })();
     if ran.is_err() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");

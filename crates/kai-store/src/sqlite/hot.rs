@@ -353,13 +353,86 @@ fn steps_of(c: &Connection, task_id: &str) -> StoreResult<Vec<StepRow>> {
 }
 
 fn task_row(r: &Row<'_>) -> rusqlite::Result<TaskRow> {
+    let r = InOrder::new(r);
     Ok(crate::sql_tasks::task_row!(r.get))
 }
 
 fn step_row(r: &Row<'_>) -> rusqlite::Result<StepRow> {
+    let r = InOrder::new(r);
     Ok(crate::sql_tasks::step_row!(r.get))
 }
 
 fn job_row(r: &Row<'_>) -> QueueResult<Job> {
+    let r = InOrder::new(r);
     crate::sql_queue::raw_job!(r.get).into_job()
+}
+
+/// A row read by column name, for the row macros, that tries the column after the last one
+/// read before searching: the macros name the columns in table order, so each lookup is one
+/// comparison instead of rusqlite's scan over every column before it (which was 4 % of a
+/// task step's CPU). Any other order still reads the right columns, only slower.
+struct InOrder<'a, 'r> {
+    row: &'a Row<'r>,
+    next: std::cell::Cell<usize>,
+}
+
+impl<'a, 'r> InOrder<'a, 'r> {
+    fn new(row: &'a Row<'r>) -> Self {
+        Self { row, next: std::cell::Cell::new(0) }
+    }
+
+    fn get<T: rusqlite::types::FromSql>(&self, name: &str) -> rusqlite::Result<T> {
+        let i = self.next.get();
+        let at = if self.row.as_ref().column_name(i).is_ok_and(|n| n == name) {
+            i
+        } else {
+            self.row.as_ref().column_index(name)?
+        };
+        self.next.set(at + 1);
+        self.row.get(at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InOrder;
+
+    #[test]
+    fn columns_read_by_name_in_any_order() {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE t (a TEXT, b INTEGER, c TEXT); INSERT INTO t VALUES ('x', 7, NULL)",
+        )
+        .unwrap();
+        let read = |order: &[&str]| {
+            c.query_row("SELECT * FROM t", [], |r| {
+                let r = InOrder::new(r);
+                let mut out = Vec::new();
+                for name in order {
+                    let v: rusqlite::types::Value = r.get(name)?;
+                    out.push(format!("{name}={v:?}"));
+                }
+                Ok(out.join(" "))
+            })
+        };
+        let want = |order: &[&str]| {
+            order
+                .iter()
+                .map(|n| match *n {
+                    "a" => "a=Text(\"x\")".to_owned(),
+                    "b" => "b=Integer(7)".to_owned(),
+                    _ => "c=Null".to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        for order in [["a", "b", "c"], ["c", "a", "b"], ["b", "b", "a"], ["c", "b", "a"]] {
+            assert_eq!(read(&order).unwrap(), want(&order), "order {order:?}");
+        }
+        let missing = c.query_row("SELECT * FROM t", [], |r| InOrder::new(r).get::<String>("zz"));
+        assert!(
+            matches!(missing, Err(rusqlite::Error::InvalidColumnName(ref n)) if n == "zz"),
+            "{missing:?}"
+        );
+    }
 }
