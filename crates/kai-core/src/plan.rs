@@ -269,14 +269,17 @@ impl TaskGraph {
     }
 
     /// Steps not yet `started` whose dependencies are all `done`.
-    pub fn ready<'a>(
+    pub fn ready<'a, S: std::borrow::Borrow<str> + Ord>(
         &'a self,
-        done: &BTreeSet<String>,
-        started: &BTreeSet<String>,
+        done: &BTreeSet<S>,
+        started: &BTreeSet<S>,
     ) -> Vec<&'a PlanStep> {
         self.steps
             .iter()
-            .filter(|s| !started.contains(&s.id) && s.depends_on.iter().all(|d| done.contains(d)))
+            .filter(|s| {
+                !started.contains(s.id.as_str())
+                    && s.depends_on.iter().all(|d| done.contains(d.as_str()))
+            })
             .collect()
     }
 

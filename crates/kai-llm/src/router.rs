@@ -75,16 +75,21 @@ impl Router {
     }
 
     /// Runs `call` on each target in turn until one succeeds or fails in a way that another
-    /// provider would not fix.
-    async fn first_success<T, F, Fut>(&self, model: Option<&str>, call: F) -> Result<T, LlmError>
+    /// provider would not fix. `call` learns whether its target is the chain's last, so the
+    /// request can be moved there instead of copied (a one-provider chain copies nothing).
+    async fn first_success<T, F, Fut>(
+        &self,
+        model: Option<&str>,
+        mut call: F,
+    ) -> Result<T, LlmError>
     where
-        F: Fn(&Target) -> Fut,
+        F: FnMut(&Target, bool) -> Fut,
         Fut: Future<Output = Result<T, LlmError>>,
     {
         let (alias, chain) = self.chain(model)?;
         let mut last = None;
         for (i, target) in chain.iter().enumerate() {
-            match call(target).await {
+            match call(target, i + 1 == chain.len()).await {
                 Ok(value) => return Ok(value),
                 Err(e) if worth_trying_next(&e) && i + 1 < chain.len() => {
                     tracing::warn!(
@@ -101,6 +106,13 @@ impl Router {
         Err(last
             .unwrap_or_else(|| LlmError::Config(format!("model alias {alias:?} has no providers"))))
     }
+}
+
+/// The request for one target: a copy while later targets may still need it, the original
+/// for the last. A target is only tried once, so the original is never asked for twice.
+fn take_or_copy<R: Clone>(req: &mut Option<R>, last: bool) -> Result<R, LlmError> {
+    let taken = if last { req.take() } else { req.clone() };
+    taken.ok_or_else(|| LlmError::Config("the router asked for a request twice".into()))
 }
 
 /// The provider is down, or cannot do this at all (e.g. embeddings on Anthropic).
@@ -123,28 +135,43 @@ impl Provider for Router {
     }
 
     async fn chat(&self, req: ChatRequest) -> Result<ChatResponse, LlmError> {
-        self.first_success(req.model.as_deref(), |t| {
-            let req = ChatRequest { model: t.model.clone(), ..req.clone() };
+        let alias = req.model.clone();
+        let mut req = Some(req);
+        self.first_success(alias.as_deref(), |t, last| {
+            let req = take_or_copy(&mut req, last).map(|mut r| {
+                r.model.clone_from(&t.model);
+                r
+            });
             let provider = t.provider.clone();
-            async move { provider.chat(req).await }
+            async move { provider.chat(req?).await }
         })
         .await
     }
 
     async fn stream(&self, req: ChatRequest) -> Result<ChatStream, LlmError> {
-        self.first_success(req.model.as_deref(), |t| {
-            let req = ChatRequest { model: t.model.clone(), ..req.clone() };
+        let alias = req.model.clone();
+        let mut req = Some(req);
+        self.first_success(alias.as_deref(), |t, last| {
+            let req = take_or_copy(&mut req, last).map(|mut r| {
+                r.model.clone_from(&t.model);
+                r
+            });
             let provider = t.provider.clone();
-            async move { provider.stream(req).await }
+            async move { provider.stream(req?).await }
         })
         .await
     }
 
     async fn embed(&self, req: EmbedRequest) -> Result<EmbedResponse, LlmError> {
-        self.first_success(req.model.as_deref(), |t| {
-            let req = EmbedRequest { model: t.model.clone(), ..req.clone() };
+        let alias = req.model.clone();
+        let mut req = Some(req);
+        self.first_success(alias.as_deref(), |t, last| {
+            let req = take_or_copy(&mut req, last).map(|mut r| {
+                r.model.clone_from(&t.model);
+                r
+            });
             let provider = t.provider.clone();
-            async move { provider.embed(req).await }
+            async move { provider.embed(req?).await }
         })
         .await
     }

@@ -112,7 +112,21 @@ pub trait EventBus: Send + Sync {
 }
 
 fn check_size(event: &Envelope) -> Result<(), BusError> {
-    let size = event.payload.to_string().len();
+    /// Counts what the payload would serialize to, without keeping it (every event is measured).
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, &event.payload)
+        .map_err(|e| BusError::Backend(format!("the payload does not serialize: {e}")))?;
+    let size = count.0;
     if size > MAX_PAYLOAD_BYTES { Err(BusError::TooLarge(size)) } else { Ok(()) }
 }
 

@@ -251,6 +251,13 @@ impl PgStore {
         rows.iter().map(Self::step_from_row).collect()
     }
 
+    async fn step_outputs_read(&self, task_id: &str) -> StoreResult<Vec<(String, String)>> {
+        Ok(sqlx::query_as(crate::sql_tasks::STEP_OUTPUTS)
+            .bind(task_id)
+            .fetch_all(&mut *self.read_conn().await?)
+            .await?)
+    }
+
     async fn succeed_tx(
         &self,
         lease: &crate::queue::Lease,

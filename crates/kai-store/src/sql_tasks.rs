@@ -380,6 +380,10 @@ macro_rules! impl_task_store {
                 self.steps_read(task_id).await
             }
 
+            async fn step_outputs(&self, task_id: &str) -> $crate::StoreResult<Vec<(String, String)>> {
+                self.step_outputs_read(task_id).await
+            }
+
             async fn update_step(&self, s: &$crate::StepRow) -> $crate::StoreResult<()> {
                 // One statement: its own transaction.
                 Self::write_step(&mut *self.write_conn().await?, s).await?;
@@ -722,6 +726,10 @@ pub(crate) const WRITE_STEP: &str = "UPDATE steps SET status = $3, attempts = $4
 /// Adds to a task's usage counters (`$1` the task, then steps, tool calls, tokens, cost, time).
 pub(crate) const ADD_USAGE: &str = "UPDATE tasks SET used_steps = used_steps + $2, used_tool_calls = used_tool_calls + $3, \
      used_tokens = used_tokens + $4, used_cost_micros = used_cost_micros + $5, updated_at_us = $6 WHERE id = $1";
+
+/// `(step_id, output)` of a task's steps that have an output (`$1` the task), by step id.
+pub(crate) const STEP_OUTPUTS: &str =
+    "SELECT step_id, output FROM steps WHERE task_id = $1 AND output IS NOT NULL ORDER BY step_id";
 
 /// Marks a step that a finished one unblocked as queued (`$1` task, `$2` step), unless it moved.
 pub(crate) const PROMOTE_STEP: &str =

@@ -239,6 +239,9 @@ pub trait TaskStore: Send + Sync {
 
     async fn step(&self, task_id: &str, step_id: &str) -> StoreResult<Option<StepRow>>;
     async fn steps(&self, task_id: &str) -> StoreResult<Vec<StepRow>>;
+    /// `(step_id, output)` of every step of the task that has an output, by step id: what a
+    /// step's prompt and inputs may refer to, without reading whole rows.
+    async fn step_outputs(&self, task_id: &str) -> StoreResult<Vec<(String, String)>>;
     /// Writes a step's mutable fields.
     async fn update_step(&self, step: &StepRow) -> StoreResult<()>;
     /// Writes a step's fields and, in the same transaction, starts the steps this unblocked:

@@ -117,6 +117,9 @@ pub(crate) fn parse_args<T: serde::de::DeserializeOwned>(
 #[derive(Clone, Default)]
 pub struct ToolRegistry {
     tools: BTreeMap<String, Arc<dyn Tool>>,
+    /// Each tool's spec, taken once when it is added: a spec never changes, and every model
+    /// step lists the specs its agent may call.
+    specs: BTreeMap<String, ToolSpec>,
 }
 
 impl ToolRegistry {
@@ -132,7 +135,9 @@ impl ToolRegistry {
 
     /// Adds `tool`, replacing one of the same name.
     pub fn insert(&mut self, tool: Arc<dyn Tool>) {
-        self.tools.insert(tool.spec().name, tool);
+        let spec = tool.spec();
+        self.tools.insert(spec.name.clone(), tool);
+        self.specs.insert(spec.name.clone(), spec);
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<dyn Tool>> {
@@ -145,8 +150,8 @@ impl ToolRegistry {
     }
 
     /// Every tool's spec, in name order.
-    pub fn specs(&self) -> Vec<ToolSpec> {
-        self.tools.values().map(|t| t.spec()).collect()
+    pub fn specs(&self) -> impl Iterator<Item = &ToolSpec> {
+        self.specs.values()
     }
 }
 
@@ -177,8 +182,7 @@ mod tests {
             assert_eq!(spec.parameters["additionalProperties"], false, "{}", spec.name);
             assert!(!spec.description.is_empty());
         }
-        let risky: Vec<_> =
-            registry.specs().into_iter().filter(|s| s.risky).map(|s| s.name).collect();
+        let risky: Vec<_> = registry.specs().filter(|s| s.risky).map(|s| s.name.as_str()).collect();
         assert_eq!(risky, ["http_fetch"]);
     }
 

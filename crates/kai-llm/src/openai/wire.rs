@@ -16,7 +16,7 @@ pub(super) struct ChatBody<'a> {
     pub model: &'a str,
     pub messages: Vec<OutMessage<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tools: Vec<Value>,
+    pub tools: Vec<OutTool<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -89,11 +89,31 @@ fn out_message(m: &Message) -> OutMessage<'_> {
     }
 }
 
-fn tool(t: &ToolDefinition) -> Value {
-    json!({
-        "type": "function",
-        "function": { "name": t.name, "description": t.description, "parameters": t.parameters },
-    })
+/// A tool as the request lists it, borrowing the definition: a tool's JSON Schema is
+/// serialized where it is, not copied into a `Value` first (every request of a step carries
+/// the agent's whole tool list).
+#[derive(Serialize)]
+pub(super) struct OutTool<'a> {
+    r#type: &'static str,
+    function: OutFunction<'a>,
+}
+
+#[derive(Serialize)]
+struct OutFunction<'a> {
+    name: &'a str,
+    description: &'a str,
+    parameters: &'a Value,
+}
+
+fn tool(t: &ToolDefinition) -> OutTool<'_> {
+    OutTool {
+        r#type: "function",
+        function: OutFunction {
+            name: &t.name,
+            description: &t.description,
+            parameters: &t.parameters,
+        },
+    }
 }
 
 fn tool_choice(c: &ToolChoice) -> Value {

@@ -145,11 +145,14 @@ pub async fn call_model(call: ModelCall<'_>) -> Result<ChatResponse, StepError> 
     Ok(response)
 }
 
+/// The task's budget (the `budget` key of its options), the default if it has none or an
+/// unreadable one. Read straight into the type: it is read on every step and model call.
 pub(crate) fn budget_of(task: &kai_store::TaskRow) -> TaskBudget {
-    serde_json::from_str::<Value>(&task.budget)
-        .ok()
-        .and_then(|v| serde_json::from_value(v["budget"].clone()).ok())
-        .unwrap_or_default()
+    #[derive(serde::Deserialize)]
+    struct Options {
+        budget: TaskBudget,
+    }
+    serde_json::from_str::<Options>(&task.budget).map(|o| o.budget).unwrap_or_default()
 }
 
 pub(crate) fn elapsed_secs(task: &kai_store::TaskRow) -> u64 {
@@ -252,12 +255,11 @@ pub async fn execute(
         .tools
         .registry
         .specs()
-        .into_iter()
         .filter(|s| agent.definition.tool_policy(&s.name) == Some(kai_core::agent::Approval::Auto))
         .map(|s| ToolDefinition {
-            name: s.name,
-            description: s.description,
-            parameters: s.parameters,
+            name: s.name.clone(),
+            description: s.description.clone(),
+            parameters: s.parameters.clone(),
         })
         .collect();
     let mut messages = step_messages(&task.goal, agent, step, &inputs, outputs, feedback);

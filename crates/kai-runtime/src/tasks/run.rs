@@ -409,7 +409,7 @@ async fn run_step(
             return Err(fail_task(tasks, task, row, status::FAILED, why).await);
         }
     };
-    let Some(step) = graph.step(&row.step_id).cloned() else {
+    let Some(step) = graph.step(&row.step_id) else {
         return Err(
             fail_task(tasks, task, row, status::FAILED, "the step is not in the plan").await
         );
@@ -459,11 +459,10 @@ async fn run_step(
     .await;
     let outputs: BTreeMap<String, String> = tasks
         .store
-        .steps(&task.id)
+        .step_outputs(&task.id)
         .await
         .map_err(|e| Outcome::Retry(e.to_string()))?
         .into_iter()
-        .filter_map(|s| s.output.map(|o| (s.step_id, o)))
         .collect();
     let (_, review) = options(task);
     let mut feedback: Option<(String, String)> = None;
@@ -474,7 +473,7 @@ async fn run_step(
             tasks,
             task,
             &agent,
-            &step,
+            step,
             &outputs,
             feedback.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
             &env,
@@ -498,7 +497,7 @@ async fn run_step(
         if !review || step.tool.is_some() || reviews >= budget.max_reviews {
             break result;
         }
-        let verdict = match executor::review(tasks, task, &step, &result.output).await {
+        let verdict = match executor::review(tasks, task, step, &result.output).await {
             Ok(v) => v,
             Err(StepError::Budget(m)) => {
                 return Err(fail_task(tasks, task, row, status::BUDGET_EXCEEDED, &m).await);
@@ -606,11 +605,19 @@ async fn finish_if_done(
 }
 
 /// The steps of `graph` that may start now: every dependency succeeded, still `pending`.
-fn ready_steps<'g>(graph: &'g TaskGraph, steps: &BTreeMap<String, StepRow>) -> Vec<&'g PlanStep> {
-    let done: BTreeSet<String> =
-        steps.values().filter(|s| s.status == "succeeded").map(|s| s.step_id.clone()).collect();
-    let started: BTreeSet<String> =
-        steps.values().filter(|s| s.status != "pending").map(|s| s.step_id.clone()).collect();
+fn ready_steps<'g, 'r>(
+    graph: &'g TaskGraph,
+    steps: impl IntoIterator<Item = &'r StepRow>,
+) -> Vec<&'g PlanStep> {
+    let (mut done, mut started) = (BTreeSet::new(), BTreeSet::new());
+    for s in steps {
+        if s.status == "succeeded" {
+            done.insert(s.step_id.as_str());
+        }
+        if s.status != "pending" {
+            started.insert(s.step_id.as_str());
+        }
+    }
     graph.ready(&done, &started)
 }
 
@@ -657,7 +664,7 @@ pub(crate) async fn advance(tasks: &Tasks, id: &str, round: i64) -> Result<(), T
         return Ok(());
     }
     let mut jobs = Vec::new();
-    for step in ready_steps(&graph, &steps) {
+    for step in ready_steps(&graph, steps.values()) {
         let Some(row) = steps.get(&step.id) else { continue };
         let job = step_job(id, task.plan_version, step, row, round)?;
         jobs.push((job, step.id.clone(), step.agent.clone()));
@@ -679,15 +686,13 @@ pub(crate) async fn advance(tasks: &Tasks, id: &str, round: i64) -> Result<(), T
 
 /// For [`kai_store::TaskStore::finish_step`]: the steps that may start, with their jobs, given
 /// the task's steps as they are once a step succeeded.
-fn unblocked(graph: &TaskGraph, task: &TaskRow) -> kai_store::FollowUps {
+fn unblocked(graph: &Arc<TaskGraph>, task: &TaskRow) -> kai_store::FollowUps {
     let (graph, id, version) = (graph.clone(), task.id.clone(), task.plan_version);
     Arc::new(move |steps: &[StepRow]| {
-        let by_id: BTreeMap<String, StepRow> =
-            steps.iter().map(|s| (s.step_id.clone(), s.clone())).collect();
-        ready_steps(&graph, &by_id)
+        ready_steps(&graph, steps)
             .into_iter()
             .filter_map(|s| {
-                let row = by_id.get(&s.id)?;
+                let row = steps.iter().find(|r| r.step_id == s.id)?;
                 let job = step_job(&id, version, s, row, 0).ok()?;
                 Some((s.id.clone(), job))
             })

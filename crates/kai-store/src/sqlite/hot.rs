@@ -25,6 +25,8 @@ static PROMOTE_STEP: LazyLock<String> =
 static INSERT_USAGE: LazyLock<String> = LazyLock::new(|| {
     format!("{} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", crate::sql_security::INSERT_USAGE)
 });
+static STEP_OUTPUTS: LazyLock<String> =
+    LazyLock::new(|| positional(crate::sql_tasks::STEP_OUTPUTS));
 static SUCCEED: LazyLock<String> = LazyLock::new(|| positional(sql_queue::SUCCEED));
 
 /// Reads, in place (async only to match the PostgreSQL versions the shared SQL calls).
@@ -52,6 +54,17 @@ impl SqliteStore {
 
     pub(super) async fn steps_read(&self, task_id: &str) -> StoreResult<Vec<StepRow>> {
         self.direct.read(|c| steps_of(c, task_id))
+    }
+
+    pub(super) async fn step_outputs_read(
+        &self,
+        task_id: &str,
+    ) -> StoreResult<Vec<(String, String)>> {
+        self.direct.read(|c| {
+            let mut stmt = c.prepare_cached(&STEP_OUTPUTS)?;
+            let rows = stmt.query_map([task_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 }
 

@@ -184,6 +184,9 @@ pub async fn tasks_plans_and_steps(b: &Backend) {
     a.finished_at_us = Some(80);
     s.update_step(&a).await.unwrap();
     assert_eq!(s.steps("task_3").await.unwrap()[0], a);
+    // Only steps with an output, as (step id, output): "b" has none yet.
+    assert_eq!(s.step_outputs("task_3").await.unwrap(), [("a".to_owned(), "a haiku".to_owned())]);
+    assert!(s.step_outputs("task_none").await.unwrap().is_empty());
     assert!(matches!(s.update_step(&step("task_3", "zz")).await, Err(StoreError::NotFound)));
 
     // A step starting and its step count: one write, the task as it is after it.
