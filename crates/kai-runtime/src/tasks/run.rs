@@ -563,7 +563,9 @@ async fn run_step(
         .finish_step(row, unblocked(&graph, task), now_us())
         .await
         .map_err(|e| Outcome::Retry(e.to_string()))?;
-    let preview: String = output.chars().take(2000).collect();
+    // The event carries the first 2,000 characters (the whole output is the step's row).
+    let preview =
+        output.char_indices().nth(2000).map_or(output.as_str(), |(end, _)| &output[..end]);
     let mut payload = details;
     payload["output"] = json!(preview);
     tasks.publish(&task.id, Some(agent.id()), "AGENT_RESULT", payload).await;
