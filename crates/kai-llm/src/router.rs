@@ -108,11 +108,20 @@ impl Router {
     }
 }
 
-/// The request for one target: a copy while later targets may still need it, the original
-/// for the last. A target is only tried once, so the original is never asked for twice.
-fn take_or_copy<R: Clone>(req: &mut Option<R>, last: bool) -> Result<R, LlmError> {
+/// The request for `target`, naming its model: a copy while later targets may still need it,
+/// the original for the last. A target is only tried once, so the original is never asked for
+/// twice. `model` points at the request's model field.
+fn for_target<R: Clone>(
+    req: &mut Option<R>,
+    target: &Target,
+    last: bool,
+    model: fn(&mut R) -> &mut Option<String>,
+) -> Result<R, LlmError> {
     let taken = if last { req.take() } else { req.clone() };
-    taken.ok_or_else(|| LlmError::Config("the router asked for a request twice".into()))
+    let mut r =
+        taken.ok_or_else(|| LlmError::Config("the router asked for a request twice".into()))?;
+    model(&mut r).clone_from(&target.model);
+    Ok(r)
 }
 
 /// The provider is down, or cannot do this at all (e.g. embeddings on Anthropic).
@@ -138,10 +147,7 @@ impl Provider for Router {
         let alias = req.model.clone();
         let mut req = Some(req);
         self.first_success(alias.as_deref(), |t, last| {
-            let req = take_or_copy(&mut req, last).map(|mut r| {
-                r.model.clone_from(&t.model);
-                r
-            });
+            let req = for_target(&mut req, t, last, |r| &mut r.model);
             let provider = t.provider.clone();
             async move { provider.chat(req?).await }
         })
@@ -152,10 +158,7 @@ impl Provider for Router {
         let alias = req.model.clone();
         let mut req = Some(req);
         self.first_success(alias.as_deref(), |t, last| {
-            let req = take_or_copy(&mut req, last).map(|mut r| {
-                r.model.clone_from(&t.model);
-                r
-            });
+            let req = for_target(&mut req, t, last, |r| &mut r.model);
             let provider = t.provider.clone();
             async move { provider.stream(req?).await }
         })
@@ -166,10 +169,7 @@ impl Provider for Router {
         let alias = req.model.clone();
         let mut req = Some(req);
         self.first_success(alias.as_deref(), |t, last| {
-            let req = take_or_copy(&mut req, last).map(|mut r| {
-                r.model.clone_from(&t.model);
-                r
-            });
+            let req = for_target(&mut req, t, last, |r| &mut r.model);
             let provider = t.provider.clone();
             async move { provider.embed(req?).await }
         })
