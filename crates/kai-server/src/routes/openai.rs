@@ -7,6 +7,7 @@
 //! durable (see `gate`). The wire shapes are in `wire`.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
@@ -22,7 +23,9 @@ mod wire;
 
 use self::gate::AuditGate;
 pub use self::wire::{ChatCompletionRequest, WireMessage};
-use self::wire::{assistant_message, to_message, to_stop, to_tool_choice, to_tools};
+use self::wire::{
+    Chunks, TextDelta, assistant_message, to_message, to_stop, to_tool_choice, to_tools,
+};
 use super::audit;
 use crate::AppState;
 use crate::auth::Principal;
@@ -209,17 +212,12 @@ pub async fn chat(
     let store = state.node.store.clone();
     let persona_name = persona.name.clone();
     let llm = state.llm.clone();
-    let chunk = move |delta: Value, reason: Option<&str>| {
-        json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-               "choices": [{"index": 0, "delta": delta, "finish_reason": reason}]})
-        .to_string()
-    };
+    let chunks = Arc::new(Chunks { id, created, model });
     let first = futures::stream::once({
-        let chunk = chunk.clone();
+        let chunks = chunks.clone();
         async move {
-            Ok::<_, Infallible>(
-                Event::default().data(chunk(json!({"role": "assistant", "content": ""}), None)),
-            )
+            let delta = TextDelta { role: Some("assistant"), content: "" };
+            Ok::<_, Infallible>(Event::default().data(chunks.event(delta, None)))
         }
     });
     // Tokens that are already there go out together: one chunk (and one write) for every run
@@ -227,11 +225,16 @@ pub async fn chat(
     let stream = stream.ready_chunks(64).flat_map(|batch| futures::stream::iter(coalesce(batch)));
     let end_gate = gate.clone();
     let body = stream.filter_map(move |item| {
-        let chunk = chunk.clone();
-        let (store, actor, persona_name, llm, gate) =
-            (store.clone(), actor.clone(), persona_name.clone(), llm.clone(), gate.clone());
+        let chunks = chunks.clone();
+        // What the end of the reply needs (its usage row and the audit gate), taken only for
+        // the end: every other item is a token run.
+        let end = matches!(item, Ok(ChatChunk::Done(_))).then(|| {
+            (store.clone(), actor.clone(), persona_name.clone(), llm.clone(), gate.clone())
+        });
         async move {
-            if let Ok(ChatChunk::Done(done)) = &item {
+            if let (Ok(ChatChunk::Done(done)), Some((store, actor, persona_name, llm, gate))) =
+                (&item, end)
+            {
                 let prices = llm.prices(&persona_name, &done.model);
                 record_usage(store.as_ref(), &actor, &persona_name, &done.usage, prices).await;
                 if let Err(failure) = gate.passed().await {
@@ -240,11 +243,11 @@ pub async fn chat(
             }
             match item {
                 Ok(ChatChunk::Text(text)) => {
-                    Some(Ok(Event::default().data(chunk(json!({"content": text}), None))))
+                    let delta = TextDelta { role: None, content: &text };
+                    Some(Ok(Event::default().data(chunks.event(delta, None))))
                 }
-                Ok(ChatChunk::Done(done)) => Some(Ok(
-                    Event::default().data(chunk(json!({}), Some(finish(&done.finish_reason))))
-                )),
+                Ok(ChatChunk::Done(done)) => Some(Ok(Event::default()
+                    .data(chunks.event(json!({}), Some(finish(&done.finish_reason)))))),
                 Ok(ChatChunk::ToolCallDelta(d)) => {
                     let mut call =
                         json!({"index": d.index, "function": {"arguments": d.arguments}});
@@ -255,7 +258,9 @@ pub async fn chat(
                     if let Some(name) = d.name {
                         call["function"]["name"] = json!(name);
                     }
-                    Some(Ok(Event::default().data(chunk(json!({"tool_calls": [call]}), None))))
+                    Some(Ok(
+                        Event::default().data(chunks.event(json!({"tool_calls": [call]}), None))
+                    ))
                 }
                 Err(e) => {
                     tracing::warn!(code = e.code(), "model stream failed");

@@ -235,3 +235,56 @@ pub(super) fn assistant_message(m: &Message) -> Value {
     let content = if m.content.is_empty() { Value::Null } else { json!(m.content) };
     json!({"role": "assistant", "content": content, "tool_calls": m.tool_calls.iter().map(wire_tool_call).collect::<Vec<_>>()})
 }
+
+/// The `chat.completion.chunk` events of one streamed reply. Each event is serialized
+/// straight from borrowed parts: a reply streams one event per token run, so building a
+/// `Value` tree per event (and copying the id and model into it) was the proxy's main cost
+/// per token after the socket writes.
+pub(super) struct Chunks {
+    pub id: String,
+    pub created: i64,
+    pub model: String,
+}
+
+#[derive(serde::Serialize)]
+struct ChunkEvent<'a, D> {
+    id: &'a str,
+    object: &'static str,
+    created: i64,
+    model: &'a str,
+    choices: [ChunkChoice<'a, D>; 1],
+}
+
+#[derive(serde::Serialize)]
+struct ChunkChoice<'a, D> {
+    index: u32,
+    delta: D,
+    finish_reason: Option<&'a str>,
+}
+
+/// A delta that only carries text.
+#[derive(serde::Serialize)]
+pub(super) struct TextDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
+    pub content: &'a str,
+}
+
+impl Chunks {
+    /// One event's data: `delta` under the reply's id, creation time and model.
+    pub(super) fn event<D: serde::Serialize>(
+        &self,
+        delta: D,
+        finish_reason: Option<&str>,
+    ) -> String {
+        let event = ChunkEvent {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            choices: [ChunkChoice { index: 0, delta, finish_reason }],
+        };
+        // Strings, numbers and `Value`s always serialize.
+        serde_json::to_string(&event).unwrap_or_default()
+    }
+}
