@@ -103,11 +103,11 @@ impl MemoryBus {
         if batch.is_empty() {
             return;
         }
-        let events: Vec<Envelope> = batch.iter().map(|(e, _)| e.clone()).collect();
+        let (events, replies): (Vec<Envelope>, Vec<_>) = batch.into_iter().unzip();
         match self.log.append_events(&events).await {
             Ok(offsets) => {
                 // Delivered in offset order, whatever order the store assigned them in.
-                let mut stored: Vec<_> = batch.into_iter().zip(offsets).collect();
+                let mut stored: Vec<_> = events.into_iter().zip(replies).zip(offsets).collect();
                 stored.sort_by_key(|(_, offset)| *offset);
                 for ((mut event, reply), offset) in stored {
                     event.offset = Some(offset);
@@ -117,7 +117,7 @@ impl MemoryBus {
             }
             Err(e) => {
                 let message = e.to_string();
-                for (_, reply) in batch {
+                for reply in replies {
                     let _ = reply.send(Err(BusError::Store(kai_store::StoreError::Unavailable(
                         message.clone(),
                     ))));
@@ -131,14 +131,16 @@ impl MemoryBus {
         metrics::counter!(m::EVENTS_PUBLISHED, "type" => event.kind.to_string()).increment(1);
         let mut dead = Vec::new();
         let mut depth = 0;
-        // One copy of the event, shared by every subscriber's queue.
-        let shared = Arc::new(event.clone());
+        // One copy of the event, shared by every subscriber's queue, made when the first
+        // subscriber wants it (most events of a busy node match no subscriber).
+        let mut shared: Option<Arc<Envelope>> = None;
         for sub in self.snapshot() {
             if sub.tx.is_closed() {
                 dead.push(sub);
                 continue;
             }
             if sub.filter.matches(event) {
+                let shared = shared.get_or_insert_with(|| Arc::new(event.clone()));
                 match sub.policy {
                     DeliveryPolicy::Block => {
                         if sub.tx.send(shared.clone()).await.is_err() {
