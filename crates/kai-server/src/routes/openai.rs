@@ -391,4 +391,27 @@ mod tests {
             .collect();
         assert_eq!(shapes, ["text:ab", "tool", "text:c"]);
     }
+
+    #[test]
+    fn chunk_events_have_openai_s_shape() {
+        use super::{Chunks, TextDelta};
+        let chunks = Chunks { id: "chatcmpl-1".into(), created: 7, model: "bench".into() };
+        let first = chunks.event(TextDelta { role: Some("assistant"), content: "" }, None);
+        assert_eq!(
+            first,
+            r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":7,"model":"bench","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#
+        );
+        let text: serde_json::Value = serde_json::from_str(
+            &chunks.event(TextDelta { role: None, content: "a \"quoted\" token\n" }, None),
+        )
+        .unwrap();
+        assert_eq!(
+            text["choices"][0]["delta"],
+            serde_json::json!({"content": "a \"quoted\" token\n"})
+        );
+        let end: serde_json::Value =
+            serde_json::from_str(&chunks.event(serde_json::json!({}), Some("stop"))).unwrap();
+        assert_eq!(end["choices"][0]["finish_reason"], "stop");
+        assert_eq!(end["choices"][0]["delta"], serde_json::json!({}));
+    }
 }
