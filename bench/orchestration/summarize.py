@@ -28,7 +28,7 @@ for side, rs in sides.items():
         "peak_rss_mib_max": max(r["peak_rss_mib"] for r in rs),
     }
 ratios = {}
-for lg_side in ("langgraph-httpx", "langgraph-aiohttp"):
+for lg_side in ("langgraph-httpx", "langgraph-aiohttp", "langgraph-sqlite"):
     if "kai" in summary and lg_side in summary:
         k, lg = summary["kai"], summary[lg_side]
         ratios[f"{lg_side}_over_kai_overhead_per_step"] = lg["overhead_per_step_ms_median"] / max(k["overhead_per_step_ms_median"], 1e-9)

@@ -30,6 +30,13 @@ use crate::cli::{AuditCommand, Cli, Command, ConfigCommand, IdentityCommand, Ini
 use crate::output::outln;
 use crate::paths::{ConfigPaths, DataDir};
 
+/// jemalloc instead of glibc's malloc: with the node's many threads (tokio workers, the SQLite
+/// writer, connection threads) glibc's arenas were a quarter of a task step's CPU: lock
+/// contention on frees across threads and consolidation of freed chunks (docs/benchmarks.md).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Exit code for an invalid configuration (sysexits EX_CONFIG).
 const EXIT_CONFIG: i32 = 78;
 

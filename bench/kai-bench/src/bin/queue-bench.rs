@@ -26,6 +26,11 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// The node's allocator (`kai`'s `jemalloc` feature), so the queue runs measure what it runs.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const PRODUCERS: u64 = 8;
 
 struct Noop;
