@@ -8,6 +8,13 @@ cd "$(dirname "$0")/.."
 
 bash scripts/services.sh
 
+# A C toolchain and make: the bundled SQLite and jemalloc (the kai binary's allocator) are built
+# from source.
+if ! { command -v cc && command -v make; } >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing gcc and make" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc make >/dev/null
+fi
+
 # The shell tool's sandbox (kai-tools): bubblewrap, installed when root and missing; its tests
 # then fail instead of skipping if it cannot run.
 if ! command -v bwrap >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
