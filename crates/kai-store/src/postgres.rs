@@ -251,6 +251,100 @@ impl PgStore {
         rows.iter().map(Self::step_from_row).collect()
     }
 
+    async fn plans_read(&self, task_id: &str) -> StoreResult<Vec<crate::PlanRow>> {
+        let rows = sqlx::query(crate::sql_tasks::PLANS)
+            .bind(task_id)
+            .fetch_all(&mut *self.read_conn().await?)
+            .await?;
+        rows.iter().map(Self::plan_from_row).collect()
+    }
+
+    async fn plan_read(&self, task_id: &str, version: i64) -> StoreResult<Option<crate::PlanRow>> {
+        let row = sqlx::query(crate::sql_tasks::PLAN)
+            .bind(task_id)
+            .bind(version)
+            .fetch_optional(&mut *self.read_conn().await?)
+            .await?;
+        row.as_ref().map(Self::plan_from_row).transpose()
+    }
+
+    async fn questions_read(&self, task_id: &str) -> StoreResult<Vec<crate::QuestionRow>> {
+        let rows = sqlx::query(crate::sql_tasks::QUESTIONS)
+            .bind(task_id)
+            .fetch_all(&mut *self.read_conn().await?)
+            .await?;
+        rows.iter().map(Self::question_from_row).collect()
+    }
+
+    async fn task_status_tx(&self, c: crate::sql_tasks::TaskStatusChange<'_>) -> StoreResult<bool> {
+        let done = sqlx::query(crate::sql_tasks::SET_TASK_STATUS)
+            .bind(c.id)
+            .bind(c.status)
+            .bind(c.result)
+            .bind(c.error)
+            .bind(c.finished)
+            .bind(c.at_us)
+            .bind(c.from)
+            .execute(&mut *self.write_conn().await?)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn step_status_tx(
+        &self,
+        task_id: &str,
+        step_id: &str,
+        from: &str,
+        to: &str,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(crate::sql_tasks::SET_STEP_STATUS)
+            .bind(task_id)
+            .bind(step_id)
+            .bind(from)
+            .bind(to)
+            .execute(&mut *self.write_conn().await?)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn approve_plan_tx(
+        &self,
+        task_id: &str,
+        version: i64,
+        steps: &[crate::StepRow],
+        at_us: i64,
+    ) -> StoreResult<()> {
+        use crate::sql_tasks::{
+            APPROVE_PLAN, DELETE_STEPS, INSERT_STEP, SET_PLAN_VERSION, SUPERSEDE_PLANS,
+        };
+        let mut w = self.write_conn().await?;
+        let mut tx = w.begin().await?;
+        let done = sqlx::query(APPROVE_PLAN).bind(task_id).bind(version).execute(&mut *tx).await?;
+        if done.rows_affected() == 0 {
+            return Err(crate::sql_tasks::not_awaiting(version));
+        }
+        sqlx::query(SUPERSEDE_PLANS).bind(task_id).bind(version).execute(&mut *tx).await?;
+        sqlx::query(SET_PLAN_VERSION)
+            .bind(task_id)
+            .bind(version)
+            .bind(at_us)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(DELETE_STEPS).bind(task_id).execute(&mut *tx).await?;
+        for s in steps {
+            sqlx::query(INSERT_STEP)
+                .bind(&s.task_id)
+                .bind(&s.step_id)
+                .bind(s.plan_version)
+                .bind(&s.agent)
+                .bind(&s.status)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn step_outputs_read(&self, task_id: &str) -> StoreResult<Vec<(String, String)>> {
         Ok(sqlx::query_as(crate::sql_tasks::STEP_OUTPUTS)
             .bind(task_id)

@@ -22,17 +22,10 @@ macro_rules! impl_task_store {
                 Ok($crate::sql_tasks::task_row!(r.try_get))
             }
 
+            #[allow(dead_code, reason = "SQLite reads plans with rusqlite (sqlite/hot.rs)")]
             fn plan_from_row(r: &<$db as sqlx::Database>::Row) -> $crate::StoreResult<$crate::PlanRow> {
                 use sqlx::Row as _;
-                Ok($crate::PlanRow {
-                    task_id: r.try_get("task_id")?,
-                    version: r.try_get("version")?,
-                    graph: r.try_get("graph")?,
-                    status: r.try_get("status")?,
-                    checked: r.try_get("checked")?,
-                    author: r.try_get("author")?,
-                    created_at_us: r.try_get("created_at_us")?,
-                })
+                Ok($crate::sql_tasks::plan_row!(r.try_get))
             }
 
             #[allow(dead_code, reason = "SQLite reads steps with rusqlite (sqlite/hot.rs)")]
@@ -43,16 +36,7 @@ macro_rules! impl_task_store {
 
             fn question_from_row(r: &<$db as sqlx::Database>::Row) -> $crate::StoreResult<$crate::QuestionRow> {
                 use sqlx::Row as _;
-                Ok($crate::QuestionRow {
-                    id: r.try_get("id")?,
-                    task_id: r.try_get("task_id")?,
-                    step_id: r.try_get("step_id")?,
-                    question: r.try_get("question")?,
-                    answer: r.try_get("answer")?,
-                    asked_at_us: r.try_get("asked_at_us")?,
-                    answered_at_us: r.try_get("answered_at_us")?,
-                    answered_by: r.try_get("answered_by")?,
-                })
+                Ok($crate::sql_tasks::question_row!(r.try_get))
             }
 
             fn message_row(r: &<$db as sqlx::Database>::Row) -> $crate::StoreResult<$crate::AgentMessageRow> {
@@ -235,21 +219,10 @@ macro_rules! impl_task_store {
                         return Ok(false);
                     }
                     let finished = final_states.contains(&status).then_some(at_us);
-                    let done = sqlx::query(
-                        "UPDATE tasks SET status = $2, result = COALESCE($3, result), error = COALESCE($4, error), \
-                         finished_at_us = COALESCE($5, finished_at_us), updated_at_us = $6 WHERE id = $1 AND status = $7",
-                    )
-                    .bind(id)
-                    .bind(status)
-                    .bind(result)
-                    .bind(error)
-                    .bind(finished)
-                    .bind(at_us)
-                    .bind(&current.status)
-                    .execute(&mut *self.write_conn().await?)
-                    .await?;
+                    let change = $crate::sql_tasks::TaskStatusChange { id, status, result, error, finished, at_us, from: &current.status };
+                    let changed = self.task_status_tx(change).await?;
                     self.durable().await?;
-                    if done.rows_affected() == 1 {
+                    if changed {
                         return Ok(true);
                     }
                 }
@@ -303,60 +276,15 @@ macro_rules! impl_task_store {
             }
 
             async fn plan(&self, task_id: &str, version: i64) -> $crate::StoreResult<Option<$crate::PlanRow>> {
-                let row = sqlx::query("SELECT * FROM plans WHERE task_id = $1 AND version = $2")
-                    .bind(task_id)
-                    .bind(version)
-                    .fetch_optional(&mut *self.read_conn().await?)
-                    .await?;
-                row.as_ref().map(Self::plan_from_row).transpose()
+                self.plan_read(task_id, version).await
             }
 
             async fn plans(&self, task_id: &str) -> $crate::StoreResult<Vec<$crate::PlanRow>> {
-                let rows = sqlx::query("SELECT * FROM plans WHERE task_id = $1 ORDER BY version")
-                    .bind(task_id)
-                    .fetch_all(&mut *self.read_conn().await?)
-                    .await?;
-                rows.iter().map(Self::plan_from_row).collect()
+                self.plans_read(task_id).await
             }
 
             async fn approve_plan(&self, task_id: &str, version: i64, steps: &[$crate::StepRow], at_us: i64) -> $crate::StoreResult<()> {
-                let mut w = self.write_conn().await?;
-                let mut tx = w.begin().await?;
-                let done = sqlx::query("UPDATE plans SET status = 'approved' WHERE task_id = $1 AND version = $2 AND status = 'proposed'")
-                    .bind(task_id)
-                    .bind(version)
-                    .execute(&mut *tx)
-                    .await?;
-                if done.rows_affected() == 0 {
-                    return Err($crate::StoreError::Conflict(format!("plan version {version} is not awaiting approval")));
-                }
-                sqlx::query("UPDATE plans SET status = 'superseded' WHERE task_id = $1 AND version <> $2 AND status IN ('proposed', 'approved')")
-                    .bind(task_id)
-                    .bind(version)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("UPDATE tasks SET plan_version = $2, updated_at_us = $3 WHERE id = $1")
-                    .bind(task_id)
-                    .bind(version)
-                    .bind(at_us)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("DELETE FROM steps WHERE task_id = $1").bind(task_id).execute(&mut *tx).await?;
-                for s in steps {
-                    sqlx::query(
-                        "INSERT INTO steps (task_id, step_id, plan_version, agent, status, attempts, tokens, tool_calls) \
-                         VALUES ($1, $2, $3, $4, $5, 0, 0, 0)",
-                    )
-                    .bind(&s.task_id)
-                    .bind(&s.step_id)
-                    .bind(s.plan_version)
-                    .bind(&s.agent)
-                    .bind(&s.status)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-                drop(w);
+                self.approve_plan_tx(task_id, version, steps, at_us).await?;
                 self.durable().await?;
                 Ok(())
             }
@@ -415,15 +343,9 @@ macro_rules! impl_task_store {
             }
 
             async fn set_step_status_if(&self, task_id: &str, step_id: &str, from: &str, to: &str) -> $crate::StoreResult<bool> {
-                let done = sqlx::query("UPDATE steps SET status = $4 WHERE task_id = $1 AND step_id = $2 AND status = $3")
-                    .bind(task_id)
-                    .bind(step_id)
-                    .bind(from)
-                    .bind(to)
-                    .execute(&mut *self.write_conn().await?)
-                    .await?;
-                    self.durable().await?;
-                Ok(done.rows_affected() == 1)
+                let changed = self.step_status_tx(task_id, step_id, from, to).await?;
+                self.durable().await?;
+                Ok(changed)
             }
 
             async fn agent_step_counts(&self) -> $crate::StoreResult<Vec<(String, String, i64)>> {
@@ -462,11 +384,7 @@ macro_rules! impl_task_store {
             }
 
             async fn questions(&self, task_id: &str) -> $crate::StoreResult<Vec<$crate::QuestionRow>> {
-                let rows = sqlx::query("SELECT * FROM task_questions WHERE task_id = $1 ORDER BY asked_at_us, id")
-                    .bind(task_id)
-                    .fetch_all(&mut *self.read_conn().await?)
-                    .await?;
-                rows.iter().map(Self::question_from_row).collect()
+                self.questions_read(task_id).await
             }
 
             async fn answer_question(&self, id: &str, answer: &str, by: &str, at_us: i64) -> $crate::StoreResult<()> {
@@ -718,6 +636,85 @@ macro_rules! step_row {
     };
 }
 pub(crate) use step_row;
+
+/// A [`crate::PlanRow`] from a row of `plans`, as [`task_row`].
+macro_rules! plan_row {
+    ($r:ident . $get:ident) => {
+        $crate::PlanRow {
+            task_id: $r.$get("task_id")?,
+            version: $r.$get("version")?,
+            graph: $r.$get("graph")?,
+            status: $r.$get("status")?,
+            checked: $r.$get("checked")?,
+            author: $r.$get("author")?,
+            created_at_us: $r.$get("created_at_us")?,
+        }
+    };
+}
+pub(crate) use plan_row;
+
+/// A [`crate::QuestionRow`] from a row of `task_questions`, as [`task_row`].
+macro_rules! question_row {
+    ($r:ident . $get:ident) => {
+        $crate::QuestionRow {
+            id: $r.$get("id")?,
+            task_id: $r.$get("task_id")?,
+            step_id: $r.$get("step_id")?,
+            question: $r.$get("question")?,
+            answer: $r.$get("answer")?,
+            asked_at_us: $r.$get("asked_at_us")?,
+            answered_at_us: $r.$get("answered_at_us")?,
+            answered_by: $r.$get("answered_by")?,
+        }
+    };
+}
+pub(crate) use question_row;
+
+/// A task's plans, oldest first (`$1` the task).
+pub(crate) const PLANS: &str = "SELECT * FROM plans WHERE task_id = $1 ORDER BY version";
+/// One plan (`$1` the task, `$2` the version).
+pub(crate) const PLAN: &str = "SELECT * FROM plans WHERE task_id = $1 AND version = $2";
+/// A task's questions, oldest first (`$1` the task).
+pub(crate) const QUESTIONS: &str =
+    "SELECT * FROM task_questions WHERE task_id = $1 ORDER BY asked_at_us, id";
+
+/// A task's move to `status` if it is still in `from`, the status read before
+/// (`set_task_status`'s compare-and-set, bound in field order to [`SET_TASK_STATUS`]).
+pub(crate) struct TaskStatusChange<'a> {
+    pub id: &'a str,
+    pub status: &'a str,
+    pub result: Option<&'a str>,
+    pub error: Option<&'a str>,
+    pub finished: Option<i64>,
+    pub at_us: i64,
+    pub from: &'a str,
+}
+
+/// Moves a task to a status if it is still in the one read ([`TaskStatusChange`]).
+pub(crate) const SET_TASK_STATUS: &str = "UPDATE tasks SET status = $2, result = COALESCE($3, result), error = COALESCE($4, error), \
+     finished_at_us = COALESCE($5, finished_at_us), updated_at_us = $6 WHERE id = $1 AND status = $7";
+
+/// Moves a step from one status to another (`$1` task, `$2` step, `$3` from, `$4` to).
+pub(crate) const SET_STEP_STATUS: &str =
+    "UPDATE steps SET status = $4 WHERE task_id = $1 AND step_id = $2 AND status = $3";
+
+/// The statements of an approval, in order (`$1` the task, `$2` the version, `$3` the time):
+/// the plan approved if it was proposed, the others superseded, the task pointed at it, its old
+/// steps dropped; then [`INSERT_STEP`] for each step of the plan.
+pub(crate) const APPROVE_PLAN: &str = "UPDATE plans SET status = 'approved' WHERE task_id = $1 AND version = $2 AND status = 'proposed'";
+pub(crate) const SUPERSEDE_PLANS: &str = "UPDATE plans SET status = 'superseded' WHERE task_id = $1 AND version <> $2 \
+     AND status IN ('proposed', 'approved')";
+pub(crate) const SET_PLAN_VERSION: &str =
+    "UPDATE tasks SET plan_version = $2, updated_at_us = $3 WHERE id = $1";
+pub(crate) const DELETE_STEPS: &str = "DELETE FROM steps WHERE task_id = $1";
+/// A new step of an approved plan (task, step, plan version, agent, status).
+pub(crate) const INSERT_STEP: &str = "INSERT INTO steps (task_id, step_id, plan_version, agent, status, attempts, tokens, tool_calls) \
+     VALUES ($1, $2, $3, $4, $5, 0, 0, 0)";
+
+/// Why [`APPROVE_PLAN`] changed nothing.
+pub(crate) fn not_awaiting(version: i64) -> crate::StoreError {
+    crate::StoreError::Conflict(format!("plan version {version} is not awaiting approval"))
+}
 
 /// A step row's columns, by task and step id (`$1`, `$2`; bound by `write_step`).
 pub(crate) const WRITE_STEP: &str = "UPDATE steps SET status = $3, attempts = $4, output = $5, feedback = $6, error = $7, tokens = $8, \

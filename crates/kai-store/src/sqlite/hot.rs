@@ -1,8 +1,9 @@
-//! The SQLite versions of what a task step does to the store, run without a thread hand-off
-//! per statement ([`super::direct`]): its reads of the task and its steps in place, and its
-//! transactions — the claim of its job, its start, each model call, its finish with the steps
-//! it unblocks, its job's completion — each as one closure on the writer thread, committed in a
-//! batch with whatever else is waiting. The PostgreSQL versions are in `postgres.rs` and
+//! The SQLite versions of what a task and its steps do to the store, run without a thread
+//! hand-off per statement ([`super::direct`]): their reads of the task, its plans, steps and
+//! questions in place, and their transactions — the plan's approval, the task's and a step's
+//! status moves, the claim of a job, a step's start, each model call, a step's finish with the
+//! steps it unblocks, a job's completion — each as one closure on the writer thread, committed in
+//! a batch with whatever else is waiting. The PostgreSQL versions are in `postgres.rs` and
 //! `sql_tasks.rs`; both use the SQL text of `sql_tasks.rs` and `sql_queue_rows.rs`.
 
 use std::sync::LazyLock;
@@ -14,7 +15,7 @@ use super::direct::positional;
 use crate::error::{StoreError, StoreResult};
 use crate::queue::{ClaimRequest, ClaimedJob, Job, Lease, NewJob, QueueError, QueueResult};
 use crate::sql_queue::{self, placeholders};
-use crate::{StepRow, TaskRow, TaskUsage, UsageRow};
+use crate::{PlanRow, QuestionRow, StepRow, TaskRow, TaskUsage, UsageRow};
 
 /// The shared SQL with SQLite's placeholders, made once.
 static WRITE_STEP: LazyLock<String> = LazyLock::new(|| positional(crate::sql_tasks::WRITE_STEP));
@@ -28,6 +29,20 @@ static INSERT_USAGE: LazyLock<String> = LazyLock::new(|| {
 static STEP_OUTPUTS: LazyLock<String> =
     LazyLock::new(|| positional(crate::sql_tasks::STEP_OUTPUTS));
 static SUCCEED: LazyLock<String> = LazyLock::new(|| positional(sql_queue::SUCCEED));
+static PLANS: LazyLock<String> = LazyLock::new(|| positional(crate::sql_tasks::PLANS));
+static PLAN: LazyLock<String> = LazyLock::new(|| positional(crate::sql_tasks::PLAN));
+static QUESTIONS: LazyLock<String> = LazyLock::new(|| positional(crate::sql_tasks::QUESTIONS));
+static SET_TASK_STATUS: LazyLock<String> =
+    LazyLock::new(|| positional(crate::sql_tasks::SET_TASK_STATUS));
+static SET_STEP_STATUS: LazyLock<String> =
+    LazyLock::new(|| positional(crate::sql_tasks::SET_STEP_STATUS));
+/// The approval's statements ([`crate::sql_tasks::APPROVE_PLAN`] and what follows it).
+static APPROVAL: LazyLock<[String; 5]> = LazyLock::new(|| {
+    use crate::sql_tasks::{
+        APPROVE_PLAN, DELETE_STEPS, INSERT_STEP, SET_PLAN_VERSION, SUPERSEDE_PLANS,
+    };
+    [APPROVE_PLAN, SUPERSEDE_PLANS, SET_PLAN_VERSION, DELETE_STEPS, INSERT_STEP].map(positional)
+});
 
 /// Reads, in place (async only to match the PostgreSQL versions the shared SQL calls).
 #[allow(clippy::unused_async)]
@@ -54,6 +69,34 @@ impl SqliteStore {
 
     pub(super) async fn steps_read(&self, task_id: &str) -> StoreResult<Vec<StepRow>> {
         self.direct.read(|c| steps_of(c, task_id))
+    }
+
+    pub(super) async fn plans_read(&self, task_id: &str) -> StoreResult<Vec<PlanRow>> {
+        self.direct.read(|c| {
+            let mut stmt = c.prepare_cached(&PLANS)?;
+            let rows = stmt.query_map([task_id], plan_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    pub(super) async fn plan_read(
+        &self,
+        task_id: &str,
+        version: i64,
+    ) -> StoreResult<Option<PlanRow>> {
+        self.direct.read(|c| {
+            Ok(c.prepare_cached(&PLAN)?
+                .query_row(rusqlite::params![task_id, version], plan_row)
+                .optional()?)
+        })
+    }
+
+    pub(super) async fn questions_read(&self, task_id: &str) -> StoreResult<Vec<QuestionRow>> {
+        self.direct.read(|c| {
+            let mut stmt = c.prepare_cached(&QUESTIONS)?;
+            let rows = stmt.query_map([task_id], question_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     pub(super) async fn step_outputs_read(
@@ -144,6 +187,76 @@ impl SqliteStore {
                 }
                 insert_jobs(c, &jobs, now_us).map_err(crate::sql_tasks::insert_error)?;
                 Ok((steps, queued))
+            })
+            .await
+    }
+}
+
+/// A task's own transactions: its approval and status moves (one closure on the writer thread
+/// each, instead of a thread hand-off per statement on sqlx's writer, which held the store's
+/// writer turn — and so every step's write — for the whole approval).
+impl SqliteStore {
+    /// The task's status compare-and-set; whether it moved.
+    pub(super) async fn task_status_tx(
+        &self,
+        c: crate::sql_tasks::TaskStatusChange<'_>,
+    ) -> StoreResult<bool> {
+        let (id, status, from) = (c.id.to_owned(), c.status.to_owned(), c.from.to_owned());
+        let (result, error) = (c.result.map(str::to_owned), c.error.map(str::to_owned));
+        let (finished, at_us) = (c.finished, c.at_us);
+        self.direct
+            .write(move |c| {
+                let changed = c
+                    .prepare_cached(&SET_TASK_STATUS)?
+                    .execute(rusqlite::params![id, status, result, error, finished, at_us, from])?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+
+    /// A step's status from `from` to `to`; whether it moved.
+    pub(super) async fn step_status_tx(
+        &self,
+        task_id: &str,
+        step_id: &str,
+        from: &str,
+        to: &str,
+    ) -> StoreResult<bool> {
+        let args = [task_id, step_id, from, to].map(str::to_owned);
+        self.direct
+            .write(move |c| Ok(c.prepare_cached(&SET_STEP_STATUS)?.execute(args)? == 1))
+            .await
+    }
+
+    /// Approves a proposed plan and writes its steps, all or nothing.
+    pub(super) async fn approve_plan_tx(
+        &self,
+        task_id: &str,
+        version: i64,
+        steps: &[StepRow],
+        at_us: i64,
+    ) -> StoreResult<()> {
+        let (task_id, steps) = (task_id.to_owned(), steps.to_vec());
+        self.direct
+            .write(move |c| {
+                let [approve, supersede, point, delete, insert] = &*APPROVAL;
+                if c.prepare_cached(approve)?.execute(rusqlite::params![task_id, version])? == 0 {
+                    return Err(crate::sql_tasks::not_awaiting(version));
+                }
+                c.prepare_cached(supersede)?.execute(rusqlite::params![task_id, version])?;
+                c.prepare_cached(point)?.execute(rusqlite::params![task_id, version, at_us])?;
+                c.prepare_cached(delete)?.execute([&task_id])?;
+                let mut insert = c.prepare_cached(insert)?;
+                for s in &steps {
+                    insert.execute(rusqlite::params![
+                        s.task_id,
+                        s.step_id,
+                        s.plan_version,
+                        s.agent,
+                        s.status
+                    ])?;
+                }
+                Ok(())
             })
             .await
     }
@@ -373,6 +486,16 @@ fn task_row(r: &Row<'_>) -> rusqlite::Result<TaskRow> {
 fn step_row(r: &Row<'_>) -> rusqlite::Result<StepRow> {
     let r = InOrder::new(r);
     Ok(crate::sql_tasks::step_row!(r.get))
+}
+
+fn plan_row(r: &Row<'_>) -> rusqlite::Result<PlanRow> {
+    let r = InOrder::new(r);
+    Ok(crate::sql_tasks::plan_row!(r.get))
+}
+
+fn question_row(r: &Row<'_>) -> rusqlite::Result<QuestionRow> {
+    let r = InOrder::new(r);
+    Ok(crate::sql_tasks::question_row!(r.get))
 }
 
 fn job_row(r: &Row<'_>) -> QueueResult<Job> {

@@ -176,6 +176,20 @@ pub async fn tasks_plans_and_steps(b: &Backend) {
         ["superseded", "approved"]
     );
     assert_eq!(s.task("task_3").await.unwrap().unwrap().plan_version, 2);
+    assert_eq!(s.plan("task_3", 2).await.unwrap().unwrap().status, "approved");
+    assert!(s.plan("task_3", 9).await.unwrap().is_none());
+    // The approval wrote the plan's steps, pending; a status move only from the status named.
+    assert_eq!(s.steps("task_3").await.unwrap().len(), 2);
+    assert!(s.set_step_status_if("task_3", "b", "pending", "queued").await.unwrap());
+    assert!(!s.set_step_status_if("task_3", "b", "pending", "queued").await.unwrap());
+    assert!(!s.set_step_status_if("task_3", "zz", "pending", "queued").await.unwrap());
+    assert_eq!(s.step("task_3", "b").await.unwrap().unwrap().status, "queued");
+    // A failed approval (a plan not proposed) changes nothing: the steps are still there.
+    s.insert_plan(&plan(3)).await.unwrap();
+    assert!(matches!(s.approve_plan("task_3", 1, &[], 72).await, Err(StoreError::Conflict(_))));
+    assert_eq!(s.steps("task_3").await.unwrap().len(), 2);
+    assert_eq!(s.task("task_3").await.unwrap().unwrap().plan_version, 2);
+    s.set_plan_status("task_3", 3, "rejected").await.unwrap();
 
     let mut a = s.step("task_3", "a").await.unwrap().unwrap();
     a.status = "succeeded".into();
