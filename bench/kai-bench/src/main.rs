@@ -27,10 +27,8 @@ use tokio_util::task::TaskTracker;
 
 mod llm;
 
-/// The node's allocator (`kai`'s `jemalloc` feature), so the in-process runs measure what it runs.
-/// jemalloc instead of glibc's malloc: with the node's many threads (tokio workers, the SQLite
-/// writer, connection threads) glibc's arenas were a quarter of a task step's CPU: lock
-/// contention on frees across threads and consolidation of freed chunks (docs/benchmarks.md).
+/// The node's allocator (`kai`'s `jemalloc` feature; `crates/kai/src/main.rs` says why), so the
+/// in-process runs measure what it runs.
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
