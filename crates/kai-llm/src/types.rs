@@ -5,6 +5,8 @@
 //! own wire types; nothing here knows a provider's JSON.
 
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -78,8 +80,9 @@ pub struct ToolDefinition {
     pub name: String,
     #[serde(default)]
     pub description: String,
-    /// JSON Schema of the arguments object.
-    pub parameters: Value,
+    /// JSON Schema of the arguments object. Shared, not copied: every request of an agent's
+    /// step carries the same schemas (from its tools' specs).
+    pub parameters: Arc<Value>,
 }
 
 /// Whether and which tool the model must call.

@@ -307,6 +307,36 @@ impl PgStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn create_task_tx(
+        &self,
+        task: &crate::TaskRow,
+        plan: Option<&crate::PlanRow>,
+        job: &crate::queue::NewJob,
+        now_us: i64,
+    ) -> StoreResult<Option<crate::TaskRow>> {
+        use crate::sql_tasks::{INSERT_PLAN, INSERT_TASK, bind_plan, bind_task};
+        let mut w = self.write_conn().await?;
+        let mut tx = w.begin().await?;
+        let inserted = bind_task!(sqlx::query(INSERT_TASK), task).execute(&mut *tx).await?;
+        if inserted.rows_affected() == 0 {
+            return Ok(None);
+        }
+        if let Some(p) = plan
+            && bind_plan!(sqlx::query(INSERT_PLAN), p).execute(&mut *tx).await?.rows_affected() == 0
+        {
+            return Err(crate::sql_tasks::plan_exists(p.version));
+        }
+        Self::queue_insert(&mut tx, std::slice::from_ref(job), now_us)
+            .await
+            .map_err(crate::sql_tasks::insert_error)?;
+        let row = sqlx::query("SELECT * FROM tasks WHERE id = $1")
+            .bind(&task.id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Self::task_from_row(&row).map(Some)
+    }
+
     async fn approve_plan_tx(
         &self,
         task_id: &str,

@@ -22,6 +22,19 @@ macro_rules! impl_task_store {
                 Ok($crate::sql_tasks::task_row!(r.try_get))
             }
 
+            /// For a task that was not inserted: the stored one with its idempotency key, else
+            /// `Conflict` (its id is taken).
+            async fn task_by_key(&self, t: &$crate::TaskRow) -> $crate::StoreResult<$crate::TaskRow> {
+                let existing = match &t.idempotency_key {
+                    Some(k) => sqlx::query("SELECT * FROM tasks WHERE idempotency_key = $1").bind(k).fetch_optional(&mut *self.read_conn().await?).await?,
+                    None => None,
+                };
+                match existing {
+                    Some(row) => Self::task_from_row(&row),
+                    None => Err($crate::StoreError::Conflict(format!("task {} already exists", t.id))),
+                }
+            }
+
             #[allow(dead_code, reason = "SQLite reads plans with rusqlite (sqlite/hot.rs)")]
             fn plan_from_row(r: &<$db as sqlx::Database>::Row) -> $crate::StoreResult<$crate::PlanRow> {
                 use sqlx::Row as _;
@@ -149,39 +162,28 @@ macro_rules! impl_task_store {
             }
 
             async fn insert_task(&self, t: &$crate::TaskRow) -> $crate::StoreResult<$crate::TaskRow> {
-                let inserted = sqlx::query(
-                    "INSERT INTO tasks (id, owner, goal, status, source, workflow, budget, result, error, plan_version, \
-                     parent_id, depth, idempotency_key, created_at_us, updated_at_us) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT DO NOTHING",
-                )
-                .bind(&t.id)
-                .bind(&t.owner)
-                .bind(&t.goal)
-                .bind(&t.status)
-                .bind(&t.source)
-                .bind(&t.workflow)
-                .bind(&t.budget)
-                .bind(&t.result)
-                .bind(&t.error)
-                .bind(t.plan_version)
-                .bind(&t.parent_id)
-                .bind(t.depth)
-                .bind(&t.idempotency_key)
-                .bind(t.created_at_us)
-                .bind(t.updated_at_us)
-                .execute(&mut *self.write_conn().await?)
-                .await?;
+                let inserted = $crate::sql_tasks::bind_task!(sqlx::query($crate::sql_tasks::INSERT_TASK), t)
+                    .execute(&mut *self.write_conn().await?)
+                    .await?;
                 self.durable().await?;
                 if inserted.rows_affected() == 1 {
                     return self.task(&t.id).await?.ok_or($crate::StoreError::NotFound);
                 }
-                let existing = match &t.idempotency_key {
-                    Some(k) => sqlx::query("SELECT * FROM tasks WHERE idempotency_key = $1").bind(k).fetch_optional(&mut *self.read_conn().await?).await?,
-                    None => None,
-                };
-                match existing {
-                    Some(row) => Self::task_from_row(&row),
-                    None => Err($crate::StoreError::Conflict(format!("task {} already exists", t.id))),
+                self.task_by_key(t).await
+            }
+
+            async fn create_task(
+                &self,
+                t: &$crate::TaskRow,
+                plan: Option<&$crate::PlanRow>,
+                job: &$crate::queue::NewJob,
+                at_us: i64,
+            ) -> $crate::StoreResult<$crate::TaskRow> {
+                let created = self.create_task_tx(t, plan, job, at_us).await?;
+                self.durable().await?;
+                match created {
+                    Some(row) => Ok(row),
+                    None => self.task_by_key(t).await,
                 }
             }
 
@@ -255,22 +257,12 @@ macro_rules! impl_task_store {
             }
 
             async fn insert_plan(&self, p: &$crate::PlanRow) -> $crate::StoreResult<()> {
-                let done = sqlx::query(
-                    "INSERT INTO plans (task_id, version, graph, status, checked, author, created_at_us) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-                )
-                .bind(&p.task_id)
-                .bind(p.version)
-                .bind(&p.graph)
-                .bind(&p.status)
-                .bind(&p.checked)
-                .bind(&p.author)
-                .bind(p.created_at_us)
-                .execute(&mut *self.write_conn().await?)
-                .await?;
+                let done = $crate::sql_tasks::bind_plan!(sqlx::query($crate::sql_tasks::INSERT_PLAN), p)
+                    .execute(&mut *self.write_conn().await?)
+                    .await?;
                 self.durable().await?;
                 if done.rows_affected() == 0 {
-                    return Err($crate::StoreError::Conflict(format!("plan version {} exists", p.version)));
+                    return Err($crate::sql_tasks::plan_exists(p.version));
                 }
                 Ok(())
             }
@@ -691,6 +683,89 @@ pub(crate) struct TaskStatusChange<'a> {
 }
 
 /// Moves a task to a status if it is still in the one read ([`TaskStatusChange`]).
+/// A new task; nothing if its id or idempotency key is taken (binds: [`bind_task`]).
+pub(crate) const INSERT_TASK: &str = "INSERT INTO tasks (id, owner, goal, status, source, workflow, budget, result, error, plan_version, \
+     parent_id, depth, idempotency_key, created_at_us, updated_at_us) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT DO NOTHING";
+
+/// Binds a [`crate::TaskRow`]'s fields to [`INSERT_TASK`], in its order: `$q.bind(..)` for
+/// sqlx, or a `params!` list for rusqlite with `bind_task!(params t)`.
+macro_rules! bind_task {
+    (params $t:ident) => {
+        rusqlite::params![
+            $t.id,
+            $t.owner,
+            $t.goal,
+            $t.status,
+            $t.source,
+            $t.workflow,
+            $t.budget,
+            $t.result,
+            $t.error,
+            $t.plan_version,
+            $t.parent_id,
+            $t.depth,
+            $t.idempotency_key,
+            $t.created_at_us,
+            $t.updated_at_us
+        ]
+    };
+    ($q:expr, $t:expr) => {{
+        let t = $t;
+        $q.bind(&t.id)
+            .bind(&t.owner)
+            .bind(&t.goal)
+            .bind(&t.status)
+            .bind(&t.source)
+            .bind(&t.workflow)
+            .bind(&t.budget)
+            .bind(&t.result)
+            .bind(&t.error)
+            .bind(t.plan_version)
+            .bind(&t.parent_id)
+            .bind(t.depth)
+            .bind(&t.idempotency_key)
+            .bind(t.created_at_us)
+            .bind(t.updated_at_us)
+    }};
+}
+pub(crate) use bind_task;
+
+/// A new plan version; nothing if it exists (binds: [`bind_plan`]).
+pub(crate) const INSERT_PLAN: &str = "INSERT INTO plans (task_id, version, graph, status, checked, author, created_at_us) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING";
+
+/// Binds a [`crate::PlanRow`]'s fields to [`INSERT_PLAN`], as [`bind_task`] does.
+macro_rules! bind_plan {
+    (params $p:ident) => {
+        rusqlite::params![
+            $p.task_id,
+            $p.version,
+            $p.graph,
+            $p.status,
+            $p.checked,
+            $p.author,
+            $p.created_at_us
+        ]
+    };
+    ($q:expr, $p:expr) => {{
+        let p = $p;
+        $q.bind(&p.task_id)
+            .bind(p.version)
+            .bind(&p.graph)
+            .bind(&p.status)
+            .bind(&p.checked)
+            .bind(&p.author)
+            .bind(p.created_at_us)
+    }};
+}
+pub(crate) use bind_plan;
+
+/// The error for a plan version that is stored already.
+pub(crate) fn plan_exists(version: i64) -> crate::StoreError {
+    crate::StoreError::Conflict(format!("plan version {version} exists"))
+}
+
 pub(crate) const SET_TASK_STATUS: &str = "UPDATE tasks SET status = $2, result = COALESCE($3, result), error = COALESCE($4, error), \
      finished_at_us = COALESCE($5, finished_at_us), updated_at_us = $6 WHERE id = $1 AND status = $7";
 

@@ -14,6 +14,7 @@ use crate::error::{StoreError, StoreResult};
 use crate::sqlite_conns::{Conn, Conns};
 use crate::wal_sync::WalSync;
 
+mod checkpoint;
 mod direct;
 mod hot;
 mod logs;
@@ -44,6 +45,11 @@ impl SqliteStore {
             // Durability comes from `WalSync` after each write (see the module doc).
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
+            // Statement and savepoint journals in memory, not in files under /var/tmp (see
+            // `direct::connect`).
+            .pragma("temp_store", "MEMORY")
+            // The log is copied back on a thread of its own (`sqlite/checkpoint.rs`).
+            .pragma("wal_autocheckpoint", "0")
             .busy_timeout(Duration::from_secs(5));
         let file = options.get_filename();
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
@@ -89,13 +95,16 @@ impl SqliteStore {
     }
 
     /// Makes every commit this caller made durable (a shared flush of the WAL), unless the
-    /// caller runs inside [`crate::deferred_flush`].
+    /// caller runs inside [`crate::deferred_flush`]. Every write method calls it after its
+    /// commit, so it also wakes the checkpointer (`sqlite/checkpoint.rs`).
     async fn durable(&self) -> StoreResult<()> {
+        self.direct.wrote();
         if crate::wal_sync::is_deferred() { Ok(()) } else { self.wal.sync().await }
     }
 
     /// [`Self::durable`], deferred or not.
     async fn flush_now(&self) -> StoreResult<()> {
+        self.direct.wrote();
         self.wal.sync().await
     }
 }

@@ -187,6 +187,17 @@ pub trait TaskStore: Send + Sync {
 
     /// Inserts a task; with an idempotency key already used, returns the existing task.
     async fn insert_task(&self, task: &TaskRow) -> StoreResult<TaskRow>;
+    /// Inserts a new task, its first plan (if it came with one) and the queue job that takes it
+    /// on, in one transaction: a task is never stored without the job that moves it. With an
+    /// idempotency key already used, writes nothing and returns the existing task; a plan or job
+    /// that cannot be stored (`Conflict`) rolls all of it back.
+    async fn create_task(
+        &self,
+        task: &TaskRow,
+        plan: Option<&PlanRow>,
+        job: &crate::queue::NewJob,
+        at_us: i64,
+    ) -> StoreResult<TaskRow>;
     async fn task(&self, id: &str) -> StoreResult<Option<TaskRow>>;
     async fn tasks(&self, filter: &TaskFilter) -> StoreResult<Vec<TaskRow>>;
     /// Sets status, result and error (and the finish time for final states) unless the task is

@@ -17,8 +17,8 @@ use kai_store::{
 #[path = "conformance/tasks.rs"]
 mod tasks;
 use tasks::{
-    agents_and_lifecycle_compare_and_set, questions_messages_workflows_webhooks_triggers,
-    tasks_plans_and_steps,
+    a_task_is_created_with_its_plan_and_job_or_not_at_all, agents_and_lifecycle_compare_and_set,
+    questions_messages_workflows_webhooks_triggers, tasks_plans_and_steps,
 };
 
 /// A store on one backend plus whatever must be cleaned up after.
@@ -109,6 +109,7 @@ on_both_backends!(
     chat_threads_messages_and_search,
     agents_and_lifecycle_compare_and_set,
     tasks_plans_and_steps,
+    a_task_is_created_with_its_plan_and_job_or_not_at_all,
     questions_messages_workflows_webhooks_triggers,
 );
 

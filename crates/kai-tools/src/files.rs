@@ -319,7 +319,7 @@ impl Tool for Files {
                 },
                 "required": ["op", "path"],
                 "additionalProperties": false
-            }),
+            }).into(),
             risky: false,
         }
     }

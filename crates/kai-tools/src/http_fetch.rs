@@ -327,7 +327,8 @@ impl Tool for HttpFetch {
                 },
                 "required": ["url"],
                 "additionalProperties": false
-            }),
+            })
+            .into(),
             risky: true,
         }
     }

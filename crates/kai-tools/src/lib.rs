@@ -49,7 +49,7 @@ pub struct ToolSpec {
     pub name: String,
     pub description: String,
     /// A JSON Schema object describing the arguments.
-    pub parameters: serde_json::Value,
+    pub parameters: std::sync::Arc<serde_json::Value>,
     /// Whether a call can have side effects outside the agent's workspace.
     pub risky: bool,
 }

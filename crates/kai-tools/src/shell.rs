@@ -275,7 +275,8 @@ impl Tool for Shell {
                 },
                 "required": ["command"],
                 "additionalProperties": false
-            }),
+            })
+            .into(),
             risky: false,
         }
     }

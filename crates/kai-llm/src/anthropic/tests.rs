@@ -40,7 +40,7 @@ async fn the_request_has_anthropic_s_shape() {
     .with_tools(vec![ToolDefinition {
         name: "weather".into(),
         description: "d".into(),
-        parameters: json!({ "type": "object" }),
+        parameters: json!({ "type": "object" }).into(),
     }]);
     request.tool_choice = Some(ToolChoice::Required);
     request.params.stop = vec!["END".into()];

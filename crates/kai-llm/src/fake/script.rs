@@ -186,10 +186,11 @@ pub(crate) fn words(text: &str) -> Vec<String> {
     out
 }
 
-/// Counts a prompt's "tokens" the fake way: whitespace-separated words of every string in it.
+/// Counts a prompt's "tokens" the fake way: words (split at ASCII whitespace) of every string
+/// in it.
 pub(crate) fn count_words(value: &Value) -> u64 {
     match value {
-        Value::String(s) => s.split_whitespace().count() as u64,
+        Value::String(s) => s.split_ascii_whitespace().count() as u64,
         Value::Array(items) => items.iter().map(count_words).sum(),
         Value::Object(map) => map.values().map(count_words).sum(),
         _ => 0,

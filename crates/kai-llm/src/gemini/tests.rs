@@ -39,7 +39,7 @@ async fn the_request_has_gemini_s_shape() {
     .with_tools(vec![ToolDefinition {
         name: "weather".into(),
         description: "d".into(),
-        parameters: json!({ "type": "object" }),
+        parameters: json!({ "type": "object" }).into(),
     }]);
     request.tool_choice = Some(ToolChoice::Tool { name: "weather".into() });
     request.params.temperature = Some(0.5);

@@ -18,7 +18,7 @@ fn tool() -> ToolDefinition {
     ToolDefinition {
         name: "weather".into(),
         description: "d".into(),
-        parameters: json!({ "type": "object" }),
+        parameters: json!({ "type": "object" }).into(),
     }
 }
 

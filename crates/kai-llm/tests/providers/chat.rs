@@ -43,7 +43,8 @@ fn weather_tool() -> ToolDefinition {
             "type": "object",
             "properties": { "city": { "type": "string" } },
             "required": ["city"],
-        }),
+        })
+        .into(),
     }
 }
 

@@ -293,22 +293,11 @@ impl Tasks {
             updated_at_us: now,
             finished_at_us: None,
         };
-        let stored = self.store.insert_task(&row).await?;
-        if stored.id != row.id {
-            return Ok(stored);
-        }
-        audit
-            .record(
-                &s.owner,
-                "task.submit",
-                &row.id,
-                kai_crypto::audit::Outcome::Success,
-                json!({"source": row.source, "workflow": row.workflow, "goal_bytes": s.goal.len()}),
-            )
-            .await?;
-        if let Some(graph) = s.graph {
-            self.propose(&row, graph, &s.owner).await?;
-        }
+        // The plan it came with (checked now: a plan that cannot run refuses the submit).
+        let plan = match s.graph {
+            Some(graph) => Some(self.checked_plan(&row, graph, &s.owner, 1).await?),
+            None => None,
+        };
         let job = NewJob::new(
             PLAN_QUEUE.parse().map_err(|_| TaskError::BadRequest("queue".into()))?,
             json!({"task_id": row.id}),
@@ -319,14 +308,36 @@ impl Tasks {
             Some(p) => job.with_parent(p),
             None => job,
         };
-        self.queue.enqueue(&job).await?;
-        self.publish(
+        // The task, its plan and its job in one transaction: a crash can never leave a task
+        // that nothing moves forward.
+        let stored =
+            self.store.create_task(&row, plan.as_ref().map(|(p, _)| p), &job, now_us()).await?;
+        if stored.id != row.id {
+            return Ok(stored);
+        }
+        self.queue.wake();
+        // The audit entry and the events together, so that they share their disk flushes.
+        let record = audit.record(
+            &s.owner,
+            "task.submit",
             &row.id,
-            None,
-            "TASK_CREATED",
-            json!({"goal": row.goal, "source": row.source, "owner": row.owner}),
-        )
-        .await;
+            kai_crypto::audit::Outcome::Success,
+            json!({"source": row.source, "workflow": row.workflow, "goal_bytes": s.goal.len()}),
+        );
+        let events = async {
+            self.publish(
+                &row.id,
+                None,
+                "TASK_CREATED",
+                json!({"goal": row.goal, "source": row.source, "owner": row.owner}),
+            )
+            .await;
+            if let Some((plan, checked)) = &plan {
+                self.proposed(plan, checked).await;
+            }
+        };
+        let (recorded, ()) = tokio::join!(record, events);
+        recorded?;
         Ok(stored)
     }
 

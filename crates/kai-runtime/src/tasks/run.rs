@@ -157,9 +157,26 @@ impl Tasks {
     pub(crate) async fn propose(
         &self,
         task: &TaskRow,
-        mut graph: TaskGraph,
+        graph: TaskGraph,
         author: &str,
     ) -> Result<PlanRow, TaskError> {
+        let version = self.store.plans(&task.id).await?.last().map_or(1, |p| p.version + 1);
+        let (row, checked) = self.checked_plan(task, graph, author, version).await?;
+        self.store.insert_plan(&row).await?;
+        self.proposed(&row, &checked).await;
+        Ok(row)
+    }
+
+    /// `graph` as plan `version` of `task`, with what its check found (its repairs, order and
+    /// the steps that need approval), if it passes the check; else the problems, which the API
+    /// shows.
+    pub(crate) async fn checked_plan(
+        &self,
+        task: &TaskRow,
+        mut graph: TaskGraph,
+        author: &str,
+        version: i64,
+    ) -> Result<(PlanRow, Value), TaskError> {
         let ctx = self.plan_context(&budget_of(task)).await?;
         let checked = graph.check(&ctx).map_err(|problems| {
             TaskError::BadRequest(format!(
@@ -167,25 +184,29 @@ impl Tasks {
                 problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
             ))
         })?;
-        let version = self.store.plans(&task.id).await?.last().map_or(1, |p| p.version + 1);
+        let checked = serde_json::to_value(&checked).unwrap_or_default();
         let row = PlanRow {
             task_id: task.id.clone(),
             version,
             graph: serde_json::to_string(&graph).unwrap_or_default(),
             status: "proposed".into(),
-            checked: serde_json::to_string(&checked).unwrap_or_default(),
+            checked: checked.to_string(),
             author: author.into(),
             created_at_us: now_us(),
         };
-        self.store.insert_plan(&row).await?;
+        Ok((row, checked))
+    }
+
+    /// Tells the bus about a stored plan proposal.
+    pub(crate) async fn proposed(&self, plan: &PlanRow, checked: &Value) {
+        let graph: Value = serde_json::from_str(&plan.graph).unwrap_or_default();
         self.publish(
-            &task.id,
+            &plan.task_id,
             None,
             "PLAN_PROPOSED",
-            json!({"version": version, "graph": graph, "checked": checked}),
+            json!({"version": plan.version, "graph": graph, "checked": checked}),
         )
         .await;
-        Ok(row)
     }
 
     /// Rejects the proposed plan, which ends the task.

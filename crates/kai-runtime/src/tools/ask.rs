@@ -22,7 +22,7 @@ impl Tool for AskUser {
                 "properties": {"question": {"type": "string", "maxLength": 2000}},
                 "required": ["question"],
                 "additionalProperties": false,
-            }),
+            }).into(),
             risky: false,
         }
     }

@@ -40,7 +40,8 @@ impl Tool for MemoryStore {
                 "properties": {"text": {"type": "string", "maxLength": 8000}},
                 "required": ["text"],
                 "additionalProperties": false,
-            }),
+            })
+            .into(),
             risky: false,
         }
     }
@@ -67,7 +68,7 @@ impl Tool for MemorySearch {
                 "properties": {"query": {"type": "string", "maxLength": 500}, "k": {"type": "integer", "minimum": 1, "maximum": 20}},
                 "required": ["query"],
                 "additionalProperties": false,
-            }),
+            }).into(),
             risky: false,
         }
     }

@@ -218,7 +218,11 @@ fn tool_definition(v: &Value) -> Result<ToolDefinition, ApiError> {
     Ok(ToolDefinition {
         name: name.to_owned(),
         description: f.get("description").and_then(Value::as_str).unwrap_or_default().to_owned(),
-        parameters: f.get("parameters").cloned().unwrap_or_else(|| json!({"type": "object"})),
+        parameters: f
+            .get("parameters")
+            .cloned()
+            .unwrap_or_else(|| json!({"type": "object"}))
+            .into(),
     })
 }
 

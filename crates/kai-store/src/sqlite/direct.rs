@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+use super::checkpoint::Checkpointer;
 use crate::error::{StoreError, StoreResult};
 use crate::sqlite_conns::Conns;
 
@@ -90,6 +91,10 @@ pub(super) struct Direct {
     readers: Mutex<Vec<Connection>>,
     writer: Mutex<Option<mpsc::Sender<Work>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Wakes the checkpointer after writes that did not go through the writer thread.
+    checkpointer: Mutex<Option<Checkpointer>>,
+    /// The checkpointer's thread (it stops once the writer thread and `checkpointer` are gone).
+    checkpoints: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Transactions the writer thread has run (batches).
     batches: Arc<AtomicU64>,
 }
@@ -98,18 +103,22 @@ impl Direct {
     /// Opens the writer connection and starts its thread; `turn` is the store's writer queue.
     pub(super) fn open(path: &Path, turn: Arc<Conns>) -> StoreResult<Self> {
         let conn = connect(path)?;
+        let (checkpointer, checkpoints) = Checkpointer::start(path, connect, turn.clone())?;
+        let wakes = checkpointer.clone();
         let (tx, rx) = mpsc::channel::<Work>();
         let batches = Arc::new(AtomicU64::new(0));
         let counted = batches.clone();
         let thread = std::thread::Builder::new()
             .name("kai-sqlite-writer".into())
-            .spawn(move || writer(&conn, &rx, &turn, &counted))
+            .spawn(move || writer(&conn, &rx, &turn, &counted, &wakes))
             .map_err(|e| StoreError::Unavailable(format!("starting the SQLite writer: {e}")))?;
         Ok(Self {
             path: path.to_path_buf(),
             readers: Mutex::new(Vec::new()),
             writer: Mutex::new(Some(tx)),
             thread: Mutex::new(Some(thread)),
+            checkpointer: Mutex::new(Some(checkpointer)),
+            checkpoints: Mutex::new(Some(checkpoints)),
             batches,
         })
     }
@@ -139,6 +148,19 @@ impl Direct {
         rx.await.unwrap_or_else(|_| Err(stopped().into()))
     }
 
+    /// Another connection committed: the checkpointer copies the log back soon.
+    pub(super) fn wrote(&self) {
+        if let Some(c) = lock(&self.checkpointer).as_ref() {
+            c.wake();
+        }
+    }
+
+    /// Checkpoints run so far.
+    #[cfg(test)]
+    pub(super) fn checkpoints(&self) -> u64 {
+        lock(&self.checkpointer).as_ref().map_or(0, Checkpointer::runs)
+    }
+
     /// Runs `read` on this thread with a reader connection (opened on first use).
     pub(super) fn read<R>(
         &self,
@@ -156,15 +178,18 @@ impl Direct {
     /// Stops the writer thread once it has run what was sent; closes the readers.
     pub(super) async fn close(&self) {
         drop(lock(&self.writer).take());
-        let thread = lock(&self.thread).take();
-        if let Some(t) = thread
-            && tokio::task::spawn_blocking(move || t.join()).await.is_err()
-        {
-            tracing::warn!("the SQLite writer thread did not stop cleanly");
+        // The checkpointer's thread stops once the writer thread's clone is gone too.
+        let checkpoints = lock(&self.checkpointer).take().map_or(0, |c| c.runs());
+        let threads = [lock(&self.thread).take(), lock(&self.checkpoints).take()];
+        for t in threads.into_iter().flatten() {
+            if !matches!(tokio::task::spawn_blocking(move || t.join()).await, Ok(Ok(()))) {
+                tracing::warn!("a SQLite writer thread did not stop cleanly");
+            }
         }
         lock(&self.readers).clear();
         tracing::debug!(
             transactions = self.batches.load(Ordering::Relaxed),
+            checkpoints,
             "SQLite writer stopped"
         );
     }
@@ -179,20 +204,35 @@ fn stopped() -> StoreError {
 }
 
 /// A connection with the store's settings (`sqlite.rs`): WAL, `synchronous=NORMAL` (flushes are
-/// `WalSync`'s), foreign keys, 5 s busy timeout. The file exists (sqlx created and migrated it).
+/// `WalSync`'s), foreign keys, 5 s busy timeout, temporary storage in memory, checkpoints left
+/// to `checkpoint.rs`. The file exists (sqlx created and migrated it).
+///
+/// `temp_store = MEMORY` matters for the writer: every work of a batch runs under a savepoint,
+/// and a page that an earlier work of the batch already changed is copied to the savepoint's
+/// journal before it changes again. With SQLite's default that journal is a temporary file, and
+/// on 1,000 tasks × 10 steps those copies were two thirds of all the bytes the node wrote
+/// (docs/benchmarks.md, issue 5). The journal lives only for its transaction and holds at most
+/// the pages the batch touched.
 fn connect(path: &Path) -> StoreResult<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+         PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 0;",
     )?;
     conn.set_prepared_statement_cache_capacity(CACHED_STATEMENTS);
     Ok(conn)
 }
 
 /// The writer thread: batches of queued work, one transaction per batch.
-fn writer(conn: &Connection, queue: &mpsc::Receiver<Work>, turn: &Conns, batches: &AtomicU64) {
+fn writer(
+    conn: &Connection,
+    queue: &mpsc::Receiver<Work>,
+    turn: &Conns,
+    batches: &AtomicU64,
+    checkpointer: &Checkpointer,
+) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -206,8 +246,9 @@ fn writer(conn: &Connection, queue: &mpsc::Receiver<Work>, turn: &Conns, batches
             Ok(_turn) => run_batch(conn, &mut batch),
             Err(e) => Err(StoreError::from(e)),
         };
-        if let Err(e) = &committed {
-            tracing::error!(error = %e, "a batch of SQLite writes failed");
+        match &committed {
+            Ok(()) => checkpointer.wake(),
+            Err(e) => tracing::error!(error = %e, "a batch of SQLite writes failed"),
         }
         for work in batch {
             let answer = match &committed {
@@ -292,7 +333,8 @@ mod tests {
         let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
             .unwrap()
             .create_if_missing(true)
-            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .pragma("wal_autocheckpoint", "0");
         let mut c = sqlx::SqliteConnection::connect_with(&options).await.unwrap();
         sqlx::query("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
             .execute(&mut c)
@@ -397,6 +439,72 @@ mod tests {
         // writes been slow to arrive), not as 50.
         assert!(d.batches() < 10, "{} transactions for 51 writes", d.batches());
         assert_eq!(count(&d), 52);
+    }
+
+    /// Waits (up to 10 s) for a checkpoint after the `seen`th.
+    async fn checkpoint_after(d: &Direct, seen: u64) -> u64 {
+        for _ in 0..1000 {
+            let now = d.checkpoints();
+            if now > seen {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no checkpoint within 10 s");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_checkpointer_copies_the_log_back_so_it_starts_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, turn) = direct(&dir).await;
+        d.write(|c| -> StoreResult<()> {
+            c.execute("CREATE TABLE b (k INTEGER PRIMARY KEY, v BLOB NOT NULL)", [])?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let blob = vec![7u8; 4096];
+        let mut seen = checkpoint_after(&d, 0).await;
+        // Eight rounds of about 2.5 MB of log each: through the writer thread, and every
+        // other round through the store's sqlx writer, which wakes the checkpointer itself.
+        for round in 0..8i64 {
+            if round % 2 == 0 {
+                let blob = blob.clone();
+                d.write(move |c| -> StoreResult<()> {
+                    let mut insert = c.prepare("INSERT INTO b (k, v) VALUES (?1, ?2)")?;
+                    for i in 0..300 {
+                        insert.execute(rusqlite::params![round * 1000 + i, blob])?;
+                    }
+                    Ok(())
+                })
+                .await
+                .unwrap();
+            } else {
+                let mut w = turn.get().await.unwrap();
+                sqlx::query("BEGIN").execute(&mut *w).await.unwrap();
+                for i in 0..300 {
+                    sqlx::query("INSERT INTO b (k, v) VALUES ($1, $2)")
+                        .bind(round * 1000 + i)
+                        .bind(&blob)
+                        .execute(&mut *w)
+                        .await
+                        .unwrap();
+                }
+                sqlx::query("COMMIT").execute(&mut *w).await.unwrap();
+                drop(w);
+                d.wrote();
+            }
+            seen = checkpoint_after(&d, seen).await;
+        }
+        let rows: i64 =
+            d.read(|c| Ok(c.query_row("SELECT COUNT(*) FROM b", [], |r| r.get(0))?)).unwrap();
+        assert_eq!(rows, 2400);
+        // The log was copied back and started over from its beginning: its file holds a
+        // round or two, not the 20 MB written.
+        let wal = std::fs::metadata(dir.path().join("d.db-wal")).unwrap().len();
+        assert!(wal < 8 << 20, "the log file grew to {wal} bytes");
+        let db = std::fs::metadata(dir.path().join("d.db")).unwrap().len();
+        assert!(db > 9 << 20, "the database file holds what was written: {db} bytes");
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! The SQLite versions of what a task and its steps do to the store, run without a thread
 //! hand-off per statement ([`super::direct`]): their reads of the task, its plans, steps and
-//! questions in place, and their transactions — the plan's approval, the task's and a step's
+//! questions in place, and their transactions — a new task with its plan and job, the plan's
+//! approval, the task's and a step's
 //! status moves, the claim of a job, a step's start, each model call, a step's finish with the
 //! steps it unblocks, a job's completion — each as one closure on the writer thread, committed in
 //! a batch with whatever else is waiting. The PostgreSQL versions are in `postgres.rs` and
@@ -36,6 +37,8 @@ static SET_TASK_STATUS: LazyLock<String> =
     LazyLock::new(|| positional(crate::sql_tasks::SET_TASK_STATUS));
 static SET_STEP_STATUS: LazyLock<String> =
     LazyLock::new(|| positional(crate::sql_tasks::SET_STEP_STATUS));
+static INSERT_TASK: LazyLock<String> = LazyLock::new(|| positional(crate::sql_tasks::INSERT_TASK));
+static INSERT_PLAN: LazyLock<String> = LazyLock::new(|| positional(crate::sql_tasks::INSERT_PLAN));
 /// The approval's statements ([`crate::sql_tasks::APPROVE_PLAN`] and what follows it).
 static APPROVAL: LazyLock<[String; 5]> = LazyLock::new(|| {
     use crate::sql_tasks::{
@@ -196,6 +199,41 @@ impl SqliteStore {
 /// each, instead of a thread hand-off per statement on sqlx's writer, which held the store's
 /// writer turn — and so every step's write — for the whole approval).
 impl SqliteStore {
+    /// Inserts the task, its plan and its job; `None` (nothing written) if the task's id or
+    /// idempotency key is taken.
+    pub(super) async fn create_task_tx(
+        &self,
+        task: &TaskRow,
+        plan: Option<&PlanRow>,
+        job: &NewJob,
+        now_us: i64,
+    ) -> StoreResult<Option<TaskRow>> {
+        let (task, plan, job) = (task.clone(), plan.cloned(), job.clone());
+        self.direct
+            .write(move |c| {
+                if c.prepare_cached(&INSERT_TASK)?
+                    .execute(crate::sql_tasks::bind_task!(params task))?
+                    == 0
+                {
+                    return Ok(None);
+                }
+                if let Some(p) = &plan
+                    && c.prepare_cached(&INSERT_PLAN)?
+                        .execute(crate::sql_tasks::bind_plan!(params p))?
+                        == 0
+                {
+                    return Err(crate::sql_tasks::plan_exists(p.version));
+                }
+                insert_jobs(c, std::slice::from_ref(&job), now_us)
+                    .map_err(crate::sql_tasks::insert_error)?;
+                Ok(Some(
+                    c.prepare_cached("SELECT * FROM tasks WHERE id = ?1")?
+                        .query_row([&task.id], task_row)?,
+                ))
+            })
+            .await
+    }
+
     /// The task's status compare-and-set; whether it moved.
     pub(super) async fn task_status_tx(
         &self,

@@ -363,3 +363,79 @@ pub async fn questions_messages_workflows_webhooks_triggers(b: &Backend) {
     assert!(!s.mark_trigger_fired("t1", Some(100), 300).await.unwrap());
     assert_eq!(s.trigger_last_fired("t1").await.unwrap(), Some(200));
 }
+
+/// A new task, its plan and its job commit together, or not at all.
+pub async fn a_task_is_created_with_its_plan_and_job_or_not_at_all(b: &Backend) {
+    use kai_store::queue::{JobFilter, NewJob};
+    let s = &b.store;
+    let job = |task: &str| {
+        NewJob::new("task.plan".parse().unwrap(), serde_json::json!({"task_id": task}))
+            .with_idempotency_key(format!("plan:{task}").parse().unwrap())
+    };
+    let plan = |task: &str, version| PlanRow {
+        task_id: task.into(),
+        version,
+        graph: "{\"steps\":[]}".into(),
+        status: "proposed".into(),
+        checked: "{}".into(),
+        author: "user:a".into(),
+        created_at_us: 11,
+    };
+    let jobs = || async {
+        let all = JobFilter { limit: 100, ..JobFilter::default() };
+        s.jobs(&all)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|j| j.payload["task_id"].clone())
+            .collect::<Vec<_>>()
+    };
+
+    let t = s
+        .create_task(
+            &task("task_c1", Some("key-c")),
+            Some(&plan("task_c1", 1)),
+            &job("task_c1"),
+            12,
+        )
+        .await
+        .unwrap();
+    assert_eq!((t.id.as_str(), t.status.as_str(), t.created_at_us), ("task_c1", "planning", 10));
+    let plans = s.plans("task_c1").await.unwrap();
+    assert_eq!(plans.len(), 1);
+    assert_eq!((plans[0].version, plans[0].status.as_str()), (1, "proposed"));
+    assert_eq!(jobs().await, [serde_json::json!("task_c1")]);
+
+    // Without a plan (the planner makes one): the task and its job.
+    s.create_task(&task("task_c2", None), None, &job("task_c2"), 12).await.unwrap();
+    assert!(s.plans("task_c2").await.unwrap().is_empty());
+    assert_eq!(jobs().await.len(), 2);
+
+    // The same idempotency key: the first task, and nothing written.
+    let again = s
+        .create_task(
+            &task("task_c3", Some("key-c")),
+            Some(&plan("task_c3", 1)),
+            &job("task_c3"),
+            13,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.id, "task_c1");
+    assert!(s.task("task_c3").await.unwrap().is_none());
+    assert!(s.plans("task_c3").await.unwrap().is_empty());
+    assert_eq!(jobs().await.len(), 2, "no job for a task that was not created");
+
+    // A job that cannot be stored (its key names other work) takes the task and plan back.
+    let clash = NewJob::new("task.plan".parse().unwrap(), serde_json::json!({"task_id": "other"}))
+        .with_idempotency_key("plan:task_c1".parse().unwrap());
+    let err = s.create_task(&task("task_c4", None), Some(&plan("task_c4", 1)), &clash, 14).await;
+    assert!(matches!(err, Err(StoreError::Conflict(_))), "{err:?}");
+    assert!(s.task("task_c4").await.unwrap().is_none(), "rolled back with the job");
+    assert!(s.plans("task_c4").await.unwrap().is_empty());
+    // A taken id without a key is a conflict, and the writer goes on.
+    let taken = s.create_task(&task("task_c2", None), None, &job("task_c5"), 15).await;
+    assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+    s.create_task(&task("task_c6", None), None, &job("task_c6"), 16).await.unwrap();
+    assert_eq!(jobs().await.len(), 3);
+}

@@ -171,7 +171,11 @@ pub(super) fn to_tools(tools: Vec<WireTool>) -> ApiResult<Vec<ToolDefinition>> {
                     "tool {name:?}: parameters is a JSON Schema object"
                 )));
             }
-            Ok(ToolDefinition { name, description: t.function.description, parameters })
+            Ok(ToolDefinition {
+                name,
+                description: t.function.description,
+                parameters: parameters.into(),
+            })
         })
         .collect()
 }
