@@ -51,7 +51,7 @@ async fn the_request_has_anthropic_s_shape() {
     assert_eq!(sent.header("anthropic-version"), Some("2023-06-01"));
     assert_eq!(sent.header("authorization"), None);
     assert_eq!(
-        sent.body,
+        *sent.body,
         json!({
             "model": "fake-chat",
             "max_tokens": 4096,

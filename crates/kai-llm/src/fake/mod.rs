@@ -47,7 +47,7 @@ pub struct RecordedRequest {
     pub path: String,
     pub headers: HeaderMap,
     /// The JSON body (`Null` when there was none or it was not JSON).
-    pub body: Value,
+    pub body: Arc<Value>,
 }
 
 impl RecordedRequest {

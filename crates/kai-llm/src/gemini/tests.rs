@@ -52,7 +52,7 @@ async fn the_request_has_gemini_s_shape() {
     assert_eq!(sent[1].path, "/v1beta/models/fake-chat:streamGenerateContent?alt=sse");
     assert_eq!(sent[0].header("x-goog-api-key"), Some(KEY));
     assert_eq!(
-        sent[0].body,
+        *sent[0].body,
         json!({
             "contents": [
                 { "role": "user", "parts": [{ "text": "q" }] },
@@ -81,7 +81,7 @@ async fn several_inputs_use_batch_embed_contents() {
     let sent = &fake.requests()[0];
     assert_eq!(sent.path, "/v1beta/models/fake-embed:batchEmbedContents");
     assert_eq!(
-        sent.body,
+        *sent.body,
         json!({ "requests": [
             { "model": "models/fake-embed", "content": { "parts": [{ "text": "a" }] } },
             { "model": "models/fake-embed", "content": { "parts": [{ "text": "b" }] } },

@@ -44,7 +44,7 @@ async fn the_request_has_ollama_s_shape() {
     assert_eq!(sent.path, "/api/chat");
     assert_eq!(sent.header("authorization"), None, "no key, no header");
     assert_eq!(
-        sent.body,
+        *sent.body,
         json!({
             "model": "fake-chat",
             "messages": [

@@ -52,7 +52,7 @@ async fn the_request_has_openai_s_shape() {
     assert_eq!((sent.method.as_str(), sent.path.as_str()), ("POST", "/v1/chat/completions"));
     assert_eq!(sent.header("authorization"), Some("Bearer sk-abc"));
     assert_eq!(
-        sent.body,
+        *sent.body,
         json!({
             "model": "gpt-x",
             "messages": [
@@ -81,7 +81,7 @@ async fn embeddings_request_floats_for_all_inputs() {
     let sent = &fake.requests()[0];
     assert_eq!(sent.path, "/v1/embeddings");
     assert_eq!(
-        sent.body,
+        *sent.body,
         json!({ "model": "fake-embed", "input": ["a", "b"], "encoding_format": "float" })
     );
 }

@@ -129,9 +129,11 @@ pub struct Agents {
     identities: tokio::sync::Mutex<BTreeMap<AgentId, Arc<Identity>>>,
     /// Agents recently read, for [`Agents::get`] (every step of a task asks for its agent).
     views: std::sync::Mutex<BTreeMap<String, (AgentView, std::time::Instant)>>,
+    /// [`Agents::capabilities`] as last read (every submitted plan is checked against it).
+    caps: std::sync::Mutex<Option<(Arc<BTreeMap<AgentId, AgentCaps>>, std::time::Instant)>>,
 }
 
-/// How long [`Agents::get`] trusts an agent it read. Every change made through this node
+/// How long [`Agents::get`] and [`Agents::capabilities`] trust what they read. Every change made through this node
 /// forgets the agent at once; the TTL bounds how long a change made by another node sharing
 /// the database (PostgreSQL) takes to be seen.
 const VIEW_TTL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -148,6 +150,7 @@ impl Agents {
             vault,
             identities: tokio::sync::Mutex::new(BTreeMap::new()),
             views: std::sync::Mutex::new(BTreeMap::new()),
+            caps: std::sync::Mutex::new(None),
         }
     }
 
@@ -293,6 +296,7 @@ impl Agents {
     /// Forgets what [`Agents::get`] cached about `id` (after any change to it).
     fn forget(&self, id: &str) {
         self.cached().remove(id);
+        *self.caps.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
     pub async fn list(&self) -> Result<Vec<AgentView>> {
@@ -438,8 +442,20 @@ impl Agents {
         }
     }
 
-    /// What each agent may do, for plan checks.
-    pub async fn capabilities(&self) -> Result<BTreeMap<AgentId, AgentCaps>> {
+    /// What each agent may do, for plan checks: read from the store at most [`VIEW_TTL`] ago.
+    pub async fn capabilities(&self) -> Result<Arc<BTreeMap<AgentId, AgentCaps>>> {
+        let cached = || self.caps.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((caps, at)) = cached().as_ref()
+            && at.elapsed() < VIEW_TTL
+        {
+            return Ok(caps.clone());
+        }
+        let caps = Arc::new(self.read_capabilities().await?);
+        *cached() = Some((caps.clone(), std::time::Instant::now()));
+        Ok(caps)
+    }
+
+    async fn read_capabilities(&self) -> Result<BTreeMap<AgentId, AgentCaps>> {
         Ok(self
             .list()
             .await?

@@ -83,6 +83,11 @@ async fn builtins_files_lifecycle_and_identities_survive_a_restart() {
     let caps = again.capabilities().await.unwrap();
     let scraper = &caps[&id.parse().unwrap()];
     assert!(scraper.runnable && scraper.tools.contains_key("http_fetch"));
+    // The plan check's view is cached, and a transition through the registry is seen at once.
+    again.transition(id, LifecycleAction::Suspend, None, "user:o", "test", &f.audit).await.unwrap();
+    assert!(!again.capabilities().await.unwrap()[&id.parse().unwrap()].runnable);
+    again.transition(id, LifecycleAction::Resume, None, "user:o", "test", &f.audit).await.unwrap();
+    assert!(again.capabilities().await.unwrap()[&id.parse().unwrap()].runnable);
 
     // Every transition is in the audit log.
     let actions: Vec<String> =

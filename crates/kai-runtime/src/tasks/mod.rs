@@ -360,7 +360,7 @@ impl Tasks {
     /// What a plan is checked against: the registry's agents, the tools, the step budget.
     pub(crate) async fn plan_context(&self, budget: &TaskBudget) -> Result<PlanContext> {
         Ok(PlanContext {
-            agents: self.agents.capabilities().await?,
+            agents: self.agents.capabilities().await?.as_ref().clone(),
             tools: self.tools.registry.names().into_iter().map(str::to_owned).collect(),
             default_agent: EXECUTOR.parse::<AgentId>().unwrap_or_else(|e| unreachable!("{e}")),
             max_steps: budget.max_steps as usize,
