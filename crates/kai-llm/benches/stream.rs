@@ -36,7 +36,7 @@ fn setup() -> Setup {
     let provider = build_provider(&fake.config(), None).expect("provider");
     // The exact body the adapter sends, so both sides get the same response.
     runtime.block_on(drain_adapter(&provider));
-    let body = fake.requests().pop().expect("one request").body;
+    let body = serde_json::Value::clone(&fake.requests().pop().expect("one request").body);
     Setup {
         url: format!("{}/chat/completions", fake.base_url()),
         runtime,

@@ -130,8 +130,11 @@ pub struct Agents {
     /// Agents recently read, for [`Agents::get`] (every step of a task asks for its agent).
     views: std::sync::Mutex<BTreeMap<String, (AgentView, std::time::Instant)>>,
     /// [`Agents::capabilities`] as last read (every submitted plan is checked against it).
-    caps: std::sync::Mutex<Option<(Arc<BTreeMap<AgentId, AgentCaps>>, std::time::Instant)>>,
+    caps: std::sync::Mutex<Option<(Caps, std::time::Instant)>>,
 }
+
+/// What each agent may do ([`Agents::capabilities`]).
+pub type Caps = Arc<BTreeMap<AgentId, AgentCaps>>;
 
 /// How long [`Agents::get`] and [`Agents::capabilities`] trust what they read. Every change made through this node
 /// forgets the agent at once; the TTL bounds how long a change made by another node sharing
@@ -443,7 +446,7 @@ impl Agents {
     }
 
     /// What each agent may do, for plan checks: read from the store at most [`VIEW_TTL`] ago.
-    pub async fn capabilities(&self) -> Result<Arc<BTreeMap<AgentId, AgentCaps>>> {
+    pub async fn capabilities(&self) -> Result<Caps> {
         let cached = || self.caps.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((caps, at)) = cached().as_ref()
             && at.elapsed() < VIEW_TTL
