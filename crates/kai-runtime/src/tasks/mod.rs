@@ -315,8 +315,9 @@ impl Tasks {
         if stored.id != row.id {
             return Ok(stored);
         }
-        self.queue.wake();
-        // The audit entry and the events together, so that they share their disk flushes.
+        // The audit entry and the events together, so that they share their disk flushes;
+        // then the workers are woken, so that on a quiet node the plan job's events come after
+        // these (a busy node's workers may claim the job sooner, as before).
         let record = audit.record(
             &s.owner,
             "task.submit",
@@ -337,6 +338,7 @@ impl Tasks {
             }
         };
         let (recorded, ()) = tokio::join!(record, events);
+        self.queue.wake();
         recorded?;
         Ok(stored)
     }
