@@ -227,7 +227,7 @@ impl PgStore {
     }
 
     async fn task_read(&self, id: &str) -> StoreResult<Option<crate::TaskRow>> {
-        let row = sqlx::query("SELECT * FROM tasks WHERE id = $1")
+        let row = sqlx::query(crate::sql_tasks::TASK)
             .bind(id)
             .fetch_optional(&mut *self.read_conn().await?)
             .await?;
@@ -329,10 +329,7 @@ impl PgStore {
         Self::queue_insert(&mut tx, std::slice::from_ref(job), now_us)
             .await
             .map_err(crate::sql_tasks::insert_error)?;
-        let row = sqlx::query("SELECT * FROM tasks WHERE id = $1")
-            .bind(&task.id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let row = sqlx::query(crate::sql_tasks::TASK).bind(&task.id).fetch_one(&mut *tx).await?;
         tx.commit().await?;
         Self::task_from_row(&row).map(Some)
     }

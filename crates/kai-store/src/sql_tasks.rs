@@ -663,6 +663,9 @@ macro_rules! question_row {
 pub(crate) use question_row;
 
 /// A task's plans, oldest first (`$1` the task).
+/// A task by id.
+pub(crate) const TASK: &str = "SELECT * FROM tasks WHERE id = $1";
+
 pub(crate) const PLANS: &str = "SELECT * FROM plans WHERE task_id = $1 ORDER BY version";
 /// One plan (`$1` the task, `$2` the version).
 pub(crate) const PLAN: &str = "SELECT * FROM plans WHERE task_id = $1 AND version = $2";

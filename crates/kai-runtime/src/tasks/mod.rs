@@ -333,8 +333,8 @@ impl Tasks {
                 json!({"goal": row.goal, "source": row.source, "owner": row.owner}),
             )
             .await;
-            if let Some((plan, checked)) = &plan {
-                self.proposed(plan, checked).await;
+            if let Some((plan, event)) = plan {
+                self.publish(&plan.task_id, None, "PLAN_PROPOSED", event).await;
             }
         };
         let (recorded, ()) = tokio::join!(record, events);

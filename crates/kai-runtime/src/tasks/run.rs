@@ -161,15 +161,15 @@ impl Tasks {
         author: &str,
     ) -> Result<PlanRow, TaskError> {
         let version = self.store.plans(&task.id).await?.last().map_or(1, |p| p.version + 1);
-        let (row, checked) = self.checked_plan(task, graph, author, version).await?;
+        let (row, event) = self.checked_plan(task, graph, author, version).await?;
         self.store.insert_plan(&row).await?;
-        self.proposed(&row, &checked).await;
+        self.publish(&row.task_id, None, "PLAN_PROPOSED", event).await;
         Ok(row)
     }
 
-    /// `graph` as plan `version` of `task`, with what its check found (its repairs, order and
-    /// the steps that need approval), if it passes the check; else the problems, which the API
-    /// shows.
+    /// `graph` as plan `version` of `task` if it passes its check (else the problems, which the
+    /// API shows), with the payload of its `PLAN_PROPOSED` event: the graph and what the check
+    /// found (its repairs, order and the steps that need approval).
     pub(crate) async fn checked_plan(
         &self,
         task: &TaskRow,
@@ -184,29 +184,17 @@ impl Tasks {
                 problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
             ))
         })?;
-        let checked = serde_json::to_value(&checked).unwrap_or_default();
         let row = PlanRow {
             task_id: task.id.clone(),
             version,
             graph: serde_json::to_string(&graph).unwrap_or_default(),
             status: "proposed".into(),
-            checked: checked.to_string(),
+            checked: serde_json::to_string(&checked).unwrap_or_default(),
             author: author.into(),
             created_at_us: now_us(),
         };
-        Ok((row, checked))
-    }
-
-    /// Tells the bus about a stored plan proposal.
-    pub(crate) async fn proposed(&self, plan: &PlanRow, checked: &Value) {
-        let graph: Value = serde_json::from_str(&plan.graph).unwrap_or_default();
-        self.publish(
-            &plan.task_id,
-            None,
-            "PLAN_PROPOSED",
-            json!({"version": plan.version, "graph": graph, "checked": checked}),
-        )
-        .await;
+        let event = json!({"version": version, "graph": graph, "checked": checked});
+        Ok((row, event))
     }
 
     /// Rejects the proposed plan, which ends the task.

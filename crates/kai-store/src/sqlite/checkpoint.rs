@@ -37,11 +37,11 @@ use crate::sqlite_conns::Conns;
 
 /// Least time between two checkpoints, so that a busy log is copied in large runs (each
 /// checkpoint that copies anything flushes the log and the database).
-pub(super) const INTERVAL: Duration = Duration::from_millis(100);
+const INTERVAL: Duration = Duration::from_millis(100);
 
 /// Log pages (4 KiB each) from which a checkpoint finishes under the writers' turn, so that
 /// the log starts over (SQLite's own checkpoints start at 1,000).
-pub(super) const RESTART_PAGES: i64 = 1000;
+const RESTART_PAGES: i64 = 1000;
 
 /// Wakes the checkpointer; dropping every clone stops the thread (SQLite checkpoints the log
 /// itself when the store's last connection closes).
@@ -116,6 +116,6 @@ fn checkpoint_to_end(conn: &Connection, turn: &Conns) -> StoreResult<()> {
 }
 
 /// One passive checkpoint: `(log pages, pages copied)`.
-pub(super) fn checkpoint(conn: &Connection) -> StoreResult<(i64, i64)> {
+fn checkpoint(conn: &Connection) -> StoreResult<(i64, i64)> {
     Ok(conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(1)?, r.get(2)?)))?)
 }

@@ -30,6 +30,7 @@ static INSERT_USAGE: LazyLock<String> = LazyLock::new(|| {
 static STEP_OUTPUTS: LazyLock<String> =
     LazyLock::new(|| positional(crate::sql_tasks::STEP_OUTPUTS));
 static SUCCEED: LazyLock<String> = LazyLock::new(|| positional(sql_queue::SUCCEED));
+static TASK: LazyLock<String> = LazyLock::new(|| positional(crate::sql_tasks::TASK));
 static PLANS: LazyLock<String> = LazyLock::new(|| positional(crate::sql_tasks::PLANS));
 static PLAN: LazyLock<String> = LazyLock::new(|| positional(crate::sql_tasks::PLAN));
 static QUESTIONS: LazyLock<String> = LazyLock::new(|| positional(crate::sql_tasks::QUESTIONS));
@@ -51,11 +52,7 @@ static APPROVAL: LazyLock<[String; 5]> = LazyLock::new(|| {
 #[allow(clippy::unused_async)]
 impl SqliteStore {
     pub(super) async fn task_read(&self, id: &str) -> StoreResult<Option<TaskRow>> {
-        self.direct.read(|c| {
-            Ok(c.prepare_cached("SELECT * FROM tasks WHERE id = ?1")?
-                .query_row([id], task_row)
-                .optional()?)
-        })
+        self.direct.read(|c| Ok(c.prepare_cached(&TASK)?.query_row([id], task_row).optional()?))
     }
 
     pub(super) async fn step_read(
@@ -226,10 +223,7 @@ impl SqliteStore {
                 }
                 insert_jobs(c, std::slice::from_ref(&job), now_us)
                     .map_err(crate::sql_tasks::insert_error)?;
-                Ok(Some(
-                    c.prepare_cached("SELECT * FROM tasks WHERE id = ?1")?
-                        .query_row([&task.id], task_row)?,
-                ))
+                Ok(Some(c.prepare_cached(&TASK)?.query_row([&task.id], task_row)?))
             })
             .await
     }
